@@ -1,0 +1,79 @@
+// Ingestor: the whole write step, independent of any HTTP stack.
+//
+// ingest() runs, in order: content checks (type, encoding, size), name
+// checks, parse(), authorization, then Storage::append(). It returns the
+// Status to answer with; Status::http_status() and Status::name() give the
+// HTTP status and stable error code, so a program with its own HTTP server
+// answers exactly as writeapi-server does. Nothing is stored unless every
+// check passed.
+//
+// Thread-safety: ingest() may be called concurrently. The Authorizer and
+// Storage must outlive the Ingestor and be thread-safe themselves.
+#ifndef WRITEAPI_INGEST_H_
+#define WRITEAPI_INGEST_H_
+
+#include <cstddef>
+#include <string>
+#include <string_view>
+
+#include "writeapi/auth.h"
+#include "writeapi/parse.h"
+#include "writeapi/status.h"
+#include "writeapi/storage.h"
+
+namespace writeapi {
+
+// Default request body limit: 10 MiB.
+inline constexpr std::size_t kDefaultMaxBodyBytes = 10 * 1024 * 1024;
+
+struct IngestOptions {
+  // Largest body accepted, in bytes, after gzip decompression. Bigger
+  // bodies get payload_too_large. Default 10 MiB (the API's limit).
+  std::size_t max_body_bytes = kDefaultMaxBodyBytes;
+  ParseOptions parse;
+};
+
+struct IngestRequest {
+  std::string_view bucket;            // percent-decoded path segment
+  std::string_view key;               // percent-decoded path segment
+  std::string_view content_type;      // Content-Type header; empty if absent
+  std::string_view content_encoding;  // Content-Encoding; empty = identity
+  std::string_view body;              // as received (maybe gzip)
+};
+
+struct IngestResult {
+  std::size_t items = 0;        // items stored
+  std::size_t bytes_stored = 0; // bytes of JSON Lines stored
+  std::string device_id;        // deviceId of the request, if any
+};
+
+class Ingestor {
+ public:
+  Ingestor(const Authorizer* authorizer, Storage* storage,
+           IngestOptions options = IngestOptions());
+
+  // Validates, authorizes and stores one request. On return
+  // result->device_id is set whenever the body parsed (for logging).
+  Status ingest(const IngestRequest& request, IngestResult* result) const;
+
+  const IngestOptions& options() const { return options_; }
+
+ private:
+  const Authorizer* authorizer_;
+  Storage* storage_;
+  IngestOptions options_;
+};
+
+// Ok when `content_type` is application/json (any case, parameters such as
+// charset=utf-8 allowed); unsupported_media_type otherwise.
+Status check_content_type(std::string_view content_type);
+
+// Inflates a gzip (or zlib) stream into *out, failing with
+// payload_too_large as soon as the output would exceed `max_bytes`, and with
+// bad_request on corrupt data.
+Status gunzip(std::string_view compressed, std::size_t max_bytes,
+              std::string* out);
+
+}  // namespace writeapi
+
+#endif  // WRITEAPI_INGEST_H_

@@ -1,0 +1,84 @@
+// Parsing a Write API request body.
+//
+// parse() validates an entire request body as JSON (RFC 8259, UTF-8) and
+// extracts what ingestion needs: the access key, the optional device ID and
+// the items of "data", already laid out as JSON Lines. It knows nothing about
+// HTTP; the server and embedders call it (usually through Ingestor).
+//
+// Body shape: {"accessKey": string, "deviceId": optional string,
+//              "data": any JSON value except null}
+//   - A top-level array in "data" is split: each element is one item ("[]"
+//     is zero items). Any other value is one item. Items may not be null.
+//   - Each item becomes one line: the item with the whitespace outside its
+//     strings removed, every other byte exactly as the client sent it
+//     (numbers and escapes are not rewritten), followed by '\n'.
+//   - Other top-level fields are validated as JSON and then ignored.
+//   - Numbers are checked against the JSON grammar, never converted, so
+//     integers beyond 64 bits and exponents beyond double range are kept.
+//   - Strings must be valid UTF-8 and escapes must be valid; an escaped
+//     UTF-16 surrogate must be part of a pair (as simdjson requires).
+//
+// Thread-safety: parse() is reentrant. A ParsedRequest must not be shared
+// between threads while parse() writes to it; reusing one per thread keeps
+// its buffers' capacity and avoids allocation on the hot path.
+#ifndef WRITEAPI_PARSE_H_
+#define WRITEAPI_PARSE_H_
+
+#include <cstddef>
+#include <string>
+#include <string_view>
+
+#include "writeapi/status.h"
+
+namespace writeapi {
+
+struct ParseOptions {
+  // Deepest nesting of arrays and objects accepted, counting the top-level
+  // object as depth 1. Deeper bodies get ErrorCode::too_deep. Default 1024
+  // matches simdjson's default; parse() never recurses, so this bounds the
+  // parser's stack only through its own depth array (one byte per level).
+  std::size_t max_depth = 1024;
+};
+
+// Longest deviceId accepted, in bytes after unescaping.
+inline constexpr std::size_t kMaxDeviceIdBytes = 256;
+
+struct ParsedRequest {
+  std::string access_key;   // unescaped value of "accessKey"
+  bool has_device_id = false;
+  std::string device_id;    // unescaped value of "deviceId" (if present)
+  std::string lines;        // items as JSON Lines, each ending in '\n'
+  std::size_t item_count = 0;
+
+  // Resets the fields, keeping buffer capacity.
+  void clear() noexcept {
+    access_key.clear();
+    has_device_id = false;
+    device_id.clear();
+    lines.clear();
+    item_count = 0;
+  }
+};
+
+// Parses `body` into `*out` (cleared first).
+//
+// Returns ok, or:
+//   invalid_utf8       the body is not UTF-8
+//   invalid_json       syntax, bad escape, bad number or literal, trailing data
+//   too_deep           nesting beyond options.max_depth
+//   not_an_object      the top-level value is not an object
+//   duplicate_field    accessKey, deviceId, data (or any top-level field) twice
+//   invalid_field      accessKey or deviceId is not a string
+//   missing_field      "data" is absent
+//   null_data          "data" is null, or an item of a data array is null
+//   invalid_device_id  deviceId empty, over 256 bytes, or has control chars
+//   missing_access_key "accessKey" absent or empty
+// Syntax errors take precedence: a body that is not valid JSON is always
+// invalid_json/invalid_utf8/too_deep, whatever else is wrong with it.
+// On error, `*out` holds no usable data.
+Status parse(std::string_view body, ParsedRequest* out,
+             const ParseOptions& options = ParseOptions());
+
+}  // namespace writeapi
+
+#endif  // WRITEAPI_PARSE_H_

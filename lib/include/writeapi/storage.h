@@ -1,0 +1,121 @@
+// Storage: where accepted items go.
+//
+// A Storage keeps objects: append-only sequences of JSON Lines, one per
+// (bucket, key). Ingestor hands it one batch per request; the batch is
+// either stored whole or not at all. Backends are private and built by
+// factories (make_file_storage, make_memory_storage); a program that embeds
+// libwriteapi may implement Storage itself (see examples/embed).
+//
+// Contract every backend honours (tests/unit/storage_contract_test.cpp runs
+// the same suite against each):
+//   - append() returns ok only once the lines are stored as promised by the
+//     backend's durability policy; on error, none of the batch is visible.
+//   - The lines of one append are contiguous in the object: concurrent
+//     appends to one object never interleave.
+//   - read_object() returns the object's lines in append order, byte for
+//     byte; list_keys() returns the keys of a bucket that hold data.
+//
+// Thread-safety: all methods may be called concurrently from any thread.
+#ifndef WRITEAPI_STORAGE_H_
+#define WRITEAPI_STORAGE_H_
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "writeapi/status.h"
+
+namespace writeapi {
+
+// One request's worth of lines for one object.
+struct AppendBatch {
+  std::string_view bucket;     // a valid name (see names.h)
+  std::string_view key;        // a valid name
+  std::string_view device_id;  // empty when the request had none
+  std::string_view lines;      // item_count complete lines, each ending '\n'
+  std::size_t item_count = 0;
+};
+
+// Counters a backend exposes for monitoring. All monotonic since start.
+struct StorageStats {
+  std::uint64_t appends = 0;          // batches stored
+  std::uint64_t bytes_written = 0;    // bytes of lines stored
+  std::uint64_t syncs = 0;            // durability syncs (fdatasync rounds)
+  std::uint64_t synced_appends = 0;   // batches covered by those syncs
+  std::uint64_t torn_tails_repaired = 0;
+  std::uint64_t write_errors = 0;     // failed appends (any cause)
+  std::uint64_t open_objects = 0;     // gauge: objects with an open handle
+};
+
+class Storage {
+ public:
+  virtual ~Storage() = default;
+
+  // Appends batch.lines to the object (batch.bucket, batch.key), creating
+  // it if needed. An empty batch (item_count 0) succeeds without touching
+  // storage. Returns ok when stored; insufficient_storage (no space or
+  // quota), storage_error (I/O error, failed sync) or storage_unavailable
+  // (remote store unreachable) otherwise, with nothing of the batch kept.
+  virtual Status append(const AppendBatch& batch) = 0;
+
+  // Fills *keys with the keys of `bucket` that hold an object, sorted.
+  // An unknown bucket yields an empty list and ok.
+  virtual Status list_keys(std::string_view bucket,
+                           std::vector<std::string>* keys) = 0;
+
+  // Reads the whole object into *contents. An object never written reads
+  // as empty (ok).
+  virtual Status read_object(std::string_view bucket, std::string_view key,
+                             std::string* contents) = 0;
+
+  // Snapshot of the backend's counters.
+  virtual StorageStats stats() const { return {}; }
+};
+
+// When an append is acknowledged relative to the disk.
+enum class FsyncPolicy {
+  // fdatasync (plus the directory entry of new objects) before append()
+  // returns. Concurrent appends share syncs (group commit). Nothing
+  // acknowledged is lost on a crash or power failure.
+  always,
+  // A background thread syncs dirty objects every fsync_interval. A power
+  // failure can lose up to that interval of acknowledged lines (a process
+  // crash loses nothing: the lines are in the page cache).
+  interval,
+  // Never sync; the OS writes back when it likes (typically within 30 s).
+  never,
+};
+
+struct FileStorageOptions {
+  // Root directory; objects live at <data_dir>/<bucket>/<key>.jsonl.
+  // Created if missing.
+  std::string data_dir = "data";
+  FsyncPolicy fsync = FsyncPolicy::always;
+  // Period of background syncs for FsyncPolicy::interval.
+  std::chrono::milliseconds fsync_interval{1000};
+  // File descriptors kept open (least recently used are closed beyond it).
+  // Higher keeps more hot objects at one write per append; each costs a
+  // descriptor. Default 1024.
+  std::size_t max_open_files = 1024;
+  // Receives one line per notable event (torn tail repaired, write error on
+  // an object, failed sync). Default: standard error.
+  std::function<void(std::string_view)> log;
+};
+
+// Opens a file store at options.data_dir. On failure (directory not
+// creatable or not writable, or held by another process) returns nullptr
+// and sets *status.
+std::unique_ptr<Storage> make_file_storage(const FileStorageOptions& options,
+                                           Status* status);
+
+// An in-memory store, for tests and embedders. Nothing survives the process.
+std::unique_ptr<Storage> make_memory_storage();
+
+}  // namespace writeapi
+
+#endif  // WRITEAPI_STORAGE_H_

@@ -1,0 +1,145 @@
+#include "writeapi/ingest.h"
+
+#include <zlib.h>
+
+#include <string>
+
+#include "writeapi/names.h"
+
+namespace writeapi {
+namespace {
+
+bool iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    char x = a[i], y = b[i];
+    if (x >= 'A' && x <= 'Z') x = static_cast<char>(x - 'A' + 'a');
+    if (y >= 'A' && y <= 'Z') y = static_cast<char>(y - 'A' + 'a');
+    if (x != y) return false;
+  }
+  return true;
+}
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+// Per-thread buffers: parsing and inflating reuse their capacity.
+struct ThreadBuffers {
+  ParsedRequest parsed;
+  std::string inflated;
+};
+
+ThreadBuffers& thread_buffers() {
+  thread_local ThreadBuffers buffers;
+  return buffers;
+}
+
+// Buffers above this size are released after the request, so one 10 MiB
+// request does not pin 10 MiB per thread forever.
+constexpr std::size_t kKeepBufferBytes = 1 << 20;
+
+void trim_buffer(std::string* s) {
+  if (s->capacity() > kKeepBufferBytes) std::string().swap(*s);
+}
+
+}  // namespace
+
+Status check_content_type(std::string_view content_type) {
+  std::string_view media = trim(content_type.substr(0, content_type.find(';')));
+  if (iequals(media, "application/json")) return Status();
+  if (content_type.empty())
+    return Status(ErrorCode::unsupported_media_type, "send the header Content-Type: application/json");
+  return Status(ErrorCode::unsupported_media_type,
+                "the body must be JSON; send the header Content-Type: application/json");
+}
+
+Status gunzip(std::string_view compressed, std::size_t max_bytes, std::string* out) {
+  out->clear();
+  z_stream stream{};
+  if (inflateInit2(&stream, 15 + 32) != Z_OK)  // 15 + 32: gzip or zlib header
+    return Status(ErrorCode::internal_error, "cannot initialise zlib");
+  stream.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(compressed.data()));
+  stream.avail_in = static_cast<uInt>(compressed.size());
+  Status status;
+  char chunk[1 << 16];
+  for (;;) {
+    stream.next_out = reinterpret_cast<Bytef*>(chunk);
+    stream.avail_out = sizeof chunk;
+    int rc = inflate(&stream, Z_NO_FLUSH);
+    std::size_t produced = sizeof chunk - stream.avail_out;
+    if (out->size() + produced > max_bytes) {
+      status = Status(ErrorCode::payload_too_large, "the decompressed body exceeds the size limit");
+      break;
+    }
+    out->append(chunk, produced);
+    if (rc == Z_STREAM_END) {
+      if (stream.avail_in != 0)
+        status = Status(ErrorCode::bad_request, "unexpected data after the gzip stream");
+      break;
+    }
+    if (rc != Z_OK || (produced == 0 && stream.avail_in == 0)) {
+      status = Status(ErrorCode::bad_request, "the body is not valid gzip data");
+      break;
+    }
+  }
+  inflateEnd(&stream);
+  return status;
+}
+
+Ingestor::Ingestor(const Authorizer* authorizer, Storage* storage, IngestOptions options)
+    : authorizer_(authorizer), storage_(storage), options_(options) {}
+
+Status Ingestor::ingest(const IngestRequest& request, IngestResult* result) const {
+  result->items = 0;
+  result->bytes_stored = 0;
+  result->device_id.clear();
+  if (Status s = validate_name(request.bucket, "bucket"); !s.ok()) return s;
+  if (Status s = validate_name(request.key, "key"); !s.ok()) return s;
+  if (Status s = check_content_type(request.content_type); !s.ok()) return s;
+
+  ThreadBuffers& buffers = thread_buffers();
+  std::string_view body = request.body;
+  std::string_view encoding = trim(request.content_encoding);
+  if (!encoding.empty() && !iequals(encoding, "identity")) {
+    if (!iequals(encoding, "gzip") && !iequals(encoding, "x-gzip"))
+      return Status(ErrorCode::unsupported_encoding, "Content-Encoding must be gzip or identity");
+    Status s = gunzip(body, options_.max_body_bytes, &buffers.inflated);
+    if (!s.ok()) {
+      trim_buffer(&buffers.inflated);
+      return s;
+    }
+    body = buffers.inflated;
+  }
+  if (body.size() > options_.max_body_bytes)
+    return Status(ErrorCode::payload_too_large, "the body exceeds the size limit of " +
+                                                    std::to_string(options_.max_body_bytes) + " bytes");
+
+  ParsedRequest& parsed = buffers.parsed;
+  Status status = parse(body, &parsed, options_.parse);
+  if (parsed.has_device_id) result->device_id = parsed.device_id;
+  if (status.ok()) status = authorizer_->authorize(request.bucket, parsed.access_key);
+  if (status.ok()) {
+    AppendBatch batch;
+    batch.bucket = request.bucket;
+    batch.key = request.key;
+    batch.device_id = parsed.device_id;
+    batch.lines = parsed.lines;
+    batch.item_count = parsed.item_count;
+    status = storage_->append(batch);
+    if (status.ok()) {
+      result->items = parsed.item_count;
+      result->bytes_stored = parsed.lines.size();
+    }
+  }
+  // The access key is wiped from the reused buffer as soon as it is checked.
+  parsed.access_key.assign(parsed.access_key.size(), '\0');
+  parsed.access_key.clear();
+  trim_buffer(&parsed.lines);
+  trim_buffer(&buffers.inflated);
+  return status;
+}
+
+}  // namespace writeapi
