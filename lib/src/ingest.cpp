@@ -104,8 +104,8 @@ Status Ingestor::ingest(const IngestRequest& request, IngestResult* result) cons
   std::string_view body = request.body;
   std::string_view encoding = trim(request.content_encoding);
   if (!encoding.empty() && !iequals(encoding, "identity")) {
-    if (!iequals(encoding, "gzip") && !iequals(encoding, "x-gzip"))
-      return Status(ErrorCode::unsupported_encoding, "Content-Encoding must be gzip or identity");
+    if (!iequals(encoding, "gzip") && !iequals(encoding, "x-gzip") && !iequals(encoding, "deflate"))
+      return Status(ErrorCode::unsupported_encoding, "Content-Encoding must be gzip, deflate or absent");
     Status s = gunzip(body, options_.max_body_bytes, &buffers.inflated);
     if (!s.ok()) {
       trim_buffer(&buffers.inflated);

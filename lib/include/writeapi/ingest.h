@@ -37,7 +37,8 @@ struct IngestRequest {
   std::string_view bucket;            // percent-decoded path segment
   std::string_view key;               // percent-decoded path segment
   std::string_view content_type;      // Content-Type header; empty if absent
-  std::string_view content_encoding;  // Content-Encoding; empty = identity
+  std::string_view content_encoding;  // Content-Encoding: empty or identity,
+                                      // gzip, x-gzip or deflate (zlib)
   std::string_view body;              // as received (maybe gzip)
 };
 
@@ -68,7 +69,7 @@ class Ingestor {
 // charset=utf-8 allowed); unsupported_media_type otherwise.
 Status check_content_type(std::string_view content_type);
 
-// Inflates a gzip (or zlib) stream into *out, failing with
+// Inflates a gzip (or zlib, for "deflate") stream into *out, failing with
 // payload_too_large as soon as the output would exceed `max_bytes`, and with
 // bad_request on corrupt data.
 Status gunzip(std::string_view compressed, std::size_t max_bytes,

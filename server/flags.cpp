@@ -1,0 +1,132 @@
+#include "flags.h"
+
+#include <fmt/core.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <string_view>
+
+namespace writeapi::server {
+namespace {
+
+constexpr const char* kUsage = R"(Usage: writeapi-server [flags]
+
+Serves the Write API: POST /write/v3/bucket/<bucket>/<key>.
+
+Flags:
+  --host ADDR              address to listen on (default 127.0.0.1; 0.0.0.0 for all)
+  --port N                 TCP port (default 8080)
+  --data-dir DIR           objects go to DIR/<bucket>/<key>.jsonl (default ./data)
+  --keys FILE              keys file with SHA-256 hashes of access keys (default ./keys.json)
+  --max-body BYTES         largest request body, after gzip decompression
+                           (default 10485760 = 10 MiB; suffixes K, M, KiB, MiB accepted)
+  --threads N              worker threads = concurrent connections served (default 512)
+  --fsync MODE             always (default): answer after fdatasync, with group commit;
+                           interval: sync in the background every --fsync-interval-ms;
+                           never: leave write-back to the OS
+  --fsync-interval-ms N    period for --fsync interval (default 1000)
+  --max-open-files N       object files kept open, LRU (default 1024)
+  --access-log DEST        - for standard output (default), off, or a file path
+  --read-timeout-s N       seconds to wait on a stalled client read (default 10)
+  --keep-alive-timeout-s N seconds an idle keep-alive connection is kept (default 5)
+  --help                   print this help
+
+Endpoints: POST /write/v3/bucket/<bucket>/<key>, GET /healthz, GET /metrics.
+Signals: SIGINT/SIGTERM finish requests in flight and exit 0.
+)";
+
+bool parse_size(std::string_view text, std::size_t* out) {
+  std::size_t multiplier = 1;
+  auto ends_with = [&](std::string_view suffix) {
+    if (text.size() > suffix.size() && text.substr(text.size() - suffix.size()) == suffix) {
+      text.remove_suffix(suffix.size());
+      return true;
+    }
+    return false;
+  };
+  if (ends_with("KiB") || ends_with("K") || ends_with("k")) multiplier = 1024;
+  else if (ends_with("MiB") || ends_with("M")) multiplier = 1024 * 1024;
+  if (text.empty()) return false;
+  std::size_t value = 0;
+  for (char c : text) {
+    if (c < '0' || c > '9') return false;
+    if (value > (SIZE_MAX - 9) / 10) return false;
+    value = value * 10 + static_cast<std::size_t>(c - '0');
+  }
+  if (value > SIZE_MAX / multiplier) return false;
+  *out = value * multiplier;
+  return true;
+}
+
+bool parse_int(std::string_view text, int min, int max, int* out) {
+  std::size_t value;
+  if (!parse_size(text, &value) || value < static_cast<std::size_t>(min) || value > static_cast<std::size_t>(max))
+    return false;
+  *out = static_cast<int>(value);
+  return true;
+}
+
+}  // namespace
+
+int parse_flags(int argc, char** argv, ServerConfig* config) {
+  for (int i = 1; i < argc; ++i) {
+    std::string_view flag = argv[i];
+    std::string_view value;
+    // Accept both "--flag value" and "--flag=value".
+    if (auto eq = flag.find('='); flag.substr(0, 2) == "--" && eq != std::string_view::npos) {
+      value = flag.substr(eq + 1);
+      flag = flag.substr(0, eq);
+    } else if (flag != "--help" && flag != "-h") {
+      if (i + 1 >= argc) {
+        fmt::print(stderr, "writeapi-server: {} needs a value (see --help)\n", flag);
+        return 2;
+      }
+      value = argv[++i];
+    }
+    auto bad = [&](const char* want) {
+      fmt::print(stderr, "writeapi-server: {} {}: expected {}\n", flag, value, want);
+      return 2;
+    };
+    int number = 0;
+    if (flag == "--help" || flag == "-h") {
+      fmt::print("{}", kUsage);
+      return -1;
+    } else if (flag == "--host") {
+      config->host = std::string(value);
+    } else if (flag == "--port") {
+      if (!parse_int(value, 0, 65535, &config->port)) return bad("a port number 0-65535");
+    } else if (flag == "--data-dir") {
+      config->data_dir = std::string(value);
+    } else if (flag == "--keys") {
+      config->keys_path = std::string(value);
+    } else if (flag == "--max-body") {
+      if (!parse_size(value, &config->max_body_bytes) || config->max_body_bytes == 0)
+        return bad("a positive size in bytes");
+    } else if (flag == "--threads") {
+      if (!parse_int(value, 1, 65536, &config->threads)) return bad("a thread count 1-65536");
+    } else if (flag == "--fsync") {
+      if (value == "always") config->fsync = FsyncPolicy::always;
+      else if (value == "interval") config->fsync = FsyncPolicy::interval;
+      else if (value == "never") config->fsync = FsyncPolicy::never;
+      else return bad("always, interval or never");
+    } else if (flag == "--fsync-interval-ms") {
+      if (!parse_int(value, 1, 3600000, &number)) return bad("milliseconds 1-3600000");
+      config->fsync_interval = std::chrono::milliseconds(number);
+    } else if (flag == "--max-open-files") {
+      if (!parse_int(value, 1, 1 << 20, &number)) return bad("a count 1-1048576");
+      config->max_open_files = static_cast<std::size_t>(number);
+    } else if (flag == "--access-log") {
+      config->access_log = std::string(value);
+    } else if (flag == "--read-timeout-s") {
+      if (!parse_int(value, 1, 3600, &config->read_timeout_seconds)) return bad("seconds 1-3600");
+    } else if (flag == "--keep-alive-timeout-s") {
+      if (!parse_int(value, 1, 3600, &config->keep_alive_timeout_seconds)) return bad("seconds 1-3600");
+    } else {
+      fmt::print(stderr, "writeapi-server: unknown flag {} (see --help)\n", flag);
+      return 2;
+    }
+  }
+  return 0;
+}
+
+}  // namespace writeapi::server

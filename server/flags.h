@@ -1,0 +1,37 @@
+// Command-line flags of writeapi-server.
+#ifndef WRITEAPI_SERVER_FLAGS_H_
+#define WRITEAPI_SERVER_FLAGS_H_
+
+#include <chrono>
+#include <cstddef>
+#include <string>
+
+#include "writeapi/ingest.h"
+#include "writeapi/storage.h"
+
+namespace writeapi::server {
+
+struct ServerConfig {
+  std::string host = "127.0.0.1";
+  int port = 8080;
+  std::string data_dir = "data";
+  std::string keys_path = "keys.json";
+  std::size_t max_body_bytes = kDefaultMaxBodyBytes;
+  // cpp-httplib serves each keep-alive connection on its own worker, so the
+  // pool bounds concurrent connections: 512 leaves headroom over 256 clients.
+  int threads = 512;
+  FsyncPolicy fsync = FsyncPolicy::always;
+  std::chrono::milliseconds fsync_interval{1000};
+  std::size_t max_open_files = 1024;
+  std::string access_log = "-";  // "-" standard output, "off", or a file
+  int read_timeout_seconds = 10;
+  int keep_alive_timeout_seconds = 5;
+};
+
+// Parses argv into *config. Returns 0 to go on, -1 after printing --help
+// (exit 0), or an exit code after printing an error.
+int parse_flags(int argc, char** argv, ServerConfig* config);
+
+}  // namespace writeapi::server
+
+#endif  // WRITEAPI_SERVER_FLAGS_H_

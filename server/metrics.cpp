@@ -1,0 +1,69 @@
+#include "metrics.h"
+
+#include <fmt/format.h>
+
+namespace writeapi::server {
+
+#ifndef WRITEAPI_VERSION
+#define WRITEAPI_VERSION "unknown"
+#endif
+
+void Metrics::record_request(int status, std::uint64_t items, std::uint64_t bytes, double seconds) {
+  if (status < 0 || status >= static_cast<int>(requests_by_status_.size())) status = 0;
+  requests_by_status_[static_cast<std::size_t>(status)].fetch_add(1, std::memory_order_relaxed);
+  items_.fetch_add(items, std::memory_order_relaxed);
+  bytes_.fetch_add(bytes, std::memory_order_relaxed);
+  std::size_t bucket = 0;
+  while (bucket < kLatencyBounds.size() && seconds > kLatencyBounds[bucket]) ++bucket;
+  latency_buckets_[bucket].fetch_add(1, std::memory_order_relaxed);
+  latency_count_.fetch_add(1, std::memory_order_relaxed);
+  latency_sum_micros_.fetch_add(static_cast<std::uint64_t>(seconds * 1e6), std::memory_order_relaxed);
+}
+
+std::string Metrics::render(const StorageStats& storage) const {
+  fmt::memory_buffer out;
+  auto it = std::back_inserter(out);
+  fmt::format_to(it, "# HELP writeapi_build_info Build information.\n# TYPE writeapi_build_info gauge\n");
+  fmt::format_to(it, "writeapi_build_info{{version=\"{}\",compiler=\"{}\"}} 1\n", WRITEAPI_VERSION, __VERSION__);
+
+  fmt::format_to(it, "# HELP writeapi_http_requests_total HTTP requests by status code.\n"
+                     "# TYPE writeapi_http_requests_total counter\n");
+  for (std::size_t code = 0; code < requests_by_status_.size(); ++code) {
+    auto n = requests_by_status_[code].load(std::memory_order_relaxed);
+    if (n) fmt::format_to(it, "writeapi_http_requests_total{{code=\"{}\"}} {}\n", code, n);
+  }
+  fmt::format_to(it, "# HELP writeapi_items_stored_total Items stored.\n# TYPE writeapi_items_stored_total counter\n"
+                     "writeapi_items_stored_total {}\n", items_.load());
+  fmt::format_to(it, "# HELP writeapi_bytes_stored_total Bytes of JSON Lines stored.\n"
+                     "# TYPE writeapi_bytes_stored_total counter\nwriteapi_bytes_stored_total {}\n", bytes_.load());
+
+  fmt::format_to(it, "# HELP writeapi_request_duration_seconds Time from request to response.\n"
+                     "# TYPE writeapi_request_duration_seconds histogram\n");
+  std::uint64_t cumulative = 0;
+  for (std::size_t i = 0; i < kLatencyBounds.size(); ++i) {
+    cumulative += latency_buckets_[i].load(std::memory_order_relaxed);
+    fmt::format_to(it, "writeapi_request_duration_seconds_bucket{{le=\"{}\"}} {}\n", kLatencyBounds[i], cumulative);
+  }
+  cumulative += latency_buckets_[kLatencyBounds.size()].load(std::memory_order_relaxed);
+  fmt::format_to(it, "writeapi_request_duration_seconds_bucket{{le=\"+Inf\"}} {}\n", cumulative);
+  fmt::format_to(it, "writeapi_request_duration_seconds_sum {:.6f}\n", latency_sum_micros_.load() / 1e6);
+  fmt::format_to(it, "writeapi_request_duration_seconds_count {}\n", latency_count_.load());
+
+  auto counter = [&](const char* name, const char* help, std::uint64_t value) {
+    fmt::format_to(it, "# HELP {0} {1}\n# TYPE {0} counter\n{0} {2}\n", name, help, value);
+  };
+  counter("writeapi_storage_appends_total", "Batches appended by the storage backend.", storage.appends);
+  counter("writeapi_storage_bytes_written_total", "Bytes written by the storage backend.", storage.bytes_written);
+  counter("writeapi_storage_syncs_total", "Durability syncs (fdatasync) performed.", storage.syncs);
+  counter("writeapi_storage_synced_appends_total", "Appends acknowledged by those syncs (group commit).",
+          storage.synced_appends);
+  counter("writeapi_storage_torn_tails_repaired_total", "Objects whose torn last line was cut on open.",
+          storage.torn_tails_repaired);
+  counter("writeapi_storage_write_errors_total", "Appends or syncs that failed.", storage.write_errors);
+  fmt::format_to(it, "# HELP writeapi_storage_open_objects Objects with an open file handle.\n"
+                     "# TYPE writeapi_storage_open_objects gauge\nwriteapi_storage_open_objects {}\n",
+                 storage.open_objects);
+  return fmt::to_string(out);
+}
+
+}  // namespace writeapi::server
