@@ -33,6 +33,7 @@
 #include <utility>
 #include <vector>
 
+#include "file_io.h"
 #include "writeapi/names.h"
 #include "writeapi/storage.h"
 
@@ -94,7 +95,8 @@ int fsync_path(const std::string& dir) {
 
 class FileStorage final : public Storage {
  public:
-  explicit FileStorage(FileStorageOptions options) : options_(std::move(options)) {
+  FileStorage(FileStorageOptions options, std::shared_ptr<FileIo> io)
+      : options_(std::move(options)), io_(std::move(io)) {
     if (!options_.log)
       options_.log = [](std::string_view line) { std::fprintf(stderr, "%.*s\n", int(line.size()), line.data()); };
     if (options_.max_open_files == 0) options_.max_open_files = 1;
@@ -257,7 +259,7 @@ class FileStorage final : public Storage {
   Status open_object(ObjectFile& object) {
     bool new_bucket = false;
     std::string bucket_dir = options_.data_dir + "/" + object.bucket;
-    int fd = ::open(object.path.c_str(), O_WRONLY | O_CLOEXEC);
+    int fd = ::open(object.path.c_str(), O_RDWR | O_CLOEXEC);
     bool created = false;
     if (fd < 0 && errno == ENOENT) {
       if (::mkdir(bucket_dir.c_str(), 0755) == 0) {
@@ -265,7 +267,7 @@ class FileStorage final : public Storage {
       } else if (errno != EEXIST) {
         return log_error(object, errno, "cannot create bucket directory");
       }
-      fd = ::open(object.path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+      fd = ::open(object.path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
       created = fd >= 0;
     }
     if (fd < 0) return log_error(object, errno, "cannot open object");
@@ -309,7 +311,7 @@ class FileStorage final : public Storage {
       }
       end = start;
     }
-    if (::ftruncate(fd, static_cast<off_t>(cut)) != 0 || ::fdatasync(fd) != 0)
+    if (io_->ftruncate(fd, static_cast<off_t>(cut)) != 0 || io_->fdatasync(fd) != 0)
       return log_error(object, errno, "cannot repair torn tail of object");
     torn_tails_++;
     options_.log("repaired torn tail of " + object.path + ": dropped " + std::to_string(size - cut) +
@@ -334,7 +336,7 @@ class FileStorage final : public Storage {
     const std::uint64_t start = object.size;
     std::size_t done = 0;
     while (done < lines.size()) {
-      ssize_t n = ::pwrite(fd, lines.data() + done, lines.size() - done, static_cast<off_t>(start + done));
+      ssize_t n = io_->pwrite(fd, lines.data() + done, lines.size() - done, static_cast<off_t>(start + done));
       if (n > 0) {
         done += static_cast<std::size_t>(n);
         continue;
@@ -342,7 +344,7 @@ class FileStorage final : public Storage {
       if (n < 0 && errno == EINTR) continue;
       int err = n < 0 ? errno : EIO;
       write_errors_++;
-      if (::ftruncate(fd, static_cast<off_t>(start)) != 0) {
+      if (io_->ftruncate(fd, static_cast<off_t>(start)) != 0) {
         // The file's state is unknown: reopen and check the tail next time.
         object.handle.reset();
       }
@@ -391,7 +393,7 @@ class FileStorage final : public Storage {
     int err = 0;
     if (!handle) {
       err = EIO;  // a failed write dropped the handle; nothing to sync
-    } else if (::fdatasync(handle->fd) != 0) {
+    } else if (io_->fdatasync(handle->fd) != 0) {
       err = errno;
     }
     if (err == 0 && bucket_dir) err = fsync_path(options_.data_dir + "/" + object.bucket);
@@ -420,7 +422,7 @@ class FileStorage final : public Storage {
         options_.log("sync of " + object.path + " failed: " + std::strerror(err) +
                      "; cutting back to the last synced length " + std::to_string(object.durable_size));
         if (object.handle) {
-          if (::ftruncate(object.handle->fd, static_cast<off_t>(object.durable_size)) != 0)
+          if (io_->ftruncate(object.handle->fd, static_cast<off_t>(object.durable_size)) != 0)
             options_.log("cannot cut back " + object.path + ": " + std::strerror(errno));
         }
         object.handle.reset();
@@ -442,6 +444,7 @@ class FileStorage final : public Storage {
   }
 
   FileStorageOptions options_;
+  std::shared_ptr<FileIo> io_;
   int lock_fd_ = -1;
 
   mutable std::mutex cache_mu_;
@@ -462,7 +465,12 @@ class FileStorage final : public Storage {
 }  // namespace
 
 std::unique_ptr<Storage> make_file_storage(const FileStorageOptions& options, Status* status) {
-  auto storage = std::make_unique<FileStorage>(options);
+  return make_file_storage_with_io(options, std::make_shared<FileIo>(), status);
+}
+
+std::unique_ptr<Storage> make_file_storage_with_io(const FileStorageOptions& options, std::shared_ptr<FileIo> io,
+                                                   Status* status) {
+  auto storage = std::make_unique<FileStorage>(options, std::move(io));
   Status s = storage->open();
   if (status) *status = s;
   if (!s.ok()) return nullptr;

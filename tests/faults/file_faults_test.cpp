@@ -1,0 +1,217 @@
+// FileStorage under injected write and sync failures (see lib/src/file_io.h):
+// a failed append leaves no byte behind, is answered with the documented
+// code, is logged once per object, and the object works again afterwards.
+#include <fcntl.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <catch2/catch.hpp>
+#include <cerrno>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "file_io.h"
+#include "writeapi/storage.h"
+
+namespace fs = std::filesystem;
+using writeapi::AppendBatch;
+using writeapi::ErrorCode;
+using writeapi::FileIo;
+using writeapi::FsyncPolicy;
+
+namespace {
+
+// Real calls, with failures switched on by the test.
+class FaultyIo : public FileIo {
+ public:
+  // The next pwrite writes at most `bytes` bytes, then later calls fail
+  // with `error` until heal().
+  void fail_writes_after(std::size_t bytes, int error) {
+    std::lock_guard<std::mutex> lock(mu_);
+    budget_ = bytes;
+    write_error_ = error;
+  }
+  void fail_next_sync(int error) { sync_error_ = error; }
+  void heal() {
+    std::lock_guard<std::mutex> lock(mu_);
+    write_error_ = 0;
+  }
+
+  ssize_t pwrite(int fd, const void* data, std::size_t length, off_t offset) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (write_error_ == 0) return ::pwrite(fd, data, length, offset);
+    if (budget_ == 0) {
+      errno = write_error_;
+      return -1;
+    }
+    std::size_t n = std::min(length, budget_);
+    budget_ -= n;
+    return ::pwrite(fd, data, n, offset);  // a short write
+  }
+  int fdatasync(int fd) override {
+    if (int error = sync_error_.exchange(0); error != 0) {
+      ::fdatasync(fd);
+      errno = error;
+      return -1;
+    }
+    return ::fdatasync(fd);
+  }
+
+ private:
+  std::mutex mu_;
+  std::size_t budget_ = 0;
+  int write_error_ = 0;
+  std::atomic<int> sync_error_{0};
+};
+
+struct TempDir {
+  TempDir() {
+    char pattern[] = "/tmp/writeapi-faults-XXXXXX";
+    path = ::mkdtemp(pattern);
+  }
+  ~TempDir() { fs::remove_all(path); }
+  std::string path;
+};
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+struct Harness {
+  explicit Harness(FsyncPolicy policy) {
+    options.data_dir = dir.path + "/data";
+    options.fsync = policy;
+    options.log = [this](std::string_view line) {
+      std::lock_guard<std::mutex> lock(log_mu);
+      log.emplace_back(line);
+    };
+    writeapi::Status status;
+    storage = writeapi::make_file_storage_with_io(options, io, &status);
+    REQUIRE(status.ok());
+  }
+  writeapi::Status append(const char* key, const std::string& lines, std::size_t items) {
+    AppendBatch batch;
+    batch.bucket = "b";
+    batch.key = key;
+    batch.lines = lines;
+    batch.item_count = items;
+    return storage->append(batch);
+  }
+  std::string object(const char* key) { return slurp(options.data_dir + "/b/" + key + ".jsonl"); }
+  std::size_t log_lines_mentioning(const std::string& text) {
+    std::lock_guard<std::mutex> lock(log_mu);
+    std::size_t n = 0;
+    for (auto& l : log)
+      if (l.find(text) != std::string::npos) ++n;
+    return n;
+  }
+
+  TempDir dir;
+  std::shared_ptr<FaultyIo> io = std::make_shared<FaultyIo>();
+  writeapi::FileStorageOptions options;
+  std::unique_ptr<writeapi::Storage> storage;
+  std::mutex log_mu;
+  std::vector<std::string> log;
+};
+
+}  // namespace
+
+TEST_CASE("ENOSPC after a short write leaves the object as it was and answers 507", "[faults]") {
+  auto policy = GENERATE(FsyncPolicy::always, FsyncPolicy::never);
+  Harness h(policy);
+  REQUIRE(h.append("o", "{\"a\":1}\n", 1).ok());
+  const std::string before = h.object("o");
+
+  h.io->fail_writes_after(5, ENOSPC);
+  writeapi::Status s = h.append("o", "{\"b\":2}\n{\"c\":3}\n", 2);
+  CHECK(s.code() == ErrorCode::insufficient_storage);
+  CHECK(s.http_status() == 507);
+  CHECK(h.object("o") == before);
+
+  // Logged once per object, not per request.
+  CHECK(h.append("o", "{\"d\":4}\n", 1).code() == ErrorCode::insufficient_storage);
+  CHECK(h.object("o") == before);
+  CHECK(h.log_lines_mentioning("o.jsonl") == 1);
+
+  // Space returns: writes succeed again without a restart.
+  h.io->heal();
+  REQUIRE(h.append("o", "{\"e\":5}\n", 1).ok());
+  CHECK(h.object("o") == before + "{\"e\":5}\n");
+  CHECK(h.storage->stats().write_errors >= 2);
+}
+
+TEST_CASE("EDQUOT is insufficient_storage; EIO and EFBIG are storage_error with Retry-After", "[faults]") {
+  Harness h(FsyncPolicy::never);
+  REQUIRE(h.append("o", "1\n", 1).ok());
+  h.io->fail_writes_after(0, EDQUOT);
+  CHECK(h.append("o", "2\n", 1).code() == ErrorCode::insufficient_storage);
+  h.io->fail_writes_after(1, EIO);
+  writeapi::Status s = h.append("o", "333\n", 1);
+  CHECK(s.code() == ErrorCode::storage_error);
+  CHECK(s.http_status() == 503);
+  CHECK(s.retry_after_seconds() > 0);
+  h.io->fail_writes_after(0, EFBIG);
+  CHECK(h.append("o", "4\n", 1).code() == ErrorCode::storage_error);
+  CHECK(h.object("o") == "1\n");
+}
+
+TEST_CASE("A failed write to one object does not affect another", "[faults]") {
+  Harness h(FsyncPolicy::never);
+  REQUIRE(h.append("full", "1\n", 1).ok());
+  REQUIRE(h.append("other", "1\n", 1).ok());
+  h.io->fail_writes_after(0, ENOSPC);
+  CHECK_FALSE(h.append("full", "2\n", 1).ok());
+  h.io->heal();
+  CHECK(h.append("other", "2\n", 1).ok());
+  CHECK(h.object("other") == "1\n2\n");
+  CHECK(h.object("full") == "1\n");
+}
+
+TEST_CASE("A failed fdatasync is not acknowledged; the object is cut back and reopened", "[faults]") {
+  Harness h(FsyncPolicy::always);
+  REQUIRE(h.append("o", "{\"synced\":1}\n", 1).ok());
+  h.io->fail_next_sync(EIO);
+  writeapi::Status s = h.append("o", "{\"lost\":2}\n", 1);
+  CHECK(s.code() == ErrorCode::storage_error);
+  CHECK(s.retry_after_seconds() > 0);
+  // Nothing of the refused request remains.
+  CHECK(h.object("o") == "{\"synced\":1}\n");
+  CHECK(h.log_lines_mentioning("sync of") == 1);
+  // The next append reopens the object and succeeds.
+  writeapi::Status next = h.append("o", "{\"next\":3}\n", 1);
+  INFO(next.message());
+  REQUIRE(next.ok());
+  CHECK(h.object("o") == "{\"synced\":1}\n{\"next\":3}\n");
+}
+
+TEST_CASE("Group commit: concurrent writers share syncs and all are acknowledged", "[faults]") {
+  Harness h(FsyncPolicy::always);
+  constexpr int kThreads = 16, kPerThread = 50;
+  std::atomic<int> failures{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kPerThread; ++i) {
+        std::string line = "{\"t\":" + std::to_string(t) + ",\"i\":" + std::to_string(i) + "}\n";
+        if (!h.append(t % 2 ? "odd" : "even", line, 1).ok()) failures++;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  CHECK(failures == 0);
+  auto stats = h.storage->stats();
+  CHECK(stats.appends == kThreads * kPerThread);
+  CHECK(stats.synced_appends == kThreads * kPerThread);
+  // Every sync covers at least one append; with 16 writers most cover more.
+  CHECK(stats.syncs <= stats.appends);
+  CHECK(stats.syncs > 0);
+}
