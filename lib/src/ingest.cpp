@@ -96,8 +96,6 @@ Status Ingestor::ingest(const IngestRequest& request, IngestResult* result) cons
   result->items = 0;
   result->bytes_stored = 0;
   result->device_id.clear();
-  if (Status s = validate_name(request.bucket, "bucket"); !s.ok()) return s;
-  if (Status s = validate_name(request.key, "key"); !s.ok()) return s;
   if (Status s = check_content_type(request.content_type); !s.ok()) return s;
 
   ThreadBuffers& buffers = thread_buffers();
@@ -116,6 +114,9 @@ Status Ingestor::ingest(const IngestRequest& request, IngestResult* result) cons
   if (body.size() > options_.max_body_bytes)
     return Status(ErrorCode::payload_too_large, "the body exceeds the size limit of " +
                                                     std::to_string(options_.max_body_bytes) + " bytes");
+
+  if (Status s = validate_name(request.bucket, "bucket"); !s.ok()) return s;
+  if (Status s = validate_name(request.key, "key"); !s.ok()) return s;
 
   ParsedRequest& parsed = buffers.parsed;
   Status status = parse(body, &parsed, options_.parse);

@@ -16,6 +16,7 @@
 #include <array>
 #include <cstdint>
 #include <cstring>
+#include <deque>
 #include <string>
 #include <string_view>
 #include <unordered_set>
@@ -448,7 +449,7 @@ class FieldNames {
   std::array<std::string_view, 16> small_;
   std::size_t small_count_ = 0;
   std::unordered_set<std::string_view> set_;
-  std::vector<std::string> owned_;
+  std::deque<std::string> owned_;  // a deque never moves its elements
 };
 
 Status Scanner::run(ParsedRequest* request) {

@@ -149,7 +149,7 @@ TEST_CASE("ENOSPC after a short write leaves the object as it was and answers 50
   CHECK(h.storage->stats().write_errors >= 2);
 }
 
-TEST_CASE("EDQUOT is insufficient_storage; EIO and EFBIG are storage_error with Retry-After", "[faults]") {
+TEST_CASE("EDQUOT is insufficient_storage, EIO and EFBIG are storage_error with Retry-After", "[faults]") {
   Harness h(FsyncPolicy::never);
   REQUIRE(h.append("o", "1\n", 1).ok());
   h.io->fail_writes_after(0, EDQUOT);
@@ -176,7 +176,7 @@ TEST_CASE("A failed write to one object does not affect another", "[faults]") {
   CHECK(h.object("full") == "1\n");
 }
 
-TEST_CASE("A failed fdatasync is not acknowledged; the object is cut back and reopened", "[faults]") {
+TEST_CASE("A failed log sync is not acknowledged and the object is cut back", "[faults]") {
   Harness h(FsyncPolicy::always);
   REQUIRE(h.append("o", "{\"synced\":1}\n", 1).ok());
   h.io->fail_next_sync(EIO);
@@ -185,7 +185,7 @@ TEST_CASE("A failed fdatasync is not acknowledged; the object is cut back and re
   CHECK(s.retry_after_seconds() > 0);
   // Nothing of the refused request remains.
   CHECK(h.object("o") == "{\"synced\":1}\n");
-  CHECK(h.log_lines_mentioning("sync of") == 1);
+  CHECK(h.log_lines_mentioning("log sync failed") == 1);
   // The next append reopens the object and succeeds.
   writeapi::Status next = h.append("o", "{\"next\":3}\n", 1);
   INFO(next.message());

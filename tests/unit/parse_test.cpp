@@ -599,7 +599,7 @@ TEST_CASE("parse: deviceId validation", "[parse]") {
   CHECK(out.device_id == a128);
   CHECK(code_of(with_device("\"" + repeat("\xc3\xa4", 129) + "\"")) == ErrorCode::invalid_device_id);
   // The limit applies after unescaping: 256 escapes of one byte each are fine.
-  REQUIRE(writeapi::parse(with_device("\"" + repeat("\\u0061", 256) + "\"")), &out).ok());
+  REQUIRE(writeapi::parse(with_device("\"" + repeat("\\u0061", 256) + "\""), &out).ok());
   CHECK(out.device_id == std::string(256, 'a'));
   CHECK(code_of(with_device("\"" + repeat("\\u0061", 257) + "\"")) == ErrorCode::invalid_device_id);
   // Non-control non-ASCII characters are allowed.
@@ -874,7 +874,9 @@ TEST_CASE("parse: agrees with simdjson on validity and emits valid JSON lines", 
       {with_data("\" \xc3\xa4 \xe6\x97\xa5 \xf0\x9f\x98\x80 \x7f\""), false},
       {with_data("[123456789012345678901234567890,-1e400,1e400,1.5e-999]"), true},
       {with_data("\"" + pad + "\\t" + pad + "\""), false},
-      {with_data(nested_arrays(1023)), false},
+      // simdjson's own limit is one level lower than ours (it rejects depth
+      // 1024), so stay below it here; depth 1024 is tested separately.
+      {with_data(nested_arrays(1022)), false},
       {with_extra(R"({"x":[1,{"y":null}]})"), false},
       {R"({"accessKey":"k","deviceId":"d","data":[true,false,{}]})", false},
       {" \r\n\t{ \"accessKey\" : \"k\" , \"data\" : [ 1 , [ 2 , 3 ] ] } \r\n", false},

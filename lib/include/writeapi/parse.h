@@ -34,9 +34,10 @@ namespace writeapi {
 
 struct ParseOptions {
   // Deepest nesting of arrays and objects accepted, counting the top-level
-  // object as depth 1. Deeper bodies get ErrorCode::too_deep. Default 1024
-  // matches simdjson's default; parse() never recurses, so this bounds the
-  // parser's stack only through its own depth array (one byte per level).
+  // object as depth 1. Deeper bodies get ErrorCode::too_deep. Default 1024,
+  // so every stored item nests at most 1023 deep and reads back with
+  // simdjson's default limit. parse() never recurses: depth costs one byte
+  // per level of a reused array, not stack frames.
   std::size_t max_depth = 1024;
 };
 

@@ -1,0 +1,636 @@
+// Ingestor: content checks, gzip, names, parsing, authorization and storage
+// wired together; nothing is stored unless every check passed.
+#include <catch2/catch.hpp>
+#include <zlib.h>
+
+#include <stdlib.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "writeapi/auth.h"
+#include "writeapi/ingest.h"
+#include "writeapi/storage.h"
+
+using writeapi::ErrorCode;
+using writeapi::IngestOptions;
+using writeapi::IngestRequest;
+using writeapi::IngestResult;
+using writeapi::Ingestor;
+using writeapi::Status;
+using writeapi::Storage;
+
+namespace {
+
+const std::string kDocKey = "fbebeb8ae7f94930fd07dd8249287973e786d047e9820a254c4a3aecb36fc238";
+const std::string kDocBody =
+    "{\n"
+    "    \"accessKey\": \"" + kDocKey + "\",\n"
+    "    \"deviceId\": \"outdoors_u871a\",\n"
+    "    \"data\": {\n"
+    "        \"timestamp\": 1584156800,\n"
+    "        \"temperature\": 4.7\n"
+    "    }\n"
+    "}\n";
+const std::string kDocLine = "{\"timestamp\":1584156800,\"temperature\":4.7}\n";
+
+class TempDir {
+ public:
+  TempDir() {
+    const char* base = std::getenv("TMPDIR");
+    std::string pattern = std::string(base && *base ? base : "/tmp") + "/writeapi-ingest-XXXXXX";
+    std::vector<char> buffer(pattern.begin(), pattern.end());
+    buffer.push_back('\0');
+    REQUIRE(::mkdtemp(buffer.data()) != nullptr);
+    path_ = buffer.data();
+  }
+  ~TempDir() {
+    std::error_code ignored;
+    std::filesystem::remove_all(path_, ignored);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+// gzip-compresses `data` (windowBits 31 = gzip wrapper).
+std::string gzip(std::string_view data, int level = Z_DEFAULT_COMPRESSION) {
+  z_stream stream{};
+  REQUIRE(deflateInit2(&stream, level, Z_DEFLATED, 31, 8, Z_DEFAULT_STRATEGY) == Z_OK);
+  std::string out(deflateBound(&stream, static_cast<uLong>(data.size())) + 64, '\0');
+  stream.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));
+  stream.avail_in = static_cast<uInt>(data.size());
+  stream.next_out = reinterpret_cast<Bytef*>(out.data());
+  stream.avail_out = static_cast<uInt>(out.size());
+  int rc = deflate(&stream, Z_FINISH);
+  REQUIRE(rc == Z_STREAM_END);
+  out.resize(stream.total_out);
+  deflateEnd(&stream);
+  return out;
+}
+
+// Delegates to a MemoryStorage, or fails every append with `fail`.
+class FaultyStorage : public Storage {
+ public:
+  explicit FaultyStorage(Status fail) : inner_(writeapi::make_memory_storage()), fail_(std::move(fail)) {}
+  Status append(const writeapi::AppendBatch& batch) override {
+    calls++;
+    if (!fail_.ok()) return fail_;
+    return inner_->append(batch);
+  }
+  Status list_keys(std::string_view bucket, std::vector<std::string>* keys) override {
+    return inner_->list_keys(bucket, keys);
+  }
+  Status read_object(std::string_view bucket, std::string_view key, std::string* contents) override {
+    return inner_->read_object(bucket, key, contents);
+  }
+  writeapi::StorageStats stats() const override { return inner_->stats(); }
+
+  std::atomic<int> calls{0};
+
+ private:
+  std::unique_ptr<Storage> inner_;
+  Status fail_;
+};
+
+// A keys file with bucket "homelab" opened by the document's key (k1) and
+// bucket "garden" opened by "garden-key" (g1); a memory store.
+struct Env {
+  TempDir dir;
+  std::unique_ptr<writeapi::KeysFileAuthorizer> auth;
+  std::unique_ptr<Storage> storage = writeapi::make_memory_storage();
+
+  Env() {
+    const std::string path = dir.path() + "/keys.json";
+    std::ofstream out(path);
+    out << R"({"buckets":{"homelab":{"keys":[{"id":"k1","sha256":")" << writeapi::sha256_hex(kDocKey)
+        << R"(","label":"x"}]},"garden":{"keys":[{"id":"g1","sha256":")" << writeapi::sha256_hex("garden-key")
+        << R"("}]}}})";
+    out.close();
+    Status status;
+    auth = writeapi::make_keys_file_authorizer(path, &status);
+    INFO(status.message());
+    REQUIRE(auth != nullptr);
+  }
+
+  std::string object(std::string_view bucket, std::string_view key) {
+    std::string contents;
+    REQUIRE(storage->read_object(bucket, key, &contents).ok());
+    return contents;
+  }
+  // True when nothing at all was stored in the buckets used by the tests.
+  bool nothing_stored() {
+    for (const char* bucket : {"homelab", "garden", "Homelab", "other"}) {
+      std::vector<std::string> keys;
+      REQUIRE(storage->list_keys(bucket, &keys).ok());
+      if (!keys.empty()) return false;
+    }
+    return storage->stats().appends == 0;
+  }
+};
+
+IngestRequest request(std::string_view body, std::string_view bucket = "homelab",
+                      std::string_view key = "outdoors_temp1", std::string_view content_type = "application/json",
+                      std::string_view content_encoding = {}) {
+  IngestRequest r;
+  r.bucket = bucket;
+  r.key = key;
+  r.content_type = content_type;
+  r.content_encoding = content_encoding;
+  r.body = body;
+  return r;
+}
+
+std::string body_with(std::string_view data, std::string_view key = kDocKey) {
+  return R"({"accessKey":")" + std::string(key) + R"(","data":)" + std::string(data) + "}";
+}
+
+}  // namespace
+
+TEST_CASE("ingest: the API document's example is stored as one line", "[ingest]") {
+  Env env;
+  Ingestor ingestor(env.auth.get(), env.storage.get());
+  IngestResult result;
+  Status s = ingestor.ingest(request(kDocBody), &result);
+  INFO(s.name() << ": " << s.message());
+  REQUIRE(s.ok());
+  CHECK(s.http_status() == 200);
+  CHECK(result.items == 1);
+  CHECK(result.bytes_stored == kDocLine.size());
+  CHECK(result.device_id == "outdoors_u871a");
+  CHECK(env.object("homelab", "outdoors_temp1") == kDocLine);
+
+  // The same request again appends a second line.
+  REQUIRE(ingestor.ingest(request(kDocBody), &result).ok());
+  CHECK(env.object("homelab", "outdoors_temp1") == kDocLine + kDocLine);
+}
+
+TEST_CASE("ingest: data arrays become one line per item", "[ingest]") {
+  Env env;
+  Ingestor ingestor(env.auth.get(), env.storage.get());
+  IngestResult result;
+  REQUIRE(ingestor.ingest(request(body_with(R"([1, {"a" : 2}, "x"])")), &result).ok());
+  CHECK(result.items == 3);
+  CHECK(result.bytes_stored == 14);  // "1\n" + "{\"a\":2}\n" + "\"x\"\n"
+  CHECK(result.device_id.empty());
+  CHECK(env.object("homelab", "outdoors_temp1") == "1\n{\"a\":2}\n\"x\"\n");
+}
+
+TEST_CASE("ingest: an empty data array stores nothing and succeeds", "[ingest]") {
+  Env env;
+  Ingestor ingestor(env.auth.get(), env.storage.get());
+  IngestResult result;
+  REQUIRE(ingestor.ingest(request(body_with("[]")), &result).ok());
+  CHECK(result.items == 0);
+  CHECK(result.bytes_stored == 0);
+  CHECK(env.nothing_stored());
+}
+
+TEST_CASE("ingest: accepted content types", "[ingest]") {
+  for (const char* type : {"application/json", "application/json; charset=utf-8", "Application/JSON",
+                           "APPLICATION/JSON;charset=UTF-8", "application/json;charset=utf-8"}) {
+    INFO("Content-Type: " << type);
+    CHECK(writeapi::check_content_type(type).ok());
+    Env env;
+    Ingestor ingestor(env.auth.get(), env.storage.get());
+    IngestResult result;
+    CHECK(ingestor.ingest(request(kDocBody, "homelab", "k", type), &result).ok());
+    CHECK(env.object("homelab", "k") == kDocLine);
+  }
+}
+
+TEST_CASE("ingest: other content types are unsupported_media_type", "[ingest]") {
+  for (const char* type : {"", "text/plain", "application/x-www-form-urlencoded", "application/jsonp",
+                           "application/json-seq", "json", "application/", "text/json", "multipart/form-data",
+                           "application/xjson"}) {
+    INFO("Content-Type: '" << type << "'");
+    Status direct = writeapi::check_content_type(type);
+    CHECK(direct.code() == ErrorCode::unsupported_media_type);
+    CHECK(direct.http_status() == 415);
+    Env env;
+    Ingestor ingestor(env.auth.get(), env.storage.get());
+    IngestResult result;
+    Status s = ingestor.ingest(request(kDocBody, "homelab", "k", type), &result);
+    CHECK(s.code() == ErrorCode::unsupported_media_type);
+    CHECK(env.nothing_stored());
+  }
+}
+
+TEST_CASE("ingest: a missing Content-Type is named in the message", "[ingest]") {
+  Env env;
+  Ingestor ingestor(env.auth.get(), env.storage.get());
+  IngestResult result;
+  Status s = ingestor.ingest(request(kDocBody, "homelab", "k", ""), &result);
+  CHECK(s.code() == ErrorCode::unsupported_media_type);
+  CHECK(s.message().find("Content-Type") != std::string::npos);
+  CHECK(env.nothing_stored());
+}
+
+TEST_CASE("ingest: a gzip body is inflated and stored", "[ingest]") {
+  Env env;
+  Ingestor ingestor(env.auth.get(), env.storage.get());
+  IngestResult result;
+  const std::string compressed = gzip(kDocBody);
+  REQUIRE(compressed.substr(0, 2) == "\x1f\x8b");
+  Status s = ingestor.ingest(request(compressed, "homelab", "k", "application/json", "gzip"), &result);
+  INFO(s.name() << ": " << s.message());
+  REQUIRE(s.ok());
+  CHECK(result.items == 1);
+  CHECK(result.device_id == "outdoors_u871a");
+  CHECK(env.object("homelab", "k") == kDocLine);
+}
+
+TEST_CASE("ingest: a larger gzip body spanning many inflate chunks", "[ingest]") {
+  Env env;
+  Ingestor ingestor(env.auth.get(), env.storage.get());
+  std::string data = "[";
+  std::string expected;
+  for (int i = 0; i < 20000; ++i) {
+    std::string item = "{\"i\":" + std::to_string(i) + ",\"v\":\"value number " + std::to_string(i * 7) + "\"}";
+    data += (i ? "," : "") + item;
+    expected += item + "\n";
+  }
+  data += "]";
+  const std::string body = body_with(data);
+  REQUIRE(body.size() > 200000);
+  IngestResult result;
+  REQUIRE(ingestor.ingest(request(gzip(body), "homelab", "big", "application/json", "gzip"), &result).ok());
+  CHECK(result.items == 20000);
+  bool exact = env.object("homelab", "big") == expected;
+  CHECK(exact);
+}
+
+TEST_CASE("ingest: identity encoding is accepted", "[ingest]") {
+  Env env;
+  Ingestor ingestor(env.auth.get(), env.storage.get());
+  IngestResult result;
+  CHECK(ingestor.ingest(request(kDocBody, "homelab", "k", "application/json", "identity"), &result).ok());
+  CHECK(env.object("homelab", "k") == kDocLine);
+}
+
+// zlib-compresses `data` (windowBits 15 = zlib wrapper, HTTP "deflate").
+std::string zlib_deflate(std::string_view data) {
+  z_stream stream{};
+  REQUIRE(deflateInit2(&stream, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 15, 8, Z_DEFAULT_STRATEGY) == Z_OK);
+  std::string out(deflateBound(&stream, static_cast<uLong>(data.size())) + 64, '\0');
+  stream.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));
+  stream.avail_in = static_cast<uInt>(data.size());
+  stream.next_out = reinterpret_cast<Bytef*>(out.data());
+  stream.avail_out = static_cast<uInt>(out.size());
+  REQUIRE(deflate(&stream, Z_FINISH) == Z_STREAM_END);
+  out.resize(stream.total_out);
+  deflateEnd(&stream);
+  return out;
+}
+
+TEST_CASE("ingest: x-gzip and deflate (zlib) bodies are inflated", "[ingest]") {
+  Env env;
+  Ingestor ingestor(env.auth.get(), env.storage.get());
+  IngestResult result;
+  REQUIRE(ingestor.ingest(request(gzip(kDocBody), "homelab", "k", "application/json", "x-gzip"), &result).ok());
+  REQUIRE(ingestor.ingest(request(zlib_deflate(kDocBody), "homelab", "k", "application/json", "deflate"), &result)
+              .ok());
+  CHECK(result.items == 1);
+  CHECK(env.object("homelab", "k") == kDocLine + kDocLine);
+  // A deflate bomb is refused like a gzip one.
+  Status s = ingestor.ingest(
+      request(zlib_deflate(std::string(20 * 1024 * 1024, ' ')), "homelab", "k", "application/json", "deflate"),
+      &result);
+  CHECK(s.code() == ErrorCode::payload_too_large);
+  CHECK(env.object("homelab", "k") == kDocLine + kDocLine);
+}
+
+TEST_CASE("ingest: other content encodings are unsupported_encoding", "[ingest]") {
+  // ingest.h accepts identity, gzip, x-gzip and deflate (zlib); nothing else.
+  for (const char* encoding : {"br", "compress", "zstd", "gzip, br", "bogus", "x-compress", "*"}) {
+    INFO("Content-Encoding: " << encoding);
+    Env env;
+    Ingestor ingestor(env.auth.get(), env.storage.get());
+    IngestResult result;
+    // The body is gzip: it must not be inflated under another name either.
+    Status s = ingestor.ingest(request(gzip(kDocBody), "homelab", "k", "application/json", encoding), &result);
+    CHECK(s.code() == ErrorCode::unsupported_encoding);
+    CHECK(s.http_status() == 415);
+    Status plain = ingestor.ingest(request(kDocBody, "homelab", "k", "application/json", encoding), &result);
+    CHECK(plain.code() == ErrorCode::unsupported_encoding);
+    CHECK(env.nothing_stored());
+  }
+}
+
+TEST_CASE("ingest: corrupt gzip is bad_request", "[ingest]") {
+  const std::string good = gzip(kDocBody);
+  std::string flipped = good;
+  flipped[good.size() / 2] = static_cast<char>(flipped[good.size() / 2] ^ 0x55);
+  std::string bad_crc = good;
+  bad_crc[good.size() - 6] = static_cast<char>(bad_crc[good.size() - 6] ^ 0xff);  // CRC32 trailer
+  const std::string cases[] = {
+      "this is not gzip at all",
+      kDocBody,                       // plain JSON labelled gzip
+      good.substr(0, good.size() / 2),  // truncated
+      good.substr(0, good.size() - 4),  // trailer cut
+      flipped,
+      bad_crc,
+      std::string("\x1f\x8b", 2),
+      std::string(),
+  };
+  int i = 0;
+  for (const std::string& body : cases) {
+    INFO("case " << i++);
+    Env env;
+    Ingestor ingestor(env.auth.get(), env.storage.get());
+    IngestResult result;
+    Status s = ingestor.ingest(request(body, "homelab", "k", "application/json", "gzip"), &result);
+    CHECK(s.code() == ErrorCode::bad_request);
+    CHECK(s.http_status() == 400);
+    CHECK(env.nothing_stored());
+  }
+}
+
+TEST_CASE("ingest: a gzip bomb is payload_too_large and stores nothing", "[ingest]") {
+  Env env;
+  Ingestor ingestor(env.auth.get(), env.storage.get());
+  const std::string bomb = gzip(std::string(50 * 1024 * 1024, '\0'), 9);
+  REQUIRE(bomb.size() < 1024 * 1024);
+  IngestResult result;
+  Status s = ingestor.ingest(request(bomb, "homelab", "k", "application/json", "gzip"), &result);
+  CHECK(s.code() == ErrorCode::payload_too_large);
+  CHECK(s.http_status() == 413);
+  CHECK(env.nothing_stored());
+
+  // A bomb of valid JSON (one huge string) is refused the same way.
+  std::string json = body_with("\"" + std::string(11 * 1024 * 1024, 'a') + "\"");
+  s = ingestor.ingest(request(gzip(json, 1), "homelab", "k", "application/json", "gzip"), &result);
+  CHECK(s.code() == ErrorCode::payload_too_large);
+  CHECK(env.nothing_stored());
+}
+
+TEST_CASE("gunzip: limit on the inflated size", "[ingest]") {
+  const std::string text = std::string(100000, 'z') + "end";
+  const std::string compressed = gzip(text);
+  std::string out;
+  REQUIRE(writeapi::gunzip(compressed, text.size(), &out).ok());
+  CHECK(out == text);
+  CHECK(writeapi::gunzip(compressed, text.size() - 1, &out).code() == ErrorCode::payload_too_large);
+  CHECK(writeapi::gunzip("garbage", 1000, &out).code() == ErrorCode::bad_request);
+  // Sizes around internal buffer boundaries inflate exactly.
+  for (std::size_t size : {0, 1, 65535, 65536, 65537, 131072, 1000000}) {
+    INFO("size " << size);
+    std::string data(size, '\0');
+    for (std::size_t i = 0; i < size; ++i) data[i] = static_cast<char>('a' + (i * 31 + i / 7) % 26);
+    std::string inflated = "stale";
+    REQUIRE(writeapi::gunzip(gzip(data), size, &inflated).ok());
+    bool exact = inflated == data;
+    CHECK(exact);
+    if (size > 0) CHECK(writeapi::gunzip(gzip(data), size - 1, &inflated).code() == ErrorCode::payload_too_large);
+  }
+}
+
+TEST_CASE("ingest: bodies over max_body_bytes are payload_too_large", "[ingest]") {
+  Env env;
+  IngestOptions options;
+  CHECK(options.max_body_bytes == 10u * 1024 * 1024);
+  options.max_body_bytes = kDocBody.size();
+  Ingestor ingestor(env.auth.get(), env.storage.get(), options);
+  CHECK(ingestor.options().max_body_bytes == kDocBody.size());
+  IngestResult result;
+  // One byte over the limit.
+  Status s = ingestor.ingest(request(kDocBody + " "), &result);
+  CHECK(s.code() == ErrorCode::payload_too_large);
+  CHECK(env.nothing_stored());
+  // Over the limit after inflating, though small compressed.
+  s = ingestor.ingest(request(gzip(kDocBody + " "), "homelab", "outdoors_temp1", "application/json", "gzip"),
+                      &result);
+  CHECK(s.code() == ErrorCode::payload_too_large);
+  CHECK(env.nothing_stored());
+  // Exactly at the limit is fine, plain or gzip.
+  REQUIRE(ingestor.ingest(request(kDocBody), &result).ok());
+  REQUIRE(ingestor.ingest(request(gzip(kDocBody), "homelab", "outdoors_temp1", "application/json", "gzip"), &result)
+              .ok());
+  CHECK(env.object("homelab", "outdoors_temp1") == kDocLine + kDocLine);
+}
+
+TEST_CASE("ingest: the default limit accepts a body of 10 MiB", "[ingest]") {
+  Env env;
+  Ingestor ingestor(env.auth.get(), env.storage.get());
+  const std::string prefix = R"({"accessKey":")" + kDocKey + R"(","data":")";
+  const std::size_t limit = writeapi::kDefaultMaxBodyBytes;
+  std::string body = prefix + std::string(limit - prefix.size() - 2, 'q') + "\"}";
+  REQUIRE(body.size() == limit);
+  IngestResult result;
+  REQUIRE(ingestor.ingest(request(body, "homelab", "big"), &result).ok());
+  CHECK(result.items == 1);
+  CHECK(env.object("homelab", "big").size() == limit - prefix.size() - 2 + 3);
+  body.insert(prefix.size(), "q");
+  CHECK(ingestor.ingest(request(body, "homelab", "big2"), &result).code() == ErrorCode::payload_too_large);
+}
+
+TEST_CASE("ingest: invalid bucket or key names are invalid_name", "[ingest]") {
+  const std::pair<const char*, const char*> targets[] = {
+      {"..", "k"}, {"homelab", ".."}, {"homelab", "a/b"}, {"", "k"}, {"homelab", ""},
+      {"homelab", ".hidden"}, {"home lab", "k"}, {"homelab", "\xc3\xa4"}};
+  for (const auto& [bucket, key] : targets) {
+    INFO("bucket '" << bucket << "' key '" << key << "'");
+    Env env;
+    Ingestor ingestor(env.auth.get(), env.storage.get());
+    IngestResult result;
+    Status s = ingestor.ingest(request(kDocBody, bucket, key), &result);
+    CHECK(s.code() == ErrorCode::invalid_name);
+    CHECK(env.nothing_stored());
+  }
+  Env env;
+  Ingestor ingestor(env.auth.get(), env.storage.get());
+  IngestResult result;
+  CHECK(ingestor.ingest(request(kDocBody, "homelab", std::string(129, 'k')), &result).code() ==
+        ErrorCode::invalid_name);
+  CHECK(env.nothing_stored());
+}
+
+TEST_CASE("ingest: a wrong key or bucket is access_denied and stores nothing", "[ingest]") {
+  Env env;
+  Ingestor ingestor(env.auth.get(), env.storage.get());
+  IngestResult result;
+  Status wrong = ingestor.ingest(request(body_with("1", "not-the-key")), &result);
+  CHECK(wrong.code() == ErrorCode::access_denied);
+  CHECK(wrong.http_status() == 403);
+  Status unknown = ingestor.ingest(request(kDocBody, "other", "k"), &result);
+  CHECK(unknown.code() == ErrorCode::access_denied);
+  Status cross = ingestor.ingest(request(body_with("1", "garden-key")), &result);  // key of another bucket
+  CHECK(cross.code() == ErrorCode::access_denied);
+  Status case_bucket = ingestor.ingest(request(kDocBody, "Homelab", "k"), &result);
+  CHECK(case_bucket.code() == ErrorCode::access_denied);
+  CHECK(wrong.message() == unknown.message());
+  CHECK(env.nothing_stored());
+  // The garden key opens garden.
+  REQUIRE(ingestor.ingest(request(body_with("[1,2]", "garden-key"), "garden", "plot"), &result).ok());
+  CHECK(env.object("garden", "plot") == "1\n2\n");
+}
+
+TEST_CASE("ingest: parse errors are returned and store nothing", "[ingest]") {
+  struct Case {
+    std::string body;
+    ErrorCode code;
+  };
+  const Case cases[] = {
+      {"", ErrorCode::invalid_json},
+      {"{", ErrorCode::invalid_json},
+      {body_with("01"), ErrorCode::invalid_json},
+      {body_with("\"\xff\""), ErrorCode::invalid_utf8},
+      {"[1]", ErrorCode::not_an_object},
+      {R"({"accessKey":")" + kDocKey + R"("})", ErrorCode::missing_field},
+      {R"({"data":1})", ErrorCode::missing_access_key},
+      {R"({"accessKey":"","data":1})", ErrorCode::missing_access_key},
+      {R"({"accessKey":1,"data":1})", ErrorCode::invalid_field},
+      {body_with("null"), ErrorCode::null_data},
+      {body_with("[1,null]"), ErrorCode::null_data},
+      {R"({"accessKey":")" + kDocKey + R"(","data":1,"data":2})", ErrorCode::duplicate_field},
+      {R"({"accessKey":")" + kDocKey + R"(","deviceId":"","data":1})", ErrorCode::invalid_device_id},
+      {body_with("[[[[[[[[[[1]]]]]]]]]]"), ErrorCode::too_deep},
+  };
+  for (const Case& c : cases) {
+    INFO("body: " << c.body);
+    Env env;
+    IngestOptions options;
+    options.parse.max_depth = 8;
+    Ingestor ingestor(env.auth.get(), env.storage.get(), options);
+    IngestResult result;
+    Status s = ingestor.ingest(request(c.body), &result);
+    CHECK(s.name() == writeapi::error_name(c.code));
+    CHECK(result.items == 0);
+    CHECK(env.nothing_stored());
+  }
+}
+
+TEST_CASE("ingest: parse errors win over a wrong key", "[ingest]") {
+  Env env;
+  Ingestor ingestor(env.auth.get(), env.storage.get());
+  IngestResult result;
+  CHECK(ingestor.ingest(request(body_with("01", "wrong")), &result).code() == ErrorCode::invalid_json);
+  CHECK(ingestor.ingest(request(body_with("null", "wrong")), &result).code() == ErrorCode::null_data);
+  CHECK(env.nothing_stored());
+}
+
+TEST_CASE("ingest: content checks come before name checks", "[ingest]") {
+  // ingest.h: "ingest() runs, in order: content checks (type, encoding,
+  // size), name checks, parse(), authorization, then Storage::append()".
+  Env env;
+  IngestOptions options;
+  options.max_body_bytes = 10;
+  Ingestor ingestor(env.auth.get(), env.storage.get(), options);
+  IngestResult result;
+  CHECK(ingestor.ingest(request(kDocBody, "..", "k", "text/plain"), &result).name() == "unsupported_media_type");
+  CHECK(ingestor.ingest(request(kDocBody, "..", "k", "application/json", "br"), &result).name() ==
+        "unsupported_encoding");
+  CHECK(ingestor.ingest(request(kDocBody, "..", "k"), &result).name() == "payload_too_large");
+  CHECK(env.nothing_stored());
+}
+
+TEST_CASE("ingest: result.device_id is filled whenever the body parsed", "[ingest]") {
+  Env env;
+  Ingestor ingestor(env.auth.get(), env.storage.get());
+  IngestResult result;
+  result.device_id = "stale";
+  REQUIRE(ingestor.ingest(request(body_with("1")), &result).ok());
+  CHECK(result.device_id.empty());
+  const std::string with_device = R"({"accessKey":"wrong","deviceId":"dev-7","data":1})";
+  CHECK(ingestor.ingest(request(with_device), &result).code() == ErrorCode::access_denied);
+  CHECK(result.device_id == "dev-7");
+  CHECK(result.items == 0);
+  const std::string escaped = R"({"accessKey":")" + kDocKey + R"(","deviceId":"dev\u002d8","data":1})";
+  REQUIRE(ingestor.ingest(request(escaped), &result).ok());
+  CHECK(result.device_id == "dev-8");
+}
+
+TEST_CASE("ingest: storage failures are returned as they are", "[ingest]") {
+  const Status failures[] = {
+      Status(ErrorCode::storage_error, "disk said no").with_retry_after(1),
+      Status(ErrorCode::insufficient_storage, "disk full").with_retry_after(60),
+      Status(ErrorCode::storage_unavailable, "remote down"),
+  };
+  for (const Status& failure : failures) {
+    INFO(failure.name());
+    Env env;
+    FaultyStorage storage(failure);
+    Ingestor ingestor(env.auth.get(), &storage);
+    IngestResult result;
+    Status s = ingestor.ingest(request(kDocBody), &result);
+    CHECK(s.code() == failure.code());
+    CHECK(s.http_status() == failure.http_status());
+    CHECK(s.retry_after_seconds() == failure.retry_after_seconds());
+    CHECK(result.items == 0);
+    CHECK(result.bytes_stored == 0);
+    CHECK(storage.calls == 1);
+    std::string contents;
+    REQUIRE(storage.read_object("homelab", "outdoors_temp1", &contents).ok());
+    CHECK(contents.empty());
+  }
+}
+
+TEST_CASE("ingest: storage is not called for rejected requests", "[ingest]") {
+  Env env;
+  FaultyStorage storage{Status()};
+  Ingestor ingestor(env.auth.get(), &storage);
+  IngestResult result;
+  CHECK_FALSE(ingestor.ingest(request(body_with("1", "wrong")), &result).ok());
+  CHECK_FALSE(ingestor.ingest(request(body_with("01")), &result).ok());
+  CHECK_FALSE(ingestor.ingest(request(kDocBody, "homelab", "k", "text/plain"), &result).ok());
+  CHECK_FALSE(ingestor.ingest(request(kDocBody, "..", "k"), &result).ok());
+  CHECK(storage.calls == 0);
+  REQUIRE(ingestor.ingest(request(kDocBody), &result).ok());
+  CHECK(storage.calls == 1);
+  std::string contents;
+  REQUIRE(storage.read_object("homelab", "outdoors_temp1", &contents).ok());
+  CHECK(contents == kDocLine);
+}
+
+TEST_CASE("ingest: concurrent requests are all stored", "[ingest]") {
+  Env env;
+  Ingestor ingestor(env.auth.get(), env.storage.get());
+  constexpr int kThreads = 8;
+  constexpr int kRequests = 50;
+  std::atomic<int> failures{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kRequests; ++i) {
+        std::string body = body_with("[" + std::to_string(t) + "," + std::to_string(i) + "]");
+        std::string compressed;
+        IngestResult result;
+        Status s;
+        if (i % 2) {
+          // Mix plain and gzip bodies; gzip() may not REQUIRE off the main thread.
+          z_stream z{};
+          deflateInit2(&z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 31, 8, Z_DEFAULT_STRATEGY);
+          compressed.resize(deflateBound(&z, body.size()) + 64);
+          z.next_in = reinterpret_cast<Bytef*>(body.data());
+          z.avail_in = static_cast<uInt>(body.size());
+          z.next_out = reinterpret_cast<Bytef*>(compressed.data());
+          z.avail_out = static_cast<uInt>(compressed.size());
+          if (deflate(&z, Z_FINISH) != Z_STREAM_END) failures++;
+          compressed.resize(z.total_out);
+          deflateEnd(&z);
+          s = ingestor.ingest(request(compressed, "homelab", "k" + std::to_string(t), "application/json", "gzip"),
+                              &result);
+        } else {
+          s = ingestor.ingest(request(body, "homelab", "k" + std::to_string(t)), &result);
+        }
+        if (!s.ok() || result.items != 2) failures++;
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  CHECK(failures == 0);
+  for (int t = 0; t < kThreads; ++t) {
+    std::string expected;
+    for (int i = 0; i < kRequests; ++i) expected += std::to_string(t) + "\n" + std::to_string(i) + "\n";
+    CHECK(env.object("homelab", "k" + std::to_string(t)) == expected);
+  }
+}

@@ -1,0 +1,300 @@
+// The Storage contract, run against every backend.
+//
+// To add a backend, write a fixture with `std::unique_ptr<writeapi::Storage>
+// make()` and add it to WRITEAPI_STORAGE_FIXTURES below.
+#include <catch2/catch.hpp>
+
+#include <stdlib.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "writeapi/storage.h"
+
+using writeapi::AppendBatch;
+using writeapi::ErrorCode;
+using writeapi::Status;
+using writeapi::Storage;
+
+namespace {
+
+// A fresh directory under $TMPDIR (or /tmp), removed with its contents.
+class TempDir {
+ public:
+  TempDir() {
+    const char* base = std::getenv("TMPDIR");
+    std::string pattern = std::string(base && *base ? base : "/tmp") + "/writeapi-contract-XXXXXX";
+    std::vector<char> buffer(pattern.begin(), pattern.end());
+    buffer.push_back('\0');
+    REQUIRE(::mkdtemp(buffer.data()) != nullptr);
+    path_ = buffer.data();
+  }
+  ~TempDir() {
+    std::error_code ignored;
+    std::filesystem::remove_all(path_, ignored);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+struct MemoryFixture {
+  std::unique_ptr<Storage> make() { return writeapi::make_memory_storage(); }
+};
+
+template <writeapi::FsyncPolicy Policy>
+struct FileFixtureT {
+  TempDir dir;
+  std::unique_ptr<Storage> make() {
+    writeapi::FileStorageOptions options;
+    options.data_dir = dir.path() + "/data";
+    options.fsync = Policy;
+    options.log = [](std::string_view) {};
+    Status status;
+    std::unique_ptr<Storage> storage = writeapi::make_file_storage(options, &status);
+    INFO("make_file_storage: " << status.name() << ": " << status.message());
+    REQUIRE(storage != nullptr);
+    REQUIRE(status.ok());
+    return storage;
+  }
+};
+using FileFixture = FileFixtureT<writeapi::FsyncPolicy::always>;
+using FileNeverFixture = FileFixtureT<writeapi::FsyncPolicy::never>;
+
+// Every backend the contract runs against: add new fixtures here.
+#define WRITEAPI_STORAGE_FIXTURES MemoryFixture, FileFixture, FileNeverFixture
+
+AppendBatch batch(std::string_view bucket, std::string_view key, std::string_view lines,
+                  std::size_t items, std::string_view device = {}) {
+  AppendBatch b;
+  b.bucket = bucket;
+  b.key = key;
+  b.device_id = device;
+  b.lines = lines;
+  b.item_count = items;
+  return b;
+}
+
+std::string read(Storage& storage, std::string_view bucket, std::string_view key) {
+  std::string contents = "garbage that must be replaced";
+  Status s = storage.read_object(bucket, key, &contents);
+  INFO("read_object: " << s.name() << ": " << s.message());
+  REQUIRE(s.ok());
+  return contents;
+}
+
+std::vector<std::string> keys_of(Storage& storage, std::string_view bucket) {
+  std::vector<std::string> keys = {"garbage"};
+  Status s = storage.list_keys(bucket, &keys);
+  INFO("list_keys: " << s.name() << ": " << s.message());
+  REQUIRE(s.ok());
+  return keys;
+}
+
+std::vector<std::string> split_lines(const std::string& text) {
+  std::vector<std::string> lines;
+  std::size_t start = 0;
+  while (start < text.size()) {
+    std::size_t nl = text.find('\n', start);
+    REQUIRE(nl != std::string::npos);  // every line ends in '\n'
+    lines.push_back(text.substr(start, nl - start));
+    start = nl + 1;
+  }
+  return lines;
+}
+
+}  // namespace
+
+TEMPLATE_TEST_CASE("storage: append then read_object returns the exact bytes", "[storage]", WRITEAPI_STORAGE_FIXTURES) {
+  TestType fixture;
+  auto storage = fixture.make();
+  const std::string lines =
+      "{\"timestamp\":1584156800,\"temperature\":4.7}\n\"a\\u00e9\\n\"\n\"h\xc3\xa4 \xf0\x9f\x98\x80\"\n"
+      "123456789012345678901234567890\n";
+  REQUIRE(storage->append(batch("homelab", "outdoors_temp1", lines, 4, "dev")).ok());
+  CHECK(read(*storage, "homelab", "outdoors_temp1") == lines);
+}
+
+TEMPLATE_TEST_CASE("storage: appends accumulate in order", "[storage]", WRITEAPI_STORAGE_FIXTURES) {
+  TestType fixture;
+  auto storage = fixture.make();
+  REQUIRE(storage->append(batch("b", "k", "1\n", 1)).ok());
+  REQUIRE(storage->append(batch("b", "k", "2\n3\n", 2)).ok());
+  REQUIRE(storage->append(batch("b", "k", "{\"x\":4}\n", 1)).ok());
+  CHECK(read(*storage, "b", "k") == "1\n2\n3\n{\"x\":4}\n");
+  REQUIRE(storage->append(batch("b", "k", "5\n", 1)).ok());
+  CHECK(read(*storage, "b", "k") == "1\n2\n3\n{\"x\":4}\n5\n");
+}
+
+TEMPLATE_TEST_CASE("storage: objects are independent per bucket and key", "[storage]", WRITEAPI_STORAGE_FIXTURES) {
+  TestType fixture;
+  auto storage = fixture.make();
+  REQUIRE(storage->append(batch("b1", "k", "b1k\n", 1)).ok());
+  REQUIRE(storage->append(batch("b1", "k2", "b1k2\n", 1)).ok());
+  REQUIRE(storage->append(batch("b2", "k", "b2k\n", 1)).ok());
+  CHECK(read(*storage, "b1", "k") == "b1k\n");
+  CHECK(read(*storage, "b1", "k2") == "b1k2\n");
+  CHECK(read(*storage, "b2", "k") == "b2k\n");
+  CHECK(read(*storage, "b2", "k2").empty());
+}
+
+TEMPLATE_TEST_CASE("storage: an empty batch creates nothing", "[storage]", WRITEAPI_STORAGE_FIXTURES) {
+  TestType fixture;
+  auto storage = fixture.make();
+  CHECK(storage->append(batch("empty", "nothing", "", 0)).ok());
+  CHECK(keys_of(*storage, "empty").empty());
+  CHECK(read(*storage, "empty", "nothing").empty());
+  CHECK(storage->stats().appends == 0);
+  CHECK(storage->stats().bytes_written == 0);
+  // An empty batch to an existing object leaves it unchanged.
+  REQUIRE(storage->append(batch("b", "k", "1\n", 1)).ok());
+  CHECK(storage->append(batch("b", "k", "", 0)).ok());
+  CHECK(read(*storage, "b", "k") == "1\n");
+  CHECK(keys_of(*storage, "b") == std::vector<std::string>{"k"});
+}
+
+TEMPLATE_TEST_CASE("storage: list_keys is sorted and per bucket", "[storage]", WRITEAPI_STORAGE_FIXTURES) {
+  TestType fixture;
+  auto storage = fixture.make();
+  const std::vector<std::string> keys = {"m", "b", "z9", "a", "A", "a-1", "a.2", "_x", "0", "a_b", "Zed"};
+  for (const std::string& key : keys) REQUIRE(storage->append(batch("bucket1", key, key + "\n", 1)).ok());
+  // Writing an existing key again does not duplicate it.
+  REQUIRE(storage->append(batch("bucket1", "m", "again\n", 1)).ok());
+  REQUIRE(storage->append(batch("bucket2", "only", "x\n", 1)).ok());
+  REQUIRE(storage->append(batch("bucket10", "other", "y\n", 1)).ok());
+
+  std::vector<std::string> expected = keys;
+  std::sort(expected.begin(), expected.end());
+  CHECK(keys_of(*storage, "bucket1") == expected);
+  CHECK(keys_of(*storage, "bucket2") == std::vector<std::string>{"only"});
+  CHECK(keys_of(*storage, "bucket10") == std::vector<std::string>{"other"});
+}
+
+TEMPLATE_TEST_CASE("storage: an unknown bucket lists empty", "[storage]", WRITEAPI_STORAGE_FIXTURES) {
+  TestType fixture;
+  auto storage = fixture.make();
+  CHECK(keys_of(*storage, "nobody").empty());
+  REQUIRE(storage->append(batch("somebody", "k", "1\n", 1)).ok());
+  CHECK(keys_of(*storage, "nobody").empty());
+  CHECK(keys_of(*storage, "somebod").empty());
+  CHECK(keys_of(*storage, "somebody1").empty());
+}
+
+TEMPLATE_TEST_CASE("storage: reading a never-written object is ok and empty", "[storage]", WRITEAPI_STORAGE_FIXTURES) {
+  TestType fixture;
+  auto storage = fixture.make();
+  CHECK(read(*storage, "nobody", "nothing").empty());
+  REQUIRE(storage->append(batch("b", "k", "1\n", 1)).ok());
+  CHECK(read(*storage, "b", "other").empty());
+  CHECK(read(*storage, "other", "k").empty());
+}
+
+TEMPLATE_TEST_CASE("storage: a large batch is stored whole", "[storage]", WRITEAPI_STORAGE_FIXTURES) {
+  TestType fixture;
+  auto storage = fixture.make();
+  std::string lines;
+  std::size_t items = 0;
+  while (lines.size() < 3 * 1024 * 1024) {
+    lines += "{\"i\":" + std::to_string(items++) + ",\"pad\":\"" + std::string(500, 'x') + "\"}\n";
+  }
+  REQUIRE(storage->append(batch("big", "k", lines, items)).ok());
+  REQUIRE(storage->append(batch("big", "k", "tail\n", 1)).ok());
+  std::string back = read(*storage, "big", "k");
+  CHECK(back.size() == lines.size() + 5);
+  bool exact = back == lines + "tail\n";
+  CHECK(exact);
+}
+
+TEMPLATE_TEST_CASE("storage: concurrent appends to one object never interleave", "[storage]", WRITEAPI_STORAGE_FIXTURES) {
+  TestType fixture;
+  auto storage = fixture.make();
+  constexpr int kThreads = 16;
+  constexpr int kAppends = 200;
+  std::vector<int> failures(kThreads, 0);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int s = 0; s < kAppends; ++s) {
+        std::string id = "\"t\":" + std::to_string(t) + ",\"s\":" + std::to_string(s);
+        std::string lines = "{" + id + ",\"p\":0}\n{" + id + ",\"p\":1}\n";
+        if (!storage->append(batch("shared", "object", lines, 2)).ok()) failures[t]++;
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  for (int t = 0; t < kThreads; ++t) CHECK(failures[t] == 0);
+
+  std::vector<std::string> lines = split_lines(read(*storage, "shared", "object"));
+  REQUIRE(lines.size() == 2u * kThreads * kAppends);
+  std::vector<int> next_seq(kThreads, 0);
+  bool adjacent = true, ordered = true;
+  for (std::size_t i = 0; i < lines.size(); i += 2) {
+    int t = -1, s = -1, p0 = -1, t2 = -1, s2 = -1, p1 = -1;
+    REQUIRE(std::sscanf(lines[i].c_str(), "{\"t\":%d,\"s\":%d,\"p\":%d}", &t, &s, &p0) == 3);
+    REQUIRE(std::sscanf(lines[i + 1].c_str(), "{\"t\":%d,\"s\":%d,\"p\":%d}", &t2, &s2, &p1) == 3);
+    if (t != t2 || s != s2 || p0 != 0 || p1 != 1) adjacent = false;
+    REQUIRE((t >= 0 && t < kThreads));
+    // One thread's appends are sequential, so they appear in its order.
+    if (s != next_seq[t]) ordered = false;
+    next_seq[t] = s + 1;
+  }
+  CHECK(adjacent);
+  CHECK(ordered);
+  for (int t = 0; t < kThreads; ++t) CHECK(next_seq[t] == kAppends);
+
+  writeapi::StorageStats stats = storage->stats();
+  CHECK(stats.appends == static_cast<std::uint64_t>(kThreads * kAppends));
+}
+
+TEMPLATE_TEST_CASE("storage: concurrent appends to many objects", "[storage]", WRITEAPI_STORAGE_FIXTURES) {
+  TestType fixture;
+  auto storage = fixture.make();
+  constexpr int kThreads = 8;
+  constexpr int kAppends = 50;
+  std::vector<int> failures(kThreads, 0);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      std::string key = "key" + std::to_string(t);
+      for (int s = 0; s < kAppends; ++s) {
+        std::string line = std::to_string(s) + "\n";
+        if (!storage->append(batch(t % 2 ? "odd" : "even", key, line, 1)).ok()) failures[t]++;
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  std::string expected;
+  for (int s = 0; s < kAppends; ++s) expected += std::to_string(s) + "\n";
+  for (int t = 0; t < kThreads; ++t) {
+    CHECK(failures[t] == 0);
+    CHECK(read(*storage, t % 2 ? "odd" : "even", "key" + std::to_string(t)) == expected);
+  }
+  CHECK(keys_of(*storage, "even") == std::vector<std::string>{"key0", "key2", "key4", "key6"});
+  CHECK(keys_of(*storage, "odd") == std::vector<std::string>{"key1", "key3", "key5", "key7"});
+}
+
+TEMPLATE_TEST_CASE("storage: stats count appends and bytes", "[storage]", WRITEAPI_STORAGE_FIXTURES) {
+  TestType fixture;
+  auto storage = fixture.make();
+  writeapi::StorageStats before = storage->stats();
+  CHECK(before.appends == 0);
+  CHECK(before.bytes_written == 0);
+  REQUIRE(storage->append(batch("b", "k", "1\n", 1)).ok());
+  REQUIRE(storage->append(batch("b", "k", "22\n333\n", 2)).ok());
+  REQUIRE(storage->append(batch("b", "k2", "{\"a\":1}\n", 1)).ok());
+  writeapi::StorageStats after = storage->stats();
+  CHECK(after.appends == 3);
+  CHECK(after.bytes_written == 2 + 7 + 8);
+  CHECK(after.write_errors == 0);
+  CHECK(after.torn_tails_repaired == 0);
+}
