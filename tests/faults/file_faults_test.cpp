@@ -319,3 +319,46 @@ TEST_CASE("Replay restores a deleted object and stops at a torn log record", "[f
   REQUIRE(storage);
   CHECK(slurp(data + "/b/gone.jsonl") == expected_lines(3));
 }
+
+TEST_CASE("100,000 distinct objects in one run stay within the descriptor budget", "[scale]") {
+  // tmpfs when available: this is about descriptors, not disk speed.
+  std::string base = fs::exists("/dev/shm") && ::access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
+  std::string pattern = base + "/writeapi-scale-XXXXXX";
+  std::vector<char> buffer(pattern.begin(), pattern.end());
+  buffer.push_back('\0');
+  REQUIRE(::mkdtemp(buffer.data()) != nullptr);
+  std::string root = buffer.data();
+  struct Cleanup {
+    std::string path;
+    ~Cleanup() { fs::remove_all(path); }
+  } cleanup{root};
+
+  writeapi::FileStorageOptions options;
+  options.data_dir = root + "/data";
+  options.fsync = FsyncPolicy::never;
+  options.max_open_files = 64;
+  options.log = [](std::string_view) {};
+  writeapi::Status status;
+  auto storage = writeapi::make_file_storage(options, &status);
+  REQUIRE(storage);
+  constexpr int kObjects = 100000;
+  int failures = 0;
+  for (int i = 0; i < kObjects; ++i) {
+    std::string key = "o" + std::to_string(i);
+    std::string line = std::to_string(i) + "\n";
+    AppendBatch batch;
+    batch.bucket = "b";
+    batch.key = key;
+    batch.lines = line;
+    batch.item_count = 1;
+    if (!storage->append(batch).ok()) ++failures;
+  }
+  CHECK(failures == 0);
+  CHECK(storage->stats().open_objects <= 64);
+  std::vector<std::string> keys;
+  REQUIRE(storage->list_keys("b", &keys).ok());
+  CHECK(keys.size() == kObjects);
+  std::string contents;
+  REQUIRE(storage->read_object("b", "o99999", &contents).ok());
+  CHECK(contents == "99999\n");
+}
