@@ -5,6 +5,8 @@
 
 #include <chrono>
 #include <ctime>
+#include <sys/socket.h>
+
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -60,10 +62,20 @@ void respond(httplib::Response& res, const Status& status) {
 }
 
 // Refusals decided before the body is read: the unread body would be taken
-// for the next request, so the connection is closed after the answer.
+// for the next request (request smuggling), so the connection must close
+// after the answer. cpp-httplib 0.11 ignores a handler's "Connection:
+// close", but it closes the connection when a content provider reports
+// failure; this provider writes the whole answer first, then does so.
 void refuse_unread(httplib::Response& res, const Status& status) {
   respond(res, status);
+  auto body = std::make_shared<std::string>(std::move(res.body));
+  res.body.clear();
   res.set_header("Connection", "close");
+  res.set_content_provider(body->size(), "application/json",
+                           [body](std::size_t offset, std::size_t length, httplib::DataSink& sink) {
+                             sink.write(body->data() + offset, length);
+                             return false;  // close the connection
+                           });
 }
 
 bool parse_content_length(const std::string& text, std::uint64_t* value) {
@@ -170,6 +182,14 @@ void HttpServer::install_routes() {
   const int threads = config_.threads;
   http.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<std::size_t>(threads)); };
   http.set_tcp_nodelay(true);
+  // No SO_REUSEPORT (cpp-httplib's default): a second server on a busy
+  // port must fail to start, not share it. The listening socket is kept to
+  // raise its backlog after bind (cpp-httplib listens with a backlog of 5).
+  http.set_socket_options([this](socket_t sock) {
+    int yes = 1;
+    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+    listen_socket_ = sock;
+  });
   http.set_keep_alive_max_count(1000000);
   http.set_keep_alive_timeout(config_.keep_alive_timeout_seconds);
   http.set_read_timeout(config_.read_timeout_seconds, 0);
@@ -196,17 +216,19 @@ void HttpServer::install_routes() {
     if (Status s = check_content_type(content_type); !s.ok())
       return refuse_unread(res, s);
 
+    if (req.get_header_value_count("Content-Encoding") > 1)
+      return refuse_unread(res, Status(ErrorCode::unsupported_encoding, "send one Content-Encoding"));
     const std::string encoding = req.get_header_value("Content-Encoding");
-    if (!encoding.empty() && !iequals(encoding, "gzip") && !iequals(encoding, "deflate"))
-      return refuse_unread(res, Status(ErrorCode::unsupported_encoding,
-                                       "Content-Encoding must be gzip, deflate or absent"));
+    if (Status s = check_content_encoding(encoding); !s.ok()) return refuse_unread(res, s);
+    // libwriteapi inflates gzip itself, exactly (a truncated or corrupt
+    // stream is refused) and within the size limit; cpp-httplib's own
+    // inflation is lenient and case-sensitive, so it must not see the
+    // header. The Request is ours to change: cpp-httplib owns a mutable one.
+    const_cast<httplib::Request&>(req).headers.erase("Content-Encoding");
 
-    // cpp-httplib inflates gzip bodies as it reads them; the limit is
-    // enforced here on the inflated bytes, so a bomb stops at the limit.
     thread_local std::string body;
     body.clear();
-    if (!chunked && encoding.empty())
-      body.reserve(static_cast<std::size_t>(content_length));
+    if (!chunked) body.reserve(static_cast<std::size_t>(content_length));
     bool too_large = false;
     const std::size_t limit = config_.max_body_bytes;
     bool read_ok = content_reader([&](const char* data, std::size_t length) {
@@ -231,7 +253,8 @@ void HttpServer::install_routes() {
     request.bucket = bucket;
     request.key = key;
     request.content_type = content_type;
-    request.body = body;  // already inflated by cpp-httplib
+    request.content_encoding = encoding;
+    request.body = body;
     IngestResult result;
     Status status = ingestor_.ingest(request, &result);
     t_request.device_id = std::move(result.device_id);
@@ -268,7 +291,7 @@ void HttpServer::install_routes() {
   // Errors cpp-httplib produces itself (unknown path, malformed request,
   // oversized headers) get the same JSON shape as ours.
   http.set_error_handler([](const httplib::Request&, httplib::Response& res) {
-    if (!res.body.empty()) return;
+    if (!res.body.empty() || !t_request.error.empty()) return;  // answered by us
     switch (res.status) {
       case 404: respond(res, Status(ErrorCode::not_found, "unknown path; write to /write/v3/bucket/<bucket>/<key>")); break;
       case 413: respond(res, Status(ErrorCode::payload_too_large, "the body exceeds the size limit")); break;
@@ -307,10 +330,14 @@ void HttpServer::install_routes() {
 bool HttpServer::bind() {
   if (config_.port == 0) {
     port_ = http_->bind_to_any_port(config_.host);
-    return port_ > 0;
+    if (port_ <= 0) return false;
+  } else {
+    if (!http_->bind_to_port(config_.host, config_.port)) return false;
+    port_ = config_.port;
   }
-  if (!http_->bind_to_port(config_.host, config_.port)) return false;
-  port_ = config_.port;
+  // Many devices connect at once after an outage: a backlog of 5 would drop
+  // their SYNs. listen() again on a listening socket only resizes the queue.
+  if (listen_socket_ >= 0) ::listen(listen_socket_, SOMAXCONN);
   return true;
 }
 

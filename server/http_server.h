@@ -44,6 +44,7 @@ class HttpServer {
   Metrics metrics_;
   std::unique_ptr<httplib::Server> http_;
   int port_ = -1;
+  int listen_socket_ = -1;
   std::FILE* access_log_ = nullptr;
   bool own_access_log_ = false;
 };

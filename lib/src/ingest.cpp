@@ -56,6 +56,14 @@ Status check_content_type(std::string_view content_type) {
                 "the body must be JSON; send the header Content-Type: application/json");
 }
 
+Status check_content_encoding(std::string_view content_encoding) {
+  std::string_view encoding = trim(content_encoding);
+  if (encoding.empty() || iequals(encoding, "identity") || iequals(encoding, "gzip") ||
+      iequals(encoding, "x-gzip") || iequals(encoding, "deflate"))
+    return Status();
+  return Status(ErrorCode::unsupported_encoding, "Content-Encoding must be gzip, deflate or absent");
+}
+
 Status gunzip(std::string_view compressed, std::size_t max_bytes, std::string* out) {
   out->clear();
   z_stream stream{};
@@ -100,10 +108,9 @@ Status Ingestor::ingest(const IngestRequest& request, IngestResult* result) cons
 
   ThreadBuffers& buffers = thread_buffers();
   std::string_view body = request.body;
+  if (Status s = check_content_encoding(request.content_encoding); !s.ok()) return s;
   std::string_view encoding = trim(request.content_encoding);
   if (!encoding.empty() && !iequals(encoding, "identity")) {
-    if (!iequals(encoding, "gzip") && !iequals(encoding, "x-gzip") && !iequals(encoding, "deflate"))
-      return Status(ErrorCode::unsupported_encoding, "Content-Encoding must be gzip, deflate or absent");
     Status s = gunzip(body, options_.max_body_bytes, &buffers.inflated);
     if (!s.ok()) {
       trim_buffer(&buffers.inflated);

@@ -69,6 +69,10 @@ class Ingestor {
 // charset=utf-8 allowed); unsupported_media_type otherwise.
 Status check_content_type(std::string_view content_type);
 
+// Ok when `content_encoding` is empty, identity, gzip, x-gzip or deflate
+// (any case); unsupported_encoding otherwise.
+Status check_content_encoding(std::string_view content_encoding);
+
 // Inflates a gzip (or zlib, for "deflate") stream into *out, failing with
 // payload_too_large as soon as the output would exceed `max_bytes`, and with
 // bad_request on corrupt data.
