@@ -1,0 +1,279 @@
+// Successful writes over HTTP against the real server: the Write API
+// document's example, appends, batches, encodings, keep-alive.
+#include <httplib.h>
+
+#include <catch2/catch.hpp>
+#include <string>
+
+#include "server_process.h"
+
+using namespace writeapi::testing;
+
+namespace {
+
+// The request body exactly as the Write API document prints it.
+const std::string kDocumentBody = R"({
+    "accessKey": "fbebeb8ae7f94930fd07dd8249287973e786d047e9820a254c4a3aecb36fc238",
+    "deviceId": "outdoors_u871a",
+    "data": {
+        "timestamp": 1584156800,
+        "temperature": 4.7
+    }
+})";
+const std::string kDocumentLine = "{\"timestamp\":1584156800,\"temperature\":4.7}\n";
+
+void require_ok(const httplib::Result& res, std::size_t items) {
+  REQUIRE(res);
+  INFO("body: " << res->body);
+  REQUIRE(res->status == 200);
+  CHECK(check_ok_body(res->body, items) == "");
+  CHECK(res->get_header_value("Content-Type").rfind("application/json", 0) == 0);
+}
+
+}  // namespace
+
+TEST_CASE("document example stores one JSON line", "[integration][write]") {
+  ServerProcess server;
+  auto client = server.client();
+  auto res = client->Post("/write/v3/bucket/homelab/outdoors_temp1", kDocumentBody, "application/json");
+  require_ok(res, 1);
+  CHECK(server.read_object("homelab", "outdoors_temp1") == kDocumentLine);
+}
+
+TEST_CASE("second write to the same object appends a line", "[integration][write]") {
+  ServerProcess server;
+  auto client = server.client();
+  require_ok(client->Post("/write/v3/bucket/homelab/outdoors_temp1", kDocumentBody, "application/json"), 1);
+  std::string second = R"({"accessKey": "fbebeb8ae7f94930fd07dd8249287973e786d047e9820a254c4a3aecb36fc238",
+      "deviceId": "outdoors_u871a", "data": {"timestamp": 1584156860, "temperature": 4.5}})";
+  require_ok(client->Post("/write/v3/bucket/homelab/outdoors_temp1", second, "application/json"), 1);
+  CHECK(server.read_object("homelab", "outdoors_temp1") ==
+        kDocumentLine + "{\"timestamp\":1584156860,\"temperature\":4.5}\n");
+}
+
+TEST_CASE("batch data array stores one line per item", "[integration][write]") {
+  ServerProcess server;
+  auto client = server.client();
+  std::string body = make_body(R"([ {"a": 1}, {"b": [2, 3]} , {"c": "x y"} ])", kAccessKey, "dev1");
+  require_ok(client->Post(write_path("homelab", "batch"), body, "application/json"), 3);
+  CHECK(server.read_object("homelab", "batch") == "{\"a\":1}\n{\"b\":[2,3]}\n{\"c\":\"x y\"}\n");
+}
+
+TEST_CASE("empty data array stores nothing and creates no object", "[integration][write]") {
+  ServerProcess server;
+  auto client = server.client();
+  auto before = snapshot_tree(server.data_dir());
+  require_ok(client->Post(write_path("homelab", "empty"), make_body("[]"), "application/json"), 0);
+  CHECK_FALSE(server.object_exists("homelab", "empty"));
+  CHECK(tree_diff(before, snapshot_tree(server.data_dir())) == "");
+}
+
+TEST_CASE("scalar data values are single items", "[integration][write]") {
+  ServerProcess server;
+  auto client = server.client();
+  require_ok(client->Post(write_path("homelab", "scalars"), make_body("42"), "application/json"), 1);
+  require_ok(client->Post(write_path("homelab", "scalars"), make_body("true"), "application/json"), 1);
+  require_ok(client->Post(write_path("homelab", "scalars"), make_body("\"text\""), "application/json"), 1);
+  require_ok(client->Post(write_path("homelab", "scalars"), make_body("[[1, 2]]"), "application/json"), 1);
+  CHECK(server.read_object("homelab", "scalars") == "42\ntrue\n\"text\"\n[1,2]\n");
+}
+
+TEST_CASE("items keep numbers and escapes exactly as sent", "[integration][write]") {
+  ServerProcess server;
+  auto client = server.client();
+  std::string data = R"([1.50, 123456789012345678901234567890, 1e400, "a\u00e9\n", {"k" : [ -0 , 2E-3 ]}, "x y"])";
+  require_ok(client->Post(write_path("homelab", "exact"), make_body(data), "application/json"), 6);
+  CHECK(server.read_object("homelab", "exact") ==
+        "1.50\n123456789012345678901234567890\n1e400\n\"a\\u00e9\\n\"\n{\"k\":[-0,2E-3]}\n\"x y\"\n");
+}
+
+TEST_CASE("deviceId is optional and other top-level fields are ignored", "[integration][write]") {
+  ServerProcess server;
+  auto client = server.client();
+  std::string body = std::string(R"({"extra": {"nested": [1]}, "accessKey": ")") + std::string(kAccessKey) +
+                     R"(", "data": {"v": 1}, "more": null})";
+  require_ok(client->Post(write_path("homelab", "nodevice"), body, "application/json"), 1);
+  CHECK(server.read_object("homelab", "nodevice") == "{\"v\":1}\n");
+}
+
+TEST_CASE("objects are separate per key and per bucket", "[integration][write]") {
+  ServerProcess server;
+  auto client = server.client();
+  require_ok(client->Post(write_path("homelab", "k1"), make_body("1"), "application/json"), 1);
+  require_ok(client->Post(write_path("homelab", "k2"), make_body("2"), "application/json"), 1);
+  require_ok(client->Post(write_path(kOtherBucket, "k1"), make_body("3", kOtherAccessKey), "application/json"), 1);
+  CHECK(server.read_object("homelab", "k1") == "1\n");
+  CHECK(server.read_object("homelab", "k2") == "2\n");
+  CHECK(server.read_object(kOtherBucket, "k1") == "3\n");
+}
+
+TEST_CASE("names at the limits of the naming rules are accepted", "[integration][write]") {
+  ServerProcess server;
+  auto client = server.client();
+  std::string key128(128, 'k');
+  require_ok(client->Post(write_path("homelab", key128), make_body("1"), "application/json"), 1);
+  CHECK(server.read_object("homelab", key128) == "1\n");
+  require_ok(client->Post(write_path("homelab", "A-z_0.9"), make_body("2"), "application/json"), 1);
+  CHECK(server.read_object("homelab", "A-z_0.9") == "2\n");
+}
+
+TEST_CASE("path segments are percent-decoded and a query string is ignored", "[integration][write]") {
+  ServerProcess server;
+  // Raw bytes on the wire, so no client re-encodes the target.
+  auto res = raw_exchange(server.port(), make_post("/write/v3/bucket/homelab/out%64oors?x=1&y=%2F", make_body("7")));
+  INFO(res.raw);
+  REQUIRE(res.status == 200);
+  CHECK(check_ok_body(res.body, 1) == "");
+  CHECK(server.read_object("homelab", "outdoors") == "7\n");
+}
+
+TEST_CASE("Content-Type with parameters and any case is accepted", "[integration][write]") {
+  ServerProcess server;
+  auto client = server.client();
+  require_ok(client->Post(write_path("homelab", "ct"), make_body("1"), "application/json; charset=utf-8"), 1);
+  require_ok(client->Post(write_path("homelab", "ct"), make_body("2"), "Application/JSON"), 1);
+  CHECK(server.read_object("homelab", "ct") == "1\n2\n");
+}
+
+TEST_CASE("gzip request body is accepted", "[integration][write][encoding]") {
+  ServerProcess server;
+  auto client = server.client();
+  std::string compressed = gzip_compress(kDocumentBody);
+  REQUIRE(compressed.substr(0, 2) == "\x1f\x8b");
+  auto res = client->Post("/write/v3/bucket/homelab/outdoors_temp1", {{"Content-Encoding", "gzip"}}, compressed,
+                          "application/json");
+  require_ok(res, 1);
+  CHECK(server.read_object("homelab", "outdoors_temp1") == kDocumentLine);
+}
+
+TEST_CASE("deflate (zlib) request body is accepted", "[integration][write][encoding]") {
+  ServerProcess server;
+  auto client = server.client();
+  std::string compressed = gzip_compress(kDocumentBody, 15);
+  auto res = client->Post("/write/v3/bucket/homelab/outdoors_temp1", {{"Content-Encoding", "deflate"}}, compressed,
+                          "application/json");
+  require_ok(res, 1);
+  CHECK(server.read_object("homelab", "outdoors_temp1") == kDocumentLine);
+}
+
+// Content codings are case-insensitive (RFC 9110 8.4.1); the server's own
+// check compares without case.
+TEST_CASE("Content-Encoding GZIP in upper case is accepted", "[integration][write][encoding]") {
+  ServerProcess server;
+  auto client = server.client();
+  auto res = client->Post("/write/v3/bucket/homelab/outdoors_temp1", {{"Content-Encoding", "GZIP"}},
+                          gzip_compress(kDocumentBody), "application/json");
+  require_ok(res, 1);
+  CHECK(server.read_object("homelab", "outdoors_temp1") == kDocumentLine);
+}
+
+// status.h: unsupported_encoding is for "Content-Encoding other than
+// gzip/identity"; ingest.h lists identity as accepted.
+TEST_CASE("Content-Encoding identity is accepted", "[integration][write][encoding]") {
+  ServerProcess server;
+  auto client = server.client();
+  auto res = client->Post("/write/v3/bucket/homelab/outdoors_temp1", {{"Content-Encoding", "identity"}},
+                          kDocumentBody, "application/json");
+  require_ok(res, 1);
+  CHECK(server.read_object("homelab", "outdoors_temp1") == kDocumentLine);
+}
+
+TEST_CASE("chunked request body is accepted", "[integration][write][chunked]") {
+  ServerProcess server;
+  SECTION("through cpp-httplib's chunked content provider") {
+    auto client = server.client();
+    const std::string body = kDocumentBody;
+    auto res = client->Post(
+        "/write/v3/bucket/homelab/outdoors_temp1",
+        [&](std::size_t offset, httplib::DataSink& sink) {
+          // Ten-byte chunks.
+          if (offset < body.size()) {
+            sink.write(body.data() + offset, std::min<std::size_t>(10, body.size() - offset));
+          } else {
+            sink.done();
+          }
+          return true;
+        },
+        "application/json");
+    require_ok(res, 1);
+  }
+  SECTION("raw bytes with chunk extensions and odd chunk sizes") {
+    const std::string body = kDocumentBody;
+    std::string chunked;
+    std::size_t sizes[] = {1, 7, 64, 3};
+    std::size_t offset = 0, i = 0;
+    while (offset < body.size()) {
+      std::size_t n = std::min(sizes[i++ % 4], body.size() - offset);
+      char size_line[32];
+      std::snprintf(size_line, sizeof size_line, "%zx\r\n", n);
+      chunked += size_line;
+      chunked += body.substr(offset, n) + "\r\n";
+      offset += n;
+    }
+    chunked += "0\r\n\r\n";
+    auto res = raw_exchange(server.port(), make_post("/write/v3/bucket/homelab/outdoors_temp1", chunked,
+                                                     {"Content-Type: application/json", "Transfer-Encoding: chunked"},
+                                                     false));
+    INFO(res.raw);
+    REQUIRE(res.status == 200);
+    CHECK(check_ok_body(res.body, 1) == "");
+  }
+  CHECK(server.read_object("homelab", "outdoors_temp1") == kDocumentLine);
+}
+
+TEST_CASE("chunked gzip request body is accepted", "[integration][write][chunked][encoding]") {
+  ServerProcess server;
+  std::string compressed = gzip_compress(make_body("[1,2,3,4]"));
+  std::string chunked;
+  for (std::size_t offset = 0; offset < compressed.size(); offset += 16) {
+    std::size_t n = std::min<std::size_t>(16, compressed.size() - offset);
+    char size_line[32];
+    std::snprintf(size_line, sizeof size_line, "%zx\r\n", n);
+    chunked += size_line + compressed.substr(offset, n) + "\r\n";
+  }
+  chunked += "0\r\n\r\n";
+  auto res = raw_exchange(server.port(),
+                          make_post(write_path("homelab", "cgz"), chunked,
+                                    {"Content-Type: application/json", "Transfer-Encoding: chunked",
+                                     "Content-Encoding: gzip"},
+                                    false));
+  INFO(res.raw);
+  REQUIRE(res.status == 200);
+  CHECK(check_ok_body(res.body, 4) == "");
+  CHECK(server.read_object("homelab", "cgz") == "1\n2\n3\n4\n");
+}
+
+TEST_CASE("100 sequential requests on one keep-alive client", "[integration][keepalive]") {
+  ServerProcess server;
+  auto client = server.client();
+  for (int i = 0; i < 100; ++i) {
+    auto res = client->Post(write_path("homelab", "seq"), make_body("{\"n\":" + std::to_string(i) + "}"),
+                            "application/json");
+    INFO("request " << i);
+    REQUIRE(res);
+    REQUIRE(res->status == 200);
+    REQUIRE(check_ok_body(res->body, 1) == "");
+  }
+  auto lines = split_lines(server.read_object("homelab", "seq"));
+  REQUIRE(lines.size() == 100);
+  for (int i = 0; i < 100; ++i) CHECK(lines[static_cast<std::size_t>(i)] == "{\"n\":" + std::to_string(i) + "}");
+}
+
+TEST_CASE("100 sequential requests on one raw TCP connection", "[integration][keepalive]") {
+  ServerProcess server;
+  RawConnection connection(server.port());
+  REQUIRE(connection.connected());
+  for (int i = 0; i < 100; ++i) {
+    INFO("request " << i);
+    REQUIRE(connection.send(make_post(write_path("homelab", "rawseq"), make_body(std::to_string(i)))));
+    auto res = connection.read_response();
+    INFO(res.raw);
+    REQUIRE(res.status == 200);
+    REQUIRE(check_ok_body(res.body, 1) == "");
+    REQUIRE(res.header("connection") != "close");
+  }
+  auto lines = split_lines(server.read_object("homelab", "rawseq"));
+  REQUIRE(lines.size() == 100);
+  CHECK(lines.front() == "0");
+  CHECK(lines.back() == "99");
+}
