@@ -52,9 +52,6 @@ namespace {
 
 constexpr std::string_view kSuffix = ".jsonl";
 constexpr std::string_view kWalDir = "/.wal";
-// A log segment is retired (its objects synced, the file deleted) once it
-// grows past this size.
-constexpr std::uint64_t kWalSegmentBytes = 64 << 20;
 
 // An open descriptor, closed when the last holder lets go.
 struct FileHandle {
@@ -162,6 +159,14 @@ class FileStorage final : public Storage {
     wal_cv_.notify_all();
     interval_cv_.notify_all();
     for (auto& thread : threads_) thread.join();
+    if (checkpoint_thread_.joinable()) {
+      {
+        std::lock_guard<std::mutex> lock(checkpoint_mu_);
+        checkpoint_stopping_ = true;
+      }
+      checkpoint_cv_.notify_all();
+      checkpoint_thread_.join();  // after retiring what is queued
+    }
     if (wal_fd_ >= 0) {
       // Clean shutdown: make the objects durable and empty the log.
       retire_segment(wal_sequence_, std::move(wal_dirty_));
@@ -187,6 +192,7 @@ class FileStorage final : public Storage {
     if (options_.fsync == FsyncPolicy::always) {
       if (Status s = open_segment(wal_sequence_ + 1); !s.ok()) return s;
       threads_.emplace_back([this] { wal_loop(); });
+      checkpoint_thread_ = std::thread([this] { checkpoint_loop(); });
     } else if (options_.fsync == FsyncPolicy::interval) {
       threads_.emplace_back([this] { interval_loop(); });
     }
@@ -476,6 +482,11 @@ class FileStorage final : public Storage {
     std::string path = wal_dir() + segment_name(sequence);
     int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) return Status(ErrorCode::storage_error, "cannot create log segment " + path + ": " + std::strerror(errno));
+    // Reserve the segment's blocks up front: an fdatasync then does not
+    // have to commit block allocations of a growing file with every group.
+    // (Recovery stops at the first bytes that are not a record.)
+    if (int rc = ::posix_fallocate(fd, 0, static_cast<off_t>(options_.wal_segment_bytes)); rc != 0 && rc != EOPNOTSUPP)
+      options_.log(std::string("cannot reserve space for log segment ") + path + ": " + std::strerror(rc));
     if (fsync_path(wal_dir()) != 0) {
       ::close(fd);
       return Status(ErrorCode::storage_error, "cannot sync log directory " + wal_dir());
@@ -532,7 +543,7 @@ class FileStorage final : public Storage {
       buffer.clear();
       if (buffer.capacity() > (4u << 20)) std::string().swap(buffer);
       records.clear();
-      if (wal_size_ >= kWalSegmentBytes) rotate();
+      if (wal_size_ >= options_.wal_segment_bytes) rotate();
     }
   }
 
@@ -582,16 +593,34 @@ class FileStorage final : public Storage {
     answer(records, storage_status(err));
   }
 
-  // Starts a new segment and checkpoints the old one.
+  // Starts a new segment; the checkpoint thread retires the old one, so
+  // writers do not wait for the objects' syncs.
   void rotate() {
     std::uint64_t old_sequence = wal_sequence_;
-    DirtySet dirty = std::move(wal_dirty_);
-    wal_dirty_ = DirtySet();
     if (Status s = open_segment(old_sequence + 1); !s.ok()) {
       options_.log(s.message() + "; keeping the current segment");
       return;
     }
-    retire_segment(old_sequence, std::move(dirty));
+    {
+      std::lock_guard<std::mutex> lock(checkpoint_mu_);
+      checkpoints_.emplace_back(old_sequence, std::move(wal_dirty_));
+    }
+    wal_dirty_ = DirtySet();
+    checkpoint_cv_.notify_one();
+  }
+
+  void checkpoint_loop() {
+    for (;;) {
+      std::pair<std::uint64_t, DirtySet> job;
+      {
+        std::unique_lock<std::mutex> lock(checkpoint_mu_);
+        checkpoint_cv_.wait(lock, [&] { return checkpoint_stopping_ || !checkpoints_.empty(); });
+        if (checkpoints_.empty()) return;  // stopping, nothing left
+        job = std::move(checkpoints_.front());
+        checkpoints_.pop_front();
+      }
+      retire_segment(job.first, std::move(job.second));
+    }
   }
 
   // Syncs every object a segment covered, then deletes the segment.
@@ -787,6 +816,13 @@ class FileStorage final : public Storage {
   std::uint64_t wal_sequence_ = 0;
   std::uint64_t wal_size_ = 0;
   DirtySet wal_dirty_;
+
+  // Segments waiting for their checkpoint (oldest first).
+  std::mutex checkpoint_mu_;
+  std::condition_variable checkpoint_cv_;
+  std::deque<std::pair<std::uint64_t, DirtySet>> checkpoints_;
+  bool checkpoint_stopping_ = false;
+  std::thread checkpoint_thread_;
 
   std::mutex done_mu_;
   std::condition_variable done_cv_;  // wakes writers whose group was synced

@@ -362,3 +362,29 @@ TEST_CASE("100,000 distinct objects in one run stay within the descriptor budget
   REQUIRE(storage->read_object("b", "o99999", &contents).ok());
   CHECK(contents == "99999\n");
 }
+
+TEST_CASE("Log segments rotate and are retired in the background without losing lines", "[faults][wal]") {
+  TempDir dir;
+  writeapi::FileStorageOptions options;
+  options.data_dir = dir.path + "/data";
+  options.wal_segment_bytes = 4096;  // rotate every few dozen appends
+  options.log = [](std::string_view) {};
+  writeapi::Status status;
+  auto storage = writeapi::make_file_storage(options, &status);
+  REQUIRE(storage);
+  std::string expected[4];
+  for (int i = 0; i < 2000; ++i) {
+    std::string key = "o" + std::to_string(i % 4);
+    std::string line = "{\"i\":" + std::to_string(i) + ",\"pad\":\"" + std::string(40, 'p') + "\"}\n";
+    expected[i % 4] += line;
+    AppendBatch batch;
+    batch.bucket = "b";
+    batch.key = key;
+    batch.lines = line;
+    batch.item_count = 1;
+    REQUIRE(storage->append(batch).ok());
+  }
+  storage.reset();  // a clean shutdown checkpoints everything
+  CHECK(wal_segments(options.data_dir).empty());
+  for (int k = 0; k < 4; ++k) CHECK(slurp(options.data_dir + "/b/o" + std::to_string(k) + ".jsonl") == expected[k]);
+}

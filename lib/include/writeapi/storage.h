@@ -102,6 +102,10 @@ struct FileStorageOptions {
   // Higher keeps more hot objects at one write per append; each costs a
   // descriptor. Default 1024.
   std::size_t max_open_files = 1024;
+  // FsyncPolicy::always: size at which a write-ahead log segment is retired
+  // (its objects synced, the file deleted). Larger segments mean fewer
+  // checkpoints and more replay after a crash. Default 64 MiB.
+  std::uint64_t wal_segment_bytes = 64ull << 20;
   // Receives one line per notable event (torn tail repaired, write error on
   // an object, failed sync). Default: standard error.
   std::function<void(std::string_view)> log;
