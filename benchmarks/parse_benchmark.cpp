@@ -197,8 +197,9 @@ class RatioReporter : public benchmark::ConsoleReporter {
     ConsoleReporter::ReportRuns(runs);
     for (const Run& run : runs) {
       if (run.error_occurred || run.run_type != Run::RT_Iteration) continue;
-      double seconds_per_iteration = run.GetAdjustedRealTime();  // in run.time_unit
-      times_[run.benchmark_name()] = seconds_per_iteration;
+      // CPU time: the machines this runs on are shared, and wall time then
+      // includes other processes' turns.
+      times_[run.benchmark_name()] = run.GetAdjustedCPUTime();  // in run.time_unit
     }
   }
   void print_ratios(const std::vector<Payload>& payloads) const {

@@ -71,6 +71,13 @@ class Scanner {
   }
   void skip_ws_slow() {
     if (copying_) flush_run(p_);
+    // Pretty-printed bodies indent with runs of spaces: skip 8 at a time.
+    while (end_ - p_ >= 8) {
+      uint64_t word;
+      std::memcpy(&word, p_, 8);
+      if (word != 0x2020202020202020ULL) break;
+      p_ += 8;
+    }
     while (p_ < end_ && is_ws(*p_)) ++p_;
     if (copying_) run_start_ = p_;
   }
