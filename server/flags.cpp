@@ -29,10 +29,36 @@ Flags:
   --access-log DEST        - for standard output (default), off, or a file path
   --read-timeout-s N       seconds to wait on a stalled client read (default 10)
   --keep-alive-timeout-s N seconds an idle keep-alive connection is kept (default 5)
+  --request-timeout-s N    seconds a whole request (headers and body) may take from its
+                           first byte (default 60); request heads over 64 KiB get 431
+  --max-connections-per-ip N
+                           connections one client address may hold, waiting or served;
+                           more are answered 429 and closed at once (default: three
+                           quarters of --threads, 384; 0 = no cap, e.g. behind a proxy)
+  --tls-cert FILE          serve HTTPS with this PEM certificate (chain) ...
+  --tls-key FILE           ... and this PEM private key (both or neither)
+  --max-tracked-devices N  device rate-limit states kept, least recently seen evicted
+                           (default 100000)
+  --storage KIND           file (default): objects under --data-dir; clickhouse: rows of a
+                           ClickHouse table that any number of servers share (docs/SCALING.md)
+  --clickhouse-url URL     ClickHouse's HTTP interface (default http://127.0.0.1:8123)
+  --clickhouse-database DB database of the table (default writeapi; created when missing)
+  --clickhouse-table NAME  table of the rows (default lines; created when missing; may be a
+                           Distributed table over a cluster)
+  --clickhouse-user USER   ClickHouse user (default: none, ClickHouse's default user); the
+                           password comes from the environment, WRITEAPI_CLICKHOUSE_PASSWORD
+  --clickhouse-flush-ms N  queued rows go out as one INSERT N ms after the first (default 5)
+  --clickhouse-flush-rows N
+                           ... or as soon as N rows are queued (default 10000)
+  --clickhouse-inserts N   INSERTs in flight at once; rows queue while all are busy (default 2)
+  --frontend-id NAME       this server's name in the rows it stores, which orders lines
+                           stored in the same microsecond by two servers (default
+                           <hostname>-<pid>-<random>; never give two live servers one name)
   --help                   print this help
 
 Endpoints: POST /write/v3/bucket/<bucket>/<key>, GET /healthz, GET /metrics.
-Signals: SIGINT/SIGTERM finish requests in flight and exit 0.
+Signals: SIGINT/SIGTERM finish requests in flight and exit 0; SIGHUP reloads
+the keys file (keys and device limits), as does a change of the file on disk.
 )";
 
 bool parse_size(std::string_view text, std::size_t* out) {
@@ -119,12 +145,58 @@ int parse_flags(int argc, char** argv, ServerConfig* config) {
       config->access_log = std::string(value);
     } else if (flag == "--read-timeout-s") {
       if (!parse_int(value, 1, 3600, &config->read_timeout_seconds)) return bad("seconds 1-3600");
+    } else if (flag == "--request-timeout-s") {
+      if (!parse_int(value, 1, 3600, &config->request_timeout_seconds)) return bad("seconds 1-3600");
+    } else if (flag == "--max-connections-per-ip") {
+      if (!parse_int(value, 0, 1 << 20, &config->max_connections_per_ip)) return bad("a count 0-1048576");
+    } else if (flag == "--tls-cert") {
+      if (value.empty()) return bad("a PEM certificate file");
+      config->tls_cert_path = std::string(value);
+    } else if (flag == "--tls-key") {
+      if (value.empty()) return bad("a PEM private key file");
+      config->tls_key_path = std::string(value);
     } else if (flag == "--keep-alive-timeout-s") {
       if (!parse_int(value, 1, 3600, &config->keep_alive_timeout_seconds)) return bad("seconds 1-3600");
+    } else if (flag == "--max-tracked-devices") {
+      if (!parse_int(value, 1, 100000000, &number)) return bad("a count 1-100000000");
+      config->max_tracked_devices = static_cast<std::size_t>(number);
+    } else if (flag == "--storage") {
+      if (value == "file") config->storage = StorageBackend::file;
+      else if (value == "clickhouse") config->storage = StorageBackend::clickhouse;
+      else return bad("file or clickhouse");
+    } else if (flag == "--clickhouse-url") {
+      if (value.substr(0, 7) != "http://" && value.substr(0, 8) != "https://") return bad("an http:// or https:// URL");
+      config->clickhouse.url = std::string(value);
+    } else if (flag == "--clickhouse-database") {
+      config->clickhouse.database = std::string(value);
+    } else if (flag == "--clickhouse-table") {
+      config->clickhouse.table = std::string(value);
+    } else if (flag == "--clickhouse-user") {
+      config->clickhouse.user = std::string(value);
+    } else if (flag == "--clickhouse-flush-ms") {
+      if (!parse_int(value, 0, 60000, &number)) return bad("milliseconds 0-60000");
+      config->clickhouse.flush_interval = std::chrono::milliseconds(number);
+    } else if (flag == "--clickhouse-flush-rows") {
+      if (!parse_int(value, 1, 10000000, &number)) return bad("a row count 1-10000000");
+      config->clickhouse.flush_rows = static_cast<std::size_t>(number);
+    } else if (flag == "--clickhouse-inserts") {
+      if (!parse_int(value, 1, 64, &number)) return bad("a count 1-64");
+      config->clickhouse.max_inserts_in_flight = static_cast<std::size_t>(number);
+    } else if (flag == "--frontend-id") {
+      if (value.empty()) return bad("a non-empty name");
+      config->clickhouse.frontend_id = std::string(value);
     } else {
       fmt::print(stderr, "writeapi-server: unknown flag {} (see --help)\n", flag);
       return 2;
     }
+  }
+  // Kept out of argv, where any local user could read it.
+  if (const char* password = std::getenv("WRITEAPI_CLICKHOUSE_PASSWORD")) config->clickhouse.password = password;
+  if (config->tls_cert_path.empty() != config->tls_key_path.empty()) {
+    fmt::print(stderr, "writeapi-server: {} given without {}: HTTPS needs both (see --help)\n",
+               config->tls_cert_path.empty() ? "--tls-key" : "--tls-cert",
+               config->tls_cert_path.empty() ? "--tls-cert" : "--tls-key");
+    return 2;
   }
   return 0;
 }

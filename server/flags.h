@@ -6,10 +6,13 @@
 #include <cstddef>
 #include <string>
 
+#include "writeapi/clickhouse.h"
 #include "writeapi/ingest.h"
 #include "writeapi/storage.h"
 
 namespace writeapi::server {
+
+enum class StorageBackend { file, clickhouse };
 
 struct ServerConfig {
   std::string host = "127.0.0.1";
@@ -26,6 +29,18 @@ struct ServerConfig {
   std::string access_log = "-";  // "-" standard output, "off", or a file
   int read_timeout_seconds = 10;
   int keep_alive_timeout_seconds = 5;
+  // Whole request (head and body) from its first byte.
+  int request_timeout_seconds = 60;
+  // Connections per client address; -1: three quarters of threads; 0: no cap.
+  int max_connections_per_ip = -1;
+  // HTTPS when both are set (PEM files).
+  std::string tls_cert_path;
+  std::string tls_key_path;
+  // Device budgets kept by the limiter (DeviceLimiterOptions).
+  std::size_t max_tracked_devices = 100000;
+  // Where accepted lines go: files under data_dir (default) or ClickHouse.
+  StorageBackend storage = StorageBackend::file;
+  ClickHouseStorageOptions clickhouse;  // --clickhouse-* flags
 };
 
 // Parses argv into *config. Returns 0 to go on, -1 after printing --help

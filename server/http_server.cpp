@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <httplib.h>
 
+#include <algorithm>
 #include <chrono>
 #include <ctime>
 #include <sys/socket.h>
@@ -147,15 +148,35 @@ std::string_view target_path(const std::string& target) {
 
 }  // namespace
 
-HttpServer::HttpServer(const ServerConfig& config, Authorizer* authorizer, Storage* storage)
+HttpServer::HttpServer(const ServerConfig& config, Authorizer* authorizer, DeviceLimiter* limiter,
+                       Storage* storage)
     : config_(config),
       storage_(storage),
-      ingestor_(authorizer, storage, [&] {
+      ingestor_(authorizer, limiter, storage, [&] {
         IngestOptions options;
         options.max_body_bytes = config.max_body_bytes;
         return options;
-      }()),
-      http_(std::make_unique<httplib::Server>()) {
+      }()) {
+  ConnectionOptions connection_options;
+  connection_options.threads = config_.threads;
+  // Default: three quarters of the workers, so one address always leaves
+  // a quarter of them to everyone else.
+  connection_options.max_connections_per_ip =
+      config_.max_connections_per_ip >= 0 ? config_.max_connections_per_ip : std::max(1, config_.threads * 3 / 4);
+  connection_options.read_timeout = std::chrono::seconds(config_.read_timeout_seconds);
+  connection_options.write_timeout = std::chrono::seconds(config_.read_timeout_seconds);
+  connection_options.keep_alive_timeout = std::chrono::seconds(config_.keep_alive_timeout_seconds);
+  connection_options.request_timeout = std::chrono::seconds(config_.request_timeout_seconds);
+  connection_options.tls_cert_path = config_.tls_cert_path;
+  connection_options.tls_key_path = config_.tls_key_path;
+  connections_ = ConnectionServer::create(connection_options, &startup_error_);
+  if (!connections_) {  // reported by startup_error(); keep a valid object
+    connection_options.tls_cert_path.clear();
+    connection_options.tls_key_path.clear();
+    connections_ = ConnectionServer::create(connection_options, &startup_error_);
+  }
+  http_ = &connections_->http();
+  metrics_sources_.push_back([this] { return render_connection_metrics(connections_->stats()); });
   if (config_.access_log == "-") {
     access_log_ = stdout;
     std::setvbuf(stdout, nullptr, _IOLBF, 0);
@@ -179,8 +200,9 @@ HttpServer::~HttpServer() {
 
 void HttpServer::install_routes() {
   httplib::Server& http = *http_;
-  const int threads = config_.threads;
-  http.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<std::size_t>(threads)); };
+  // Workers, timeouts, the per-address connection cap and the request head
+  // cap are ConnectionServer's (connection_server.h); cpp-httplib's own
+  // settings below only matter for what it does inside a request.
   http.set_tcp_nodelay(true);
   // No SO_REUSEPORT (cpp-httplib's default): a second server on a busy
   // port must fail to start, not share it. The listening socket is kept to
@@ -198,6 +220,7 @@ void HttpServer::install_routes() {
 
   http.set_pre_routing_handler([](const httplib::Request&, httplib::Response&) {
     t_request.start = Clock::now();
+    ConnectionServer::head_complete();  // the body is not capped as a head
     return httplib::Server::HandlerResponse::Unhandled;
   });
 
@@ -285,7 +308,9 @@ void HttpServer::install_routes() {
     res.set_content("{\"ok\":true}\n", "application/json");
   });
   http.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
-    res.set_content(metrics_.render(storage_->stats()), "text/plain; version=0.0.4");
+    std::string text = metrics_.render(storage_->stats());
+    for (const auto& source : metrics_sources_) text += source();
+    res.set_content(text, "text/plain; version=0.0.4");
   });
 
   // Errors cpp-httplib produces itself (unknown path, malformed request,
@@ -298,7 +323,15 @@ void HttpServer::install_routes() {
       case 415: respond(res, Status(ErrorCode::unsupported_encoding, "Content-Encoding must be gzip or identity")); break;
       default: {
         int status = res.status;
-        respond(res, Status(ErrorCode::bad_request, "the request could not be understood"));
+        if (ConnectionServer::head_too_large()) {
+          respond(res, Status(ErrorCode::bad_request, "the request line and headers are too large"));
+          status = 431;
+        } else if (ConnectionServer::timed_out()) {
+          respond(res, Status(ErrorCode::bad_request, "the request was not received in time"));
+          status = 408;
+        } else {
+          respond(res, Status(ErrorCode::bad_request, "the request could not be understood"));
+        }
         res.status = status;
       }
     }
@@ -341,8 +374,8 @@ bool HttpServer::bind() {
   return true;
 }
 
-void HttpServer::serve() { http_->listen_after_bind(); }
+void HttpServer::serve() { connections_->serve(); }
 
-void HttpServer::stop() { http_->stop(); }
+void HttpServer::stop() { connections_->stop(); }
 
 }  // namespace writeapi::server

@@ -11,7 +11,10 @@
 
 #include "flags.h"
 #include "http_server.h"
+#include "metrics.h"
 #include "writeapi/auth.h"
+#include "writeapi/clickhouse.h"
+#include "writeapi/limits.h"
 #include "writeapi/storage.h"
 
 namespace {
@@ -72,31 +75,52 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   writeapi::Status status;
-  auto keys = writeapi::make_keys_file_authorizer(config.keys_path, &status);
+  // The keys file carries the device limits too: every successful (re)load
+  // hands them to the limiter, so keys and limits always change together.
+  writeapi::DeviceLimiterOptions limiter_options;
+  limiter_options.max_tracked_devices = config.max_tracked_devices;
+  writeapi::DeviceLimiter limiter(limiter_options);
+  auto keys = writeapi::make_keys_file_authorizer(config.keys_path, &limiter, &status);
   if (!keys) {
     fmt::print(stderr, "writeapi-server: {}\n", status.message());
     return 1;
   }
-  writeapi::FileStorageOptions storage_options;
-  storage_options.data_dir = config.data_dir;
-  storage_options.fsync = config.fsync;
-  storage_options.fsync_interval = config.fsync_interval;
-  storage_options.max_open_files = config.max_open_files;
-  storage_options.log = [](std::string_view line) { fmt::print(stderr, "writeapi-server: {}\n", line); };
-  auto storage = writeapi::make_file_storage(storage_options, &status);
+  auto log = [](std::string_view line) { fmt::print(stderr, "writeapi-server: {}\n", line); };
+  std::unique_ptr<writeapi::Storage> storage;
+  std::string data_location = config.data_dir;
+  if (config.storage == writeapi::server::StorageBackend::clickhouse) {
+    writeapi::ClickHouseStorageOptions clickhouse_options = config.clickhouse;
+    clickhouse_options.log = log;
+    storage = writeapi::make_clickhouse_storage(clickhouse_options, &status);
+    data_location = config.clickhouse.url + " " + config.clickhouse.database + "." + config.clickhouse.table;
+  } else {
+    writeapi::FileStorageOptions storage_options;
+    storage_options.data_dir = config.data_dir;
+    storage_options.fsync = config.fsync;
+    storage_options.fsync_interval = config.fsync_interval;
+    storage_options.max_open_files = config.max_open_files;
+    storage_options.log = log;
+    storage = writeapi::make_file_storage(storage_options, &status);
+  }
   if (!storage) {
     fmt::print(stderr, "writeapi-server: {}\n", status.message());
     return 1;
   }
 
-  HttpServer server(config, keys.get(), storage.get());
+  HttpServer server(config, keys.get(), &limiter, storage.get());
+  if (!server.startup_error().empty()) {
+    fmt::print(stderr, "writeapi-server: {}\n", server.startup_error());
+    return 1;
+  }
+  server.add_metrics_source([&keys] { return writeapi::server::render_keys_metrics(keys->stats()); });
+  server.add_metrics_source([&limiter] { return writeapi::server::render_limiter_metrics(limiter.stats()); });
   if (!server.bind()) {
     fmt::print(stderr, "writeapi-server: cannot listen on {}:{}: {}\n", config.host, config.port,
                std::strerror(errno));
     return 1;
   }
-  fmt::print(stderr, "writeapi-server: listening on http://{}:{} (data {}, keys {})\n", config.host,
-             server.port(), config.data_dir, config.keys_path);
+  fmt::print(stderr, "writeapi-server: listening on {}://{}:{} (data {}, keys {})\n", server.tls() ? "https" : "http",
+             config.host, server.port(), data_location, config.keys_path);
 
   std::atomic<bool> stopping{false};
   std::thread signal_thread([&] {

@@ -66,4 +66,47 @@ std::string Metrics::render(const StorageStats& storage) const {
   return fmt::to_string(out);
 }
 
+std::string render_keys_metrics(const KeysFileAuthorizer::Stats& stats) {
+  fmt::memory_buffer out;
+  auto it = std::back_inserter(out);
+  fmt::format_to(it, "# HELP writeapi_keys_reloads_total Successful reloads of the keys file.\n"
+                     "# TYPE writeapi_keys_reloads_total counter\nwriteapi_keys_reloads_total {}\n",
+                 stats.reloads);
+  fmt::format_to(it, "# HELP writeapi_keys_reload_failures_total Reloads of the keys file that failed "
+                     "(previous keys kept).\n"
+                     "# TYPE writeapi_keys_reload_failures_total counter\nwriteapi_keys_reload_failures_total {}\n",
+                 stats.reload_failures);
+  fmt::format_to(it, "# HELP writeapi_auth_failures_total Requests refused for a wrong access key, by bucket.\n"
+                     "# TYPE writeapi_auth_failures_total counter\n");
+  // Bucket names are [A-Za-z0-9._-]: nothing to escape in the label.
+  for (const auto& [bucket, count] : stats.auth_failures)
+    fmt::format_to(it, "writeapi_auth_failures_total{{bucket=\"{}\"}} {}\n", bucket, count);
+  fmt::format_to(it, "writeapi_auth_failures_total{{bucket=\"<unknown>\"}} {}\n", stats.unknown_bucket_failures);
+  return fmt::to_string(out);
+}
+
+std::string render_limiter_metrics(const DeviceLimiterStats& stats) {
+  fmt::memory_buffer out;
+  auto it = std::back_inserter(out);
+  fmt::format_to(it, "# HELP writeapi_limit_refusals_total Authorized requests refused by device limits, by reason.\n"
+                     "# TYPE writeapi_limit_refusals_total counter\n"
+                     "writeapi_limit_refusals_total{{reason=\"rate_limited\"}} {}\n"
+                     "writeapi_limit_refusals_total{{reason=\"suspended\"}} {}\n"
+                     "writeapi_limit_refusals_total{{reason=\"device_blocked\"}} {}\n",
+                 stats.rate_limited, stats.suspended, stats.blocked);
+  fmt::format_to(it, "# HELP writeapi_limit_suspensions_total Suspensions started (device or anonymous budget).\n"
+                     "# TYPE writeapi_limit_suspensions_total counter\nwriteapi_limit_suspensions_total {}\n",
+                 stats.suspensions);
+  fmt::format_to(it, "# HELP writeapi_limit_tracked_devices Device budgets held in memory.\n"
+                     "# TYPE writeapi_limit_tracked_devices gauge\nwriteapi_limit_tracked_devices {}\n",
+                 stats.tracked_devices);
+  fmt::format_to(it, "# HELP writeapi_limit_evictions_total Device budgets evicted at the table cap.\n"
+                     "# TYPE writeapi_limit_evictions_total counter\nwriteapi_limit_evictions_total {}\n",
+                 stats.evictions);
+  fmt::format_to(it, "# HELP writeapi_limit_expirations_total Device budgets forgotten after being idle.\n"
+                     "# TYPE writeapi_limit_expirations_total counter\nwriteapi_limit_expirations_total {}\n",
+                 stats.expirations);
+  return fmt::to_string(out);
+}
+
 }  // namespace writeapi::server

@@ -7,6 +7,8 @@
 #include <cstdint>
 #include <string>
 
+#include "writeapi/auth.h"
+#include "writeapi/limits.h"
 #include "writeapi/storage.h"
 
 namespace writeapi::server {
@@ -31,6 +33,14 @@ class Metrics {
   std::atomic<std::uint64_t> latency_count_{0};
   std::atomic<std::uint64_t> latency_sum_micros_{0};
 };
+
+// The keys file's counters: reloads, failed reloads, and authorization
+// failures per bucket of the file (label bucket="<unknown>" for buckets not
+// in it: bucket names cannot contain '<', so it never collides with one).
+std::string render_keys_metrics(const KeysFileAuthorizer::Stats& stats);
+
+// The device limiter's counters and table size.
+std::string render_limiter_metrics(const DeviceLimiterStats& stats);
 
 }  // namespace writeapi::server
 

@@ -94,12 +94,26 @@ def run_wrk(port, script, connections, duration, close):
     return result
 
 
+def unlimited_keys(workdir):
+    """demo-keys.json with device limits far above what wrk sends: the
+    default limits (10 requests/s per deviceId) would measure 429s."""
+    with open(KEYS) as f:
+        keys = json.load(f)
+    unlimited = {"rate": 1e9, "burst": 1e9}
+    keys["buckets"]["homelab"]["limits"] = {"anonymous": unlimited, "device": unlimited}
+    path = os.path.join(workdir, "keys.json")
+    with open(path, "w") as f:
+        json.dump(keys, f)
+    return path
+
+
 class WriteApiServer:
     def __init__(self, fsync, workdir):
         self.port = free_port()
         self.data = tempfile.mkdtemp(prefix="data-", dir=workdir)
         self.proc = subprocess.Popen(
-            [SERVER, "--host", "127.0.0.1", "--port", str(self.port), "--data-dir", self.data, "--keys", KEYS,
+            [SERVER, "--host", "127.0.0.1", "--port", str(self.port), "--data-dir", self.data,
+             "--keys", unlimited_keys(workdir),
              "--access-log", "off", "--fsync", fsync],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_port(self.port)

@@ -100,6 +100,9 @@ Status gunzip(std::string_view compressed, std::size_t max_bytes, std::string* o
 Ingestor::Ingestor(const Authorizer* authorizer, Storage* storage, IngestOptions options)
     : authorizer_(authorizer), storage_(storage), options_(options) {}
 
+Ingestor::Ingestor(const Authorizer* authorizer, DeviceLimiter* limiter, Storage* storage, IngestOptions options)
+    : authorizer_(authorizer), limiter_(limiter), storage_(storage), options_(options) {}
+
 Status Ingestor::ingest(const IngestRequest& request, IngestResult* result) const {
   result->items = 0;
   result->bytes_stored = 0;
@@ -129,6 +132,9 @@ Status Ingestor::ingest(const IngestRequest& request, IngestResult* result) cons
   Status status = parse(body, &parsed, options_.parse);
   if (parsed.has_device_id) result->device_id = parsed.device_id;
   if (status.ok()) status = authorizer_->authorize(request.bucket, parsed.access_key);
+  // Limits come after authorization, so requests with a wrong key cannot
+  // spend (or suspend) a bucket's budget.
+  if (status.ok() && limiter_) status = limiter_->admit(request.bucket, parsed.device_id);
   if (status.ok()) {
     AppendBatch batch;
     batch.bucket = request.bucket;

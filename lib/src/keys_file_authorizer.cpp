@@ -1,8 +1,10 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <simdjson.h>
 
+#include <algorithm>
 #include <array>
+#include <atomic>
+#include <cstdint>
 #include <cstdio>
 #include <memory>
 #include <mutex>
@@ -12,6 +14,7 @@
 
 #include "keys_file.h"
 #include "writeapi/auth.h"
+#include "writeapi/limits.h"
 
 namespace writeapi {
 namespace {
@@ -46,37 +49,69 @@ struct KeyEntry {
   std::string id;
   Digest digest;
 };
-using KeyTable = std::unordered_map<std::string, std::vector<KeyEntry>>;
+struct BucketKeys {
+  std::vector<KeyEntry> keys;
+  // Shared with the next table while the bucket stays in the file, so
+  // counts survive reloads.
+  std::shared_ptr<std::atomic<std::uint64_t>> failures;
+};
+struct StringHash {
+  using is_transparent = void;
+  std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+};
+// Transparent hashing: the request's bucket (a string_view) is looked up
+// without building a std::string.
+using KeyTable = std::unordered_map<std::string, BucketKeys, StringHash, std::equal_to<>>;
 
 class KeysFile final : public KeysFileAuthorizer {
  public:
-  explicit KeysFile(std::string path) : path_(std::move(path)) {}
+  KeysFile(std::string path, DeviceLimiter* limiter) : path_(std::move(path)), limiter_(limiter) {}
 
   Status authorize(std::string_view bucket, std::string_view access_key,
                    std::string* key_id) const override {
     const Digest presented = sha256(access_key);
     std::shared_ptr<const KeyTable> table = current();
-    auto it = table->find(std::string(bucket));
-    bool match = false;
-    if (it != table->end()) {
-      // Compare against every key of the bucket in constant time each.
-      for (const KeyEntry& entry : it->second) {
-        if (CRYPTO_memcmp(presented.data(), entry.digest.data(), presented.size()) == 0) {
-          match = true;
-          if (key_id) *key_id = entry.id;
-        }
-      }
+    auto it = table->find(bucket);
+    if (it == table->end()) {
+      unknown_bucket_failures_.fetch_add(1, std::memory_order_relaxed);
+      return denied();
     }
-    if (match) return Status();
-    return Status(ErrorCode::access_denied, "the access key does not open this bucket");
+    // Every key of the bucket is compared, in constant time each, so the
+    // time taken does not tell which key (or which prefix) was close.
+    const KeyEntry* match = nullptr;
+    for (const KeyEntry& entry : it->second.keys) {
+      if (CRYPTO_memcmp(presented.data(), entry.digest.data(), presented.size()) == 0 && !match) match = &entry;
+    }
+    if (!match) {
+      it->second.failures->fetch_add(1, std::memory_order_relaxed);
+      return denied();
+    }
+    if (key_id) *key_id = match->id;
+    return Status();
   }
 
   Status reload() override {
+    Status s = load();
+    (s.ok() ? reloads_ : reload_failures_).fetch_add(1, std::memory_order_relaxed);
+    return s;
+  }
+
+  // Reads the file and swaps the new keys (and limits) in; on any error
+  // nothing changes. Loads are serialized so that keys and limits in force
+  // always come from the same file.
+  Status load() {
+    std::lock_guard<std::mutex> load_lock(load_mu_);
     KeysFileContents contents;
     if (Status s = read_keys_file(path_, &contents); !s.ok()) return s;
+    std::shared_ptr<const KeyTable> old_table = current();
     auto table = std::make_shared<KeyTable>();
     for (const auto& bucket : contents.buckets) {
-      auto& entries = (*table)[bucket.name];
+      BucketKeys& entries = (*table)[bucket.name];
+      if (auto old = old_table->find(bucket.name); old != old_table->end()) {
+        entries.failures = old->second.failures;
+      } else {
+        entries.failures = std::make_shared<std::atomic<std::uint64_t>>(0);
+      }
       for (const auto& key : bucket.keys) {
         KeyEntry entry;
         entry.id = key.id;
@@ -84,32 +119,61 @@ class KeysFile final : public KeysFileAuthorizer {
           return Status(ErrorCode::internal_error,
                         "keys file " + path_ + ": key " + key.id + " of bucket " + bucket.name +
                             " has a malformed sha256 (want 64 hex digits)");
-        entries.push_back(std::move(entry));
+        entries.keys.push_back(std::move(entry));
       }
     }
-    std::lock_guard<std::mutex> lock(mu_);
-    table_ = std::move(table);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      table_ = std::move(table);
+    }
+    if (limiter_) limiter_->set_limits(bucket_limits(contents));
     return Status();
   }
 
   const std::string& path() const override { return path_; }
 
+  Stats stats() const override {
+    Stats stats;
+    stats.reloads = reloads_.load(std::memory_order_relaxed);
+    stats.reload_failures = reload_failures_.load(std::memory_order_relaxed);
+    stats.unknown_bucket_failures = unknown_bucket_failures_.load(std::memory_order_relaxed);
+    std::shared_ptr<const KeyTable> table = current();
+    for (const auto& [name, bucket] : *table)
+      stats.auth_failures.emplace_back(name, bucket.failures->load(std::memory_order_relaxed));
+    std::sort(stats.auth_failures.begin(), stats.auth_failures.end());
+    return stats;
+  }
+
  private:
+  static Status denied() {
+    return Status(ErrorCode::access_denied, "the access key does not open this bucket");
+  }
+
   std::shared_ptr<const KeyTable> current() const {
     std::lock_guard<std::mutex> lock(mu_);
     return table_;
   }
 
   std::string path_;
-  mutable std::mutex mu_;
+  DeviceLimiter* limiter_;
+  std::mutex load_mu_;
+  mutable std::mutex mu_;  // guards table_ only: held for a pointer copy
   std::shared_ptr<const KeyTable> table_ = std::make_shared<KeyTable>();
+  std::atomic<std::uint64_t> reloads_{0};
+  std::atomic<std::uint64_t> reload_failures_{0};
+  mutable std::atomic<std::uint64_t> unknown_bucket_failures_{0};
 };
 
 }  // namespace
 
 std::unique_ptr<KeysFileAuthorizer> make_keys_file_authorizer(const std::string& path, Status* status) {
-  auto authorizer = std::make_unique<KeysFile>(path);
-  Status s = authorizer->reload();
+  return make_keys_file_authorizer(path, nullptr, status);
+}
+
+std::unique_ptr<KeysFileAuthorizer> make_keys_file_authorizer(const std::string& path, DeviceLimiter* limiter,
+                                                              Status* status) {
+  auto authorizer = std::make_unique<KeysFile>(path, limiter);
+  Status s = authorizer->load();
   if (status) *status = s;
   if (!s.ok()) return nullptr;
   return authorizer;

@@ -476,6 +476,7 @@ Status Scanner::run(ParsedRequest* request) {
     return Status(ErrorCode::not_an_object,
                   "the request body must be a JSON object with accessKey and data");
   }
+  if (max_depth_ < 1) return scan_error(Scan::too_deep);  // the object itself is depth 1
   ++p_;
   skip_ws();
 

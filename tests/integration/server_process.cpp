@@ -68,9 +68,14 @@ TempDir::~TempDir() {
 }
 
 void write_keys_file(const std::string& path) {
+  // The load tests send thousands of requests a second to "homelab", which
+  // the default device limits would throttle; limits themselves are tested
+  // in tests/keys (with their own keys files).
   std::string contents = R"({"buckets": {
   "homelab": {"keys": [{"id": "demo", "sha256": ")" +
-                         sha256_hex(kAccessKey) + R"(", "label": "integration tests"}]},
+                         sha256_hex(kAccessKey) + R"(", "label": "integration tests"}],
+              "limits": {"anonymous": {"rate": 1000000, "burst": 1000000},
+                         "device": {"rate": 1000000, "burst": 1000000}}},
   ")" + std::string(kOtherBucket) +
                          R"(": {"keys": [{"id": "other", "sha256": ")" + sha256_hex(kOtherAccessKey) +
                          R"("}]}

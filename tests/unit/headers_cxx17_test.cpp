@@ -1,7 +1,10 @@
 // The public headers are C++17: this unit is compiled with CXX_STANDARD 17
 // (see CMakeLists.txt) and includes every one of them.
 #include "writeapi/auth.h"
+#include "writeapi/clickhouse.h"
+#include "writeapi/clock.h"
 #include "writeapi/ingest.h"
+#include "writeapi/limits.h"
 #include "writeapi/names.h"
 #include "writeapi/parse.h"
 #include "writeapi/status.h"
@@ -50,6 +53,17 @@ int main() {
   expect(writeapi::sha256_hex("abc").size() == 64, "sha256_hex");
   writeapi::FileStorageOptions file_options;
   expect(file_options.fsync == writeapi::FsyncPolicy::always, "FileStorageOptions default");
+
+  writeapi::ManualClock clock;
+  writeapi::DeviceLimiterOptions limiter_options;
+  limiter_options.clock = &clock;
+  writeapi::DeviceLimiter limiter(limiter_options);
+  writeapi::BucketLimitsMap limits;
+  limits["b"].devices["broken"].blocked = true;
+  limiter.set_limits(limits);
+  expect(limiter.admit("b", "sensor").ok(), "DeviceLimiter admits");
+  expect(limiter.admit("b", "broken").code() == writeapi::ErrorCode::device_blocked, "DeviceLimiter blocks");
+  expect(writeapi::real_clock()->now().time_since_epoch().count() > 0, "real_clock");
 
   if (failures == 0) std::printf("headers_cxx17_test: ok (C++ %ld)\n", static_cast<long>(__cplusplus));
   return failures == 0 ? 0 : 1;

@@ -6,24 +6,46 @@
 //   {"buckets": {"homelab": {"keys": [
 //       {"id": "k1", "sha256": "<64 hex digits>", "label": "optional"}]}}}
 //
-// where "sha256" is the SHA-256 of the access key. Plain keys never appear
-// in the file or in memory after hashing; the presented key is hashed and
-// compared to the bucket's hashes in constant time. An unknown bucket and
-// a wrong key get the same answer (access_denied), so buckets cannot be
-// enumerated.
+// where "sha256" is the SHA-256 of the access key. A bucket may list
+// several keys (rotation: add the new key, move the devices, revoke the
+// old one). Plain keys never appear in the file or in memory after
+// hashing. Per request, the presented key is hashed once, the bucket is
+// found by one hash-table lookup, and the digest is compared with each of
+// that bucket's few digests in constant time (CRYPTO_memcmp). An unknown
+// bucket and a wrong key get the same answer (access_denied), so buckets
+// cannot be enumerated; failures are counted per bucket (stats()).
 //
-// Thread-safety: authorize() may be called concurrently with itself and
-// with reload().
+// A bucket may also carry device limits (see limits.h), handed to a
+// DeviceLimiter on every successful load:
+//
+//   "homelab": {"keys": [...],
+//     "limits": {"anonymous": {"rate": 100, "burst": 2000},
+//                "device": {"rate": 10, "burst": 100}, "max_suspension_s": 3600},
+//     "devices": {"outdoors_u871a": {"rate": 5, "burst": 20},
+//                 "broken_7": {"blocked": true}}}
+//
+// Every field of "limits" and of a device rule is optional (defaults in
+// limits.h; a device rule's missing rate or burst is the bucket's device
+// one); unknown fields there fail the load, so typos are not silently
+// ignored. The writeapi-keys tool maintains the file.
+//
+// Thread-safety: authorize() and stats() may be called concurrently with
+// themselves and with reload().
 #ifndef WRITEAPI_AUTH_H_
 #define WRITEAPI_AUTH_H_
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "writeapi/status.h"
 
 namespace writeapi {
+
+class DeviceLimiter;
 
 class Authorizer {
  public:
@@ -45,12 +67,31 @@ class KeysFileAuthorizer : public Authorizer {
 
   // Path of the keys file.
   virtual const std::string& path() const = 0;
+
+  // Counters for monitoring.
+  struct Stats {
+    std::uint64_t reloads = 0;          // successful reload() calls
+    std::uint64_t reload_failures = 0;  // failed reload() calls
+    // Refused requests per bucket of the keys in force (zeros included),
+    // sorted by bucket. A bucket's count survives reloads that keep it.
+    std::vector<std::pair<std::string, std::uint64_t>> auth_failures;
+    // Refused requests naming a bucket that is not in the keys file; one
+    // counter, so clients cannot create unbounded per-bucket series.
+    std::uint64_t unknown_bucket_failures = 0;
+  };
+  virtual Stats stats() const = 0;
 };
 
 // Reads the keys file at `path`. On failure returns nullptr and sets
 // *status (message names the problem, never a key).
 std::unique_ptr<KeysFileAuthorizer> make_keys_file_authorizer(
     const std::string& path, Status* status);
+
+// The same, and every successful load (the first and each reload) also
+// hands the file's bucket limits to `limiter` (DeviceLimiter::set_limits),
+// so keys and limits change together. `limiter` must outlive the result.
+std::unique_ptr<KeysFileAuthorizer> make_keys_file_authorizer(
+    const std::string& path, DeviceLimiter* limiter, Status* status);
 
 // Lowercase hex SHA-256 of `data` (64 characters).
 std::string sha256_hex(std::string_view data);

@@ -1,14 +1,16 @@
 // Ingestor: the whole write step, independent of any HTTP stack.
 //
 // ingest() runs, in order: content checks (type, encoding, size), name
-// checks, parse(), authorization, then Storage::append(). It returns the
+// checks, parse(), authorization, device limits (when a DeviceLimiter is
+// given; see limits.h), then Storage::append(). It returns the
 // Status to answer with; Status::http_status() and Status::name() give the
 // HTTP status and stable error code, so a program with its own HTTP server
 // answers exactly as writeapi-server does. Nothing is stored unless every
 // check passed.
 //
-// Thread-safety: ingest() may be called concurrently. The Authorizer and
-// Storage must outlive the Ingestor and be thread-safe themselves.
+// Thread-safety: ingest() may be called concurrently. The Authorizer,
+// DeviceLimiter and Storage must outlive the Ingestor and be thread-safe
+// themselves.
 #ifndef WRITEAPI_INGEST_H_
 #define WRITEAPI_INGEST_H_
 
@@ -17,6 +19,7 @@
 #include <string_view>
 
 #include "writeapi/auth.h"
+#include "writeapi/limits.h"
 #include "writeapi/parse.h"
 #include "writeapi/status.h"
 #include "writeapi/storage.h"
@@ -50,7 +53,14 @@ struct IngestResult {
 
 class Ingestor {
  public:
+  // Without device limits: every authorized request is stored.
   Ingestor(const Authorizer* authorizer, Storage* storage,
+           IngestOptions options = IngestOptions());
+  // With device limits: an authorized request over its budget gets
+  // rate_limited or suspended (429, with Retry-After), a blocked device
+  // device_blocked (403), and nothing of it is stored. `limiter` may be
+  // null (no limits).
+  Ingestor(const Authorizer* authorizer, DeviceLimiter* limiter, Storage* storage,
            IngestOptions options = IngestOptions());
 
   // Validates, authorizes and stores one request. On return
@@ -61,6 +71,7 @@ class Ingestor {
 
  private:
   const Authorizer* authorizer_;
+  DeviceLimiter* limiter_ = nullptr;
   Storage* storage_;
   IngestOptions options_;
 };

@@ -3,8 +3,9 @@
 // A Storage keeps objects: append-only sequences of JSON Lines, one per
 // (bucket, key). Ingestor hands it one batch per request; the batch is
 // either stored whole or not at all. Backends are private and built by
-// factories (make_file_storage, make_memory_storage); a program that embeds
-// libwriteapi may implement Storage itself (see examples/embed).
+// factories (make_file_storage, make_memory_storage, make_clickhouse_storage
+// in clickhouse.h); a program that embeds libwriteapi may implement Storage
+// itself (see examples/embed).
 //
 // Contract every backend honours (tests/unit/storage_contract_test.cpp runs
 // the same suite against each):

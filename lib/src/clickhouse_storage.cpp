@@ -1,0 +1,622 @@
+// ClickHouseStorage: objects as rows of a ClickHouse table, written through
+// ClickHouse's HTTP interface.
+//
+// Appends are batched like the file store's group commit: an appender
+// registers its batch in the open group under the lock and waits; a flush
+// thread sends the oldest group as one INSERT when it holds
+// flush_rows rows, when flush_interval has passed since its first row, or
+// when a newer group is waiting behind it, then answers every appender of
+// the group. There are max_inserts_in_flight flush threads, so when all are
+// busy groups grow instead of INSERTs multiplying (ClickHouse makes one part
+// per INSERT and merges them later; many tiny parts slow it down and finally
+// make it refuse inserts).
+//
+// No copy: the appenders wait until their INSERT is answered, so their
+// batches stay valid, and the flush thread encodes the rows (RowBinary)
+// straight from them into the HTTP request as it sends it. A 10 MiB request
+// of 5 million one-byte items would otherwise cost ~450 MB of rows.
+//
+// All-or-nothing: an INSERT of fewer than max_insert_block_size rows into
+// one partition of a MergeTree table is one part, written atomically. So a
+// group never spans two months (the partition key), and every INSERT raises
+// max_insert_block_size above its row count. The rows of one append share
+// one receive time and one (bucket, key), hence one partition and, behind a
+// Distributed table, one shard.
+//
+// Order: received_us is the receive time made monotonic per process and seq
+// counts lines per process, both assigned under the lock in append order,
+// so ordering by (received_us, frontend, seq) gives each front-end's appends
+// in the order it accepted them, never interleaved.
+#include "clickhouse_storage.h"
+
+#include <httplib.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <ctime>
+#include <deque>
+#include <mutex>
+#include <random>
+#include <set>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "writeapi/clickhouse.h"
+
+namespace writeapi {
+namespace clickhouse {
+
+bool parse_url(std::string_view url, Endpoint* endpoint, std::string* error) {
+  std::string_view rest;
+  if (url.substr(0, 7) == "http://") {
+    rest = url.substr(7);
+  } else if (url.substr(0, 8) == "https://") {
+    rest = url.substr(8);
+  } else {
+    *error = "the ClickHouse URL must start with http:// or https://";
+    return false;
+  }
+  std::size_t slash = rest.find('/');
+  std::string_view authority = rest.substr(0, slash);
+  std::string_view path = slash == std::string_view::npos ? std::string_view() : rest.substr(slash);
+  if (authority.empty()) {
+    *error = "the ClickHouse URL has no host";
+    return false;
+  }
+  if (authority.find('@') != std::string_view::npos) {
+    *error = "put ClickHouse credentials in the user and password options, not in the URL";
+    return false;
+  }
+  if (path.find_first_of("?#") != std::string_view::npos) {
+    *error = "the ClickHouse URL must not have a query string or fragment";
+    return false;
+  }
+  while (!path.empty() && path.back() == '/') path.remove_suffix(1);
+  endpoint->scheme_host_port = std::string(url.substr(0, url.size() - rest.size())) + std::string(authority);
+  endpoint->path_prefix = std::string(path);
+  return true;
+}
+
+bool valid_identifier(std::string_view name) {
+  if (name.empty() || name.size() > 128) return false;
+  for (std::size_t i = 0; i < name.size(); ++i) {
+    char c = name[i];
+    bool letter = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
+    if (!letter && !(i > 0 && c >= '0' && c <= '9')) return false;
+  }
+  return true;
+}
+
+std::string quote_string(std::string_view text) {
+  std::string out;
+  out.reserve(text.size() + 2);
+  out += '\'';
+  for (char c : text) {
+    if (c == '\\' || c == '\'') out += '\\';
+    out += c;
+  }
+  out += '\'';
+  return out;
+}
+
+std::string url_encode(std::string_view text) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  out.reserve(text.size() * 3);
+  for (unsigned char c : text) {
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '.' ||
+        c == '_' || c == '~') {
+      out += static_cast<char>(c);
+    } else {
+      out += '%';
+      out += kHex[c >> 4];
+      out += kHex[c & 15];
+    }
+  }
+  return out;
+}
+
+void put_varint(std::string* out, std::uint64_t value) {
+  while (value >= 0x80) {
+    out->push_back(static_cast<char>((value & 0x7f) | 0x80));
+    value >>= 7;
+  }
+  out->push_back(static_cast<char>(value));
+}
+
+void put_string(std::string* out, std::string_view text) {
+  put_varint(out, text.size());
+  out->append(text);
+}
+
+void put_u32(std::string* out, std::uint32_t value) {
+  for (int i = 0; i < 4; ++i) out->push_back(static_cast<char>((value >> (8 * i)) & 0xff));
+}
+
+void put_u64(std::string* out, std::uint64_t value) {
+  for (int i = 0; i < 8; ++i) out->push_back(static_cast<char>((value >> (8 * i)) & 0xff));
+}
+
+bool get_string(std::string_view* in, std::string_view* text) {
+  std::uint64_t size = 0;
+  std::size_t i = 0;
+  for (int shift = 0;; shift += 7) {
+    if (i >= in->size() || shift > 63) return false;
+    auto byte = static_cast<unsigned char>((*in)[i++]);
+    size |= static_cast<std::uint64_t>(byte & 0x7f) << shift;
+    if (!(byte & 0x80)) break;
+  }
+  if (size > in->size() - i) return false;
+  *text = in->substr(i, size);
+  in->remove_prefix(i + size);
+  return true;
+}
+
+int utc_year_month(std::int64_t unix_seconds) {
+  std::time_t t = static_cast<std::time_t>(unix_seconds);
+  std::tm parts{};
+  ::gmtime_r(&t, &parts);
+  return (parts.tm_year + 1900) * 100 + parts.tm_mon + 1;
+}
+
+}  // namespace clickhouse
+
+namespace {
+
+using SteadyClock = std::chrono::steady_clock;
+
+// The columns every INSERT names, in RowBinary order.
+constexpr std::string_view kColumns = "bucket, key, device_id, received, received_us, frontend, seq, line";
+constexpr std::string_view kColumnNames[] = {"bucket",      "key",      "device_id", "received",
+                                             "received_us", "frontend", "seq",       "line"};
+// ClickHouse's default max_insert_block_size; INSERTs raise it when larger.
+constexpr std::size_t kDefaultInsertBlockRows = 1048576;
+// A keep-alive connection idle for longer may have been closed by
+// ClickHouse (keep_alive_timeout, 3 s by default): open a fresh one rather
+// than risk an INSERT failing on a dead socket.
+constexpr auto kMaxIdleReuse = std::chrono::milliseconds(1000);
+
+Status unavailable() {
+  return Status(ErrorCode::storage_unavailable, "the storage cluster is unavailable; retry later").with_retry_after(1);
+}
+
+std::string default_frontend_id() {
+  char host[256] = {};
+  if (::gethostname(host, sizeof host - 1) != 0 || host[0] == '\0') std::snprintf(host, sizeof host, "writeapi");
+  std::random_device random;
+  char suffix[16];
+  std::snprintf(suffix, sizeof suffix, "%08x", static_cast<unsigned>(random()));
+  return std::string(host) + "-" + std::to_string(::getpid()) + "-" + suffix;
+}
+
+// A writer waiting for the INSERT holding its rows (lives on its stack).
+struct Waiter {
+  std::condition_variable cv;
+  bool done = false;
+  Status result;
+};
+
+// One append waiting in a group. The batch's views point into the
+// appender's request, alive until the appender is answered.
+struct PendingAppend {
+  AppendBatch batch;
+  std::uint64_t received_us = 0;
+  std::uint64_t first_seq = 0;  // seq of its first line; the others follow
+  Waiter* waiter = nullptr;
+};
+
+// Appends bound for one INSERT.
+struct Group {
+  std::vector<PendingAppend> appends;
+  std::size_t rows = 0;
+  std::uint64_t body_bytes = 0;  // size of the RowBinary rows
+  std::uint64_t line_bytes = 0;  // bytes of the lines with their '\n'
+  int year_month = 0;            // the partition all rows belong to
+  SteadyClock::time_point first_row_at;
+};
+
+std::size_t varint_size(std::uint64_t value) {
+  std::size_t size = 1;
+  while (value >= 0x80) {
+    value >>= 7;
+    size++;
+  }
+  return size;
+}
+
+std::size_t string_size(std::string_view text) { return varint_size(text.size()) + text.size(); }
+
+// Calls f(line) for each line of `lines` (without its '\n'; a last piece
+// without '\n' counts as a line).
+template <typename F>
+void for_each_line(std::string_view lines, F&& f) {
+  while (!lines.empty()) {
+    std::size_t end = lines.find('\n');
+    f(lines.substr(0, end));
+    lines.remove_prefix(end == std::string_view::npos ? lines.size() : end + 1);
+  }
+}
+
+// Produces a group's RowBinary rows piece by piece, for a streamed request
+// body: rows are gathered in a small buffer, long lines are passed through
+// from the appender's batch without a copy.
+class RowStream {
+ public:
+  RowStream(const Group& group, std::string_view frontend_id) : group_(group), frontend_id_(frontend_id) {}
+
+  // Writes the next piece to `write`; false when it fails or all was sent.
+  template <typename Write>
+  bool next(Write&& write) {
+    constexpr std::size_t kBuffer = 64 * 1024, kPassThrough = 4096;
+    buffer_.clear();
+    while (append_ < group_.appends.size()) {
+      const PendingAppend& pending = group_.appends[append_];
+      std::string_view rest = std::string_view(pending.batch.lines).substr(offset_);
+      if (rest.empty()) {
+        append_++;
+        offset_ = 0;
+        line_ = 0;
+        continue;
+      }
+      std::size_t end = rest.find('\n');
+      std::string_view line = rest.substr(0, end);
+      offset_ += end == std::string_view::npos ? rest.size() : end + 1;
+      clickhouse::put_string(&buffer_, pending.batch.bucket);
+      clickhouse::put_string(&buffer_, pending.batch.key);
+      clickhouse::put_string(&buffer_, pending.batch.device_id);
+      clickhouse::put_u32(&buffer_, static_cast<std::uint32_t>(pending.received_us / 1000000));
+      clickhouse::put_u64(&buffer_, pending.received_us);
+      clickhouse::put_string(&buffer_, frontend_id_);
+      clickhouse::put_u64(&buffer_, pending.first_seq + line_++);
+      clickhouse::put_varint(&buffer_, line.size());
+      if (line.size() >= kPassThrough) {
+        return write(buffer_.data(), buffer_.size()) && write(line.data(), line.size());
+      }
+      buffer_.append(line);
+      if (buffer_.size() >= kBuffer) return write(buffer_.data(), buffer_.size());
+    }
+    return !buffer_.empty() && write(buffer_.data(), buffer_.size());
+  }
+
+ private:
+  const Group& group_;
+  std::string_view frontend_id_;
+  std::size_t append_ = 0;   // the append being encoded
+  std::size_t offset_ = 0;   // into its lines
+  std::uint64_t line_ = 0;   // lines of it done
+  std::string buffer_;
+};
+
+// A flush thread's keep-alive connection for its INSERTs.
+struct Connection {
+  std::unique_ptr<httplib::Client> client;
+  SteadyClock::time_point last_used;
+};
+
+// An HTTP exchange with ClickHouse: ok when it answered 200.
+struct Reply {
+  bool ok = false;
+  std::string body;
+  std::string error;  // what went wrong, for logs
+};
+
+class ClickHouseStorage final : public Storage {
+ public:
+  ClickHouseStorage(ClickHouseStorageOptions options, clickhouse::Endpoint endpoint)
+      : options_(std::move(options)), endpoint_(std::move(endpoint)) {
+    if (!options_.log)
+      options_.log = [](std::string_view line) { std::fprintf(stderr, "%.*s\n", int(line.size()), line.data()); };
+    if (options_.frontend_id.empty()) options_.frontend_id = default_frontend_id();
+    table_ = "`" + options_.database + "`.`" + options_.table + "`";
+    insert_params_ = "query=" + clickhouse::url_encode("INSERT INTO " + table_ + " (" + std::string(kColumns) +
+                                                       ") FORMAT RowBinary") +
+                     "&insert_distributed_sync=1";
+  }
+
+  ~ClickHouseStorage() override {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stopping_ = true;
+    }
+    flush_cv_.notify_all();
+    for (std::thread& thread : flush_threads_) thread.join();
+  }
+
+  Status start() {
+    if (options_.create_schema) {
+      for (const std::string& sql : {"CREATE DATABASE IF NOT EXISTS `" + options_.database + "`",
+                                     clickhouse_table_sql(options_)}) {
+        Reply reply = query(*new_client(), "", sql);
+        if (!reply.ok) return start_error("cannot create the schema", reply);
+      }
+    }
+    Reply reply = query(*new_client(), "",
+                        "SELECT name FROM system.columns WHERE database = " +
+                            clickhouse::quote_string(options_.database) +
+                            " AND table = " + clickhouse::quote_string(options_.table) + " FORMAT RowBinary");
+    if (!reply.ok) return start_error("cannot read the table's columns", reply);
+    std::set<std::string_view> columns;
+    std::string_view in = reply.body, name;
+    while (clickhouse::get_string(&in, &name)) columns.insert(name);
+    if (columns.empty())
+      return Status(ErrorCode::storage_error, "ClickHouse table " + table_ + " does not exist");
+    std::string missing;
+    for (std::string_view column : kColumnNames)
+      if (!columns.count(column)) missing += (missing.empty() ? "" : ", ") + std::string(column);
+    if (!missing.empty())
+      return Status(ErrorCode::storage_error, "ClickHouse table " + table_ + " lacks the columns " + missing);
+    for (std::size_t i = 0; i < options_.max_inserts_in_flight; ++i)
+      flush_threads_.emplace_back([this] { flush_loop(); });
+    return Status();
+  }
+
+  Status append(const AppendBatch& batch) override {
+    if (batch.item_count == 0) return Status();
+    // The size of the rows, outside the lock; everything but the line
+    // lengths and seq is the same in every row of the append.
+    const std::uint64_t row_overhead = string_size(batch.bucket) + string_size(batch.key) +
+                                       string_size(batch.device_id) + 4 + 8 + string_size(options_.frontend_id) + 8;
+    std::size_t rows = 0;
+    std::uint64_t body_bytes = 0;
+    for_each_line(batch.lines, [&](std::string_view line) {
+      rows++;
+      body_bytes += row_overhead + string_size(line);
+    });
+    Waiter waiter;
+    std::unique_lock<std::mutex> lock(mu_);
+    // One receive time per append, never behind the previous one, so a
+    // clock stepped back cannot reorder this front-end's appends.
+    auto now_us = static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                                 std::chrono::system_clock::now().time_since_epoch())
+                                                 .count());
+    const std::uint64_t received_us = std::max(now_us, last_received_us_);
+    last_received_us_ = received_us;
+    const int year_month = clickhouse::utc_year_month(static_cast<std::int64_t>(received_us / 1000000));
+
+    if (groups_.empty() || groups_.back().year_month != year_month ||
+        (groups_.back().rows > 0 && groups_.back().rows + rows > options_.flush_rows)) {
+      groups_.emplace_back();
+      groups_.back().year_month = year_month;
+      groups_.back().first_row_at = SteadyClock::now();
+      // Every idle flush thread looks again: one takes a group that is now
+      // ready, another sets its timer for the new one.
+      flush_cv_.notify_all();
+    }
+    Group& group = groups_.back();
+    group.appends.push_back({batch, received_us, next_seq_, &waiter});
+    next_seq_ += rows;
+    group.rows += rows;
+    group.body_bytes += body_bytes;
+    group.line_bytes += batch.lines.size();
+    if (group.rows >= options_.flush_rows) flush_cv_.notify_all();
+    waiter.cv.wait(lock, [&] { return waiter.done; });
+    return waiter.result;
+  }
+
+  Status list_keys(std::string_view bucket, std::vector<std::string>* keys) override {
+    keys->clear();
+    Reply reply = query(*new_client(), "wait_end_of_query=1",
+                        "SELECT DISTINCT key FROM " + table_ + " WHERE bucket = " + clickhouse::quote_string(bucket) +
+                            " ORDER BY key FORMAT RowBinary");
+    if (!reply.ok) return read_error("list_keys", reply);
+    std::string_view in = reply.body, key;
+    while (!in.empty()) {
+      if (!clickhouse::get_string(&in, &key)) return malformed("list_keys");
+      keys->emplace_back(key);
+    }
+    return Status();
+  }
+
+  Status read_object(std::string_view bucket, std::string_view key, std::string* contents) override {
+    contents->clear();
+    Reply reply = query(*new_client(), "wait_end_of_query=1",
+                        "SELECT line FROM " + table_ + " WHERE bucket = " + clickhouse::quote_string(bucket) +
+                            " AND key = " + clickhouse::quote_string(key) +
+                            " ORDER BY received_us, frontend, seq FORMAT RowBinary");
+    if (!reply.ok) return read_error("read_object", reply);
+    std::string_view in = reply.body, line;
+    contents->reserve(reply.body.size());
+    while (!in.empty()) {
+      if (!clickhouse::get_string(&in, &line)) {
+        contents->clear();
+        return malformed("read_object");
+      }
+      contents->append(line);
+      contents->push_back('\n');
+    }
+    return Status();
+  }
+
+  StorageStats stats() const override {
+    StorageStats stats;
+    stats.appends = appends_.load();
+    stats.bytes_written = bytes_written_.load();
+    stats.syncs = inserts_.load();
+    stats.synced_appends = appends_.load();
+    stats.write_errors = write_errors_.load();
+    return stats;
+  }
+
+ private:
+  std::unique_ptr<httplib::Client> new_client() const {
+    auto client = std::make_unique<httplib::Client>(endpoint_.scheme_host_port);
+    client->set_connection_timeout(options_.connect_timeout);
+    client->set_read_timeout(options_.request_timeout);
+    client->set_write_timeout(options_.request_timeout);
+    if (!options_.user.empty()) client->set_basic_auth(options_.user, options_.password);
+    return client;
+  }
+
+  // POSTs the SQL `body` to /?<params>.
+  Reply query(httplib::Client& client, const std::string& params, std::string_view body) const {
+    std::string path = endpoint_.path_prefix + "/?" + params;
+    return to_reply(client.Post(path, {}, body.data(), body.size(), "text/plain"));
+  }
+
+  Reply to_reply(httplib::Result result) const {
+    Reply reply;
+    if (!result) {
+      reply.error = "cannot reach ClickHouse at " + options_.url + ": " + httplib::to_string(result.error());
+      return reply;
+    }
+    if (result->status != 200) {
+      std::string_view text = result->body;
+      text = text.substr(0, std::min(text.find('\n'), std::size_t{400}));
+      reply.error = "ClickHouse answered " + std::to_string(result->status) + ": " + std::string(text);
+      return reply;
+    }
+    reply.ok = true;
+    reply.body = std::move(result->body);
+    return reply;
+  }
+
+  Status start_error(std::string_view what, const Reply& reply) const {
+    return Status(ErrorCode::storage_unavailable, std::string(what) + " " + table_ + ": " + reply.error);
+  }
+
+  Status read_error(std::string_view what, const Reply& reply) const {
+    options_.log("ClickHouse " + std::string(what) + " failed: " + reply.error);
+    return unavailable();
+  }
+
+  Status malformed(std::string_view what) const {
+    options_.log("ClickHouse " + std::string(what) + ": malformed RowBinary answer");
+    return unavailable();
+  }
+
+  void flush_loop() {
+    Connection connection;
+    std::unique_lock<std::mutex> lock(mu_);
+    for (;;) {
+      if (groups_.empty()) {
+        if (stopping_) return;
+        flush_cv_.wait(lock);
+        continue;
+      }
+      Group& front = groups_.front();
+      const auto due = front.first_row_at + options_.flush_interval;
+      const bool ready = stopping_ || groups_.size() > 1 || front.rows >= options_.flush_rows ||
+                         SteadyClock::now() >= due;
+      if (!ready) {
+        flush_cv_.wait_until(lock, due);
+        continue;
+      }
+      Group group = std::move(front);
+      groups_.pop_front();
+      lock.unlock();
+      Status result = insert(group, &connection);
+      lock.lock();
+      // Still under the lock: a waiter cannot see done and leave (taking its
+      // condition variable with it) before it is notified.
+      for (const PendingAppend& pending : group.appends) {
+        pending.waiter->done = true;
+        pending.waiter->result = result;
+        pending.waiter->cv.notify_one();
+      }
+    }
+  }
+
+  // Sends one group as one INSERT on a flush thread's connection.
+  Status insert(const Group& group, Connection* connection) {
+    auto now = SteadyClock::now();
+    if (!connection->client || now - connection->last_used > kMaxIdleReuse) connection->client = new_client();
+    std::string path = endpoint_.path_prefix + "/?" + insert_params_ + "&max_insert_block_size=" +
+                       std::to_string(std::max(group.rows + 1, kDefaultInsertBlockRows));
+    RowStream rows(group, options_.frontend_id);
+    std::uint64_t sent = 0;
+    httplib::Result result = connection->client->Post(
+        path, {}, group.body_bytes,
+        [&](std::size_t, std::size_t, httplib::DataSink& sink) {
+          return rows.next([&](const char* data, std::size_t size) {
+            sent += size;
+            // More than announced would be a bug in body_bytes: fail
+            // rather than send a corrupt request.
+            return sent <= group.body_bytes && sink.write(data, size);
+          });
+        },
+        "application/octet-stream");
+    Reply reply = to_reply(std::move(result));
+    connection->last_used = SteadyClock::now();
+    if (!reply.ok) {
+      connection->client.reset();  // the next INSERT starts on a fresh connection
+      write_errors_ += group.appends.size();
+      if (!failing_.exchange(true))
+        options_.log("ClickHouse INSERT into " + table_ + " failed: " + reply.error +
+                     "; appends are refused (503 storage_unavailable) until an INSERT succeeds");
+      return unavailable();
+    }
+    if (failing_.exchange(false)) options_.log("ClickHouse INSERTs into " + table_ + " succeed again");
+    inserts_++;
+    appends_ += group.appends.size();
+    bytes_written_ += group.line_bytes;
+    return Status();
+  }
+
+  ClickHouseStorageOptions options_;
+  const clickhouse::Endpoint endpoint_;
+  std::string table_;          // `database`.`table`
+  std::string insert_params_;  // query=<INSERT ...>&settings
+
+  std::mutex mu_;  // guards groups_, the sequence state and stopping_
+  std::condition_variable flush_cv_;
+  std::deque<Group> groups_;  // front flushes first; back takes new rows
+  std::uint64_t last_received_us_ = 0;
+  std::uint64_t next_seq_ = 0;
+  bool stopping_ = false;
+  std::vector<std::thread> flush_threads_;
+
+  std::atomic<bool> failing_{false};  // the last INSERT failed (for logging transitions)
+
+  std::atomic<std::uint64_t> appends_{0}, bytes_written_{0}, inserts_{0}, write_errors_{0};
+};
+
+}  // namespace
+
+std::string clickhouse_table_sql(const ClickHouseStorageOptions& options) {
+  return "CREATE TABLE IF NOT EXISTS `" + options.database + "`.`" + options.table +
+         "` (\n"
+         "  bucket String,\n"
+         "  key String,\n"
+         "  device_id String,\n"
+         "  received DateTime('UTC'),\n"
+         "  received_us UInt64,\n"
+         "  frontend String,\n"
+         "  seq UInt64,\n"
+         "  line String\n"
+         ") ENGINE = MergeTree\n"
+         "PARTITION BY toYYYYMM(received)\n"
+         "ORDER BY (bucket, key, received_us, frontend, seq)";
+}
+
+std::unique_ptr<Storage> make_clickhouse_storage(const ClickHouseStorageOptions& options, Status* status) {
+  Status ignored;
+  if (!status) status = &ignored;
+  clickhouse::Endpoint endpoint;
+  std::string error;
+  if (!clickhouse::parse_url(options.url, &endpoint, &error)) {
+    *status = Status(ErrorCode::storage_error, error);
+    return nullptr;
+  }
+  if (!clickhouse::valid_identifier(options.database) || !clickhouse::valid_identifier(options.table)) {
+    *status = Status(ErrorCode::storage_error,
+                     "ClickHouse database and table names must match [A-Za-z_][A-Za-z0-9_]*");
+    return nullptr;
+  }
+  if (options.flush_rows == 0 || options.flush_interval.count() < 0 || options.max_inserts_in_flight == 0) {
+    *status = Status(ErrorCode::storage_error,
+                     "flush_rows and max_inserts_in_flight must be positive and flush_interval not negative");
+    return nullptr;
+  }
+  auto storage = std::make_unique<ClickHouseStorage>(options, std::move(endpoint));
+  *status = storage->start();
+  if (!status->ok()) return nullptr;
+  return storage;
+}
+
+}  // namespace writeapi

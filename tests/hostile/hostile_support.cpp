@@ -1,0 +1,313 @@
+#include "hostile_support.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <httplib.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+#include <thread>
+
+namespace writeapi::testing {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using namespace std::chrono_literals;
+
+int poll_ms(Clock::time_point deadline) {
+  auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+  return left < 0 ? 0 : static_cast<int>(left);
+}
+
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool kAddressSanitizer = true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+constexpr bool kAddressSanitizer = true;
+#else
+constexpr bool kAddressSanitizer = false;
+#endif
+#else
+constexpr bool kAddressSanitizer = false;
+#endif
+
+}  // namespace
+
+std::size_t resident_bytes(pid_t pid) {
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) return static_cast<std::size_t>(std::strtoull(line.c_str() + 6, nullptr, 10)) * 1024;
+  }
+  return 0;
+}
+
+std::size_t rss_growth_bound() { return (kAddressSanitizer ? 640u : 150u) << 20; }
+
+// ---------------------------------------------------------------------------
+// ClientSocket
+
+ClientSocket::ClientSocket(int port, const char* source_ip) {
+  fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd_ < 0) return;
+  sockaddr_in source{};
+  source.sin_family = AF_INET;
+  ::inet_pton(AF_INET, source_ip, &source.sin_addr);
+  sockaddr_in target{};
+  target.sin_family = AF_INET;
+  target.sin_port = htons(static_cast<uint16_t>(port));
+  target.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::bind(fd_, reinterpret_cast<sockaddr*>(&source), sizeof source) != 0 ||
+      ::connect(fd_, reinterpret_cast<sockaddr*>(&target), sizeof target) != 0) {
+    ::close(fd_);
+    fd_ = -1;
+    return;
+  }
+  int one = 1;
+  ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  ::fcntl(fd_, F_SETFL, ::fcntl(fd_, F_GETFL) | O_NONBLOCK);
+}
+
+ClientSocket::~ClientSocket() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+bool ClientSocket::send(std::string_view bytes, std::chrono::milliseconds timeout) {
+  auto deadline = Clock::now() + timeout;
+  while (!bytes.empty()) {
+    ssize_t n = ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+    if (n > 0) {
+      bytes.remove_prefix(static_cast<std::size_t>(n));
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      pollfd p{fd_, POLLOUT, 0};
+      if (::poll(&p, 1, poll_ms(deadline)) <= 0) return false;
+      continue;
+    }
+    return false;
+  }
+  return true;
+}
+
+RawResponse ClientSocket::read_response(std::chrono::milliseconds timeout) {
+  auto deadline = Clock::now() + timeout;
+  auto fill = [&]() {
+    pollfd p{fd_, POLLIN, 0};
+    if (::poll(&p, 1, poll_ms(deadline)) <= 0) return false;
+    char chunk[65536];
+    ssize_t n = ::recv(fd_, chunk, sizeof chunk, 0);
+    if (n <= 0) return false;
+    buffer_.append(chunk, static_cast<std::size_t>(n));
+    return true;
+  };
+  RawResponse response;
+  std::size_t head_end;
+  while ((head_end = buffer_.find("\r\n\r\n")) == std::string::npos) {
+    if (!fill()) {
+      response.raw = buffer_;
+      return response;
+    }
+  }
+  std::string head = buffer_.substr(0, head_end);
+  buffer_.erase(0, head_end + 4);
+  response.raw = head + "\r\n\r\n";
+  std::vector<std::string> lines = split_lines(head);
+  for (auto& line : lines)
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+  response.status_line = lines.empty() ? "" : lines[0];
+  if (response.status_line.rfind("HTTP/1.", 0) == 0 && response.status_line.size() >= 12)
+    response.status = std::atoi(response.status_line.c_str() + 9);
+  for (std::size_t i = 1; i < lines.size(); ++i) {
+    auto colon = lines[i].find(':');
+    if (colon == std::string::npos) continue;
+    std::string name = lines[i].substr(0, colon);
+    for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    std::string value = lines[i].substr(colon + 1);
+    value.erase(0, value.find_first_not_of(" \t"));
+    response.headers.emplace(name, value);
+  }
+  std::string length = response.header("content-length");
+  if (!length.empty()) {
+    std::size_t n = std::stoul(length);
+    while (buffer_.size() < n && fill()) {
+    }
+    response.body = buffer_.substr(0, std::min(n, buffer_.size()));
+    buffer_.erase(0, response.body.size());
+  } else {
+    while (fill()) {
+    }
+    response.body = buffer_;
+    buffer_.clear();
+  }
+  response.raw += response.body;
+  return response;
+}
+
+bool ClientSocket::wait_closed(std::chrono::milliseconds timeout) {
+  auto deadline = Clock::now() + timeout;
+  for (;;) {
+    pollfd p{fd_, POLLIN, 0};
+    int r = ::poll(&p, 1, poll_ms(deadline));
+    if (r <= 0) return false;
+    char chunk[65536];
+    ssize_t n = ::recv(fd_, chunk, sizeof chunk, 0);
+    if (n == 0) return true;
+    if (n < 0) {
+      if (errno == EAGAIN || errno == EINTR) continue;
+      return errno == ECONNRESET || errno == EPIPE;
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Certificates
+
+void write_self_signed_certificate(const std::string& cert_path, const std::string& key_path) {
+  EVP_PKEY* key = EVP_EC_gen("P-256");
+  X509* cert = X509_new();
+  if (!key || !cert) throw std::runtime_error("OpenSSL: cannot create a key or certificate");
+  X509_set_version(cert, 2);
+  ASN1_INTEGER_set(X509_get_serialNumber(cert), 1);
+  X509_gmtime_adj(X509_getm_notBefore(cert), -3600);
+  X509_gmtime_adj(X509_getm_notAfter(cert), 24 * 3600);
+  X509_set_pubkey(cert, key);
+  X509_NAME* name = X509_get_subject_name(cert);
+  X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, reinterpret_cast<const unsigned char*>("localhost"), -1, -1,
+                             0);
+  X509_set_issuer_name(cert, name);
+  X509V3_CTX context;
+  X509V3_set_ctx_nodb(&context);
+  X509V3_set_ctx(&context, cert, cert, nullptr, nullptr, 0);
+  X509_EXTENSION* san =
+      X509V3_EXT_conf_nid(nullptr, &context, NID_subject_alt_name, "DNS:localhost,IP:127.0.0.1");
+  if (!san || X509_add_ext(cert, san, -1) != 1) throw std::runtime_error("OpenSSL: cannot add subjectAltName");
+  X509_EXTENSION_free(san);
+  if (X509_sign(cert, key, EVP_sha256()) == 0) throw std::runtime_error("OpenSSL: cannot sign the certificate");
+
+  std::FILE* out = std::fopen(cert_path.c_str(), "w");
+  bool ok = out && PEM_write_X509(out, cert) == 1;
+  if (out) std::fclose(out);
+  out = std::fopen(key_path.c_str(), "w");
+  ok = ok && out && PEM_write_PrivateKey(out, key, nullptr, nullptr, 0, nullptr, nullptr) == 1;
+  if (out) std::fclose(out);
+  X509_free(cert);
+  EVP_PKEY_free(key);
+  if (!ok) throw std::runtime_error("cannot write " + cert_path + " or " + key_path);
+}
+
+// ---------------------------------------------------------------------------
+// TlsServerProcess
+
+TlsServerProcess::TlsServerProcess(std::vector<std::string> extra_args) {
+  ::signal(SIGPIPE, SIG_IGN);
+  data_dir_ = root_.path() + "/data";
+  keys_path_ = root_.path() + "/keys.json";
+  cert_path_ = root_.path() + "/cert.pem";
+  key_path_ = root_.path() + "/key.pem";
+  stderr_path_ = root_.path() + "/stderr.log";
+  write_keys_file(keys_path_);
+  write_self_signed_certificate(cert_path_, key_path_);
+
+  std::vector<std::string> args = {server_binary(), "--port",     "0",       "--host",         "127.0.0.1",
+                                   "--data-dir",    data_dir_,    "--keys",  keys_path_,       "--access-log",
+                                   "off",           "--tls-cert", cert_path_, "--tls-key",     key_path_};
+  args.insert(args.end(), extra_args.begin(), extra_args.end());
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  pid_ = ::fork();
+  if (pid_ < 0) throw std::runtime_error("fork failed");
+  if (pid_ == 0) {
+    int null_fd = ::open("/dev/null", O_RDWR);
+    int err = ::open(stderr_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (null_fd < 0 || err < 0) ::_exit(126);
+    ::dup2(null_fd, 0);
+    ::dup2(null_fd, 1);
+    ::dup2(err, 2);
+    for (int fd = 3; fd < 1024; ++fd) ::close(fd);
+    sigset_t none;
+    sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    ::signal(SIGPIPE, SIG_DFL);
+    ::execv(argv[0], argv.data());
+    ::_exit(127);
+  }
+
+  const auto deadline = Clock::now() + 10s;
+  const std::string marker = "listening on https://127.0.0.1:";
+  while (port_ < 0) {
+    std::string err = stderr_contents();
+    if (auto at = err.find(marker); at != std::string::npos) {
+      std::size_t begin = at + marker.size();
+      std::size_t end = err.find_first_not_of("0123456789", begin);
+      if (end != std::string::npos && end > begin) port_ = std::stoi(err.substr(begin, end - begin));
+    }
+    int status;
+    if (port_ < 0 && ::waitpid(pid_, &status, WNOHANG) == pid_) {
+      pid_ = -1;
+      throw std::runtime_error("writeapi-server exited during startup; stderr:\n" + err);
+    }
+    if (port_ < 0 && Clock::now() > deadline) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, &status, 0);
+      pid_ = -1;
+      throw std::runtime_error("writeapi-server did not announce an https port; stderr:\n" + err);
+    }
+    if (port_ < 0) std::this_thread::sleep_for(5ms);
+  }
+  httplib::SSLClient probe("127.0.0.1", port_);
+  probe.set_ca_cert_path(cert_path_.c_str());
+  probe.enable_server_certificate_verification(true);
+  probe.set_connection_timeout(1, 0);
+  probe.set_read_timeout(1, 0);
+  for (;;) {
+    auto res = probe.Get("/healthz");
+    if (res && res->status == 200) break;
+    if (Clock::now() > deadline) throw std::runtime_error("no GET /healthz 200 over TLS; stderr:\n" + stderr_contents());
+    std::this_thread::sleep_for(10ms);
+  }
+}
+
+TlsServerProcess::~TlsServerProcess() {
+  if (pid_ < 0) return;
+  ::kill(pid_, SIGTERM);
+  int status = 0;
+  auto deadline = Clock::now() + 15s;
+  while (::waitpid(pid_, &status, WNOHANG) != pid_) {
+    if (Clock::now() > deadline) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, &status, 0);
+      break;
+    }
+    std::this_thread::sleep_for(5ms);
+  }
+  if (std::uncaught_exceptions() == 0) {
+    INFO("server stderr:\n" << stderr_contents());
+    CHECK((WIFEXITED(status) && WEXITSTATUS(status) == 0));
+  }
+}
+
+std::string TlsServerProcess::read_object(std::string_view bucket, std::string_view key) const {
+  return read_file(data_dir_ + "/" + std::string(bucket) + "/" + std::string(key) + ".jsonl");
+}
+
+}  // namespace writeapi::testing
