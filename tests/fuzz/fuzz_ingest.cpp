@@ -14,12 +14,14 @@
 // unused.
 //
 // The oracle:
-//   - ok => storage holds exactly the lines parse() makes of the
-//     (decompressed) body, under exactly (bucket, key), and the result
-//     reports those items and bytes; the names are valid (independent
-//     check), the content type is JSON, the key is the bucket's.
-//   - any error => storage is unchanged (nothing stored at all), and the
-//     message never contains the access key.
+//   - The object (bucket, key) holds one line before the request.
+//   - ok => the object is that line followed by exactly the lines parse()
+//     makes of the (decompressed) body, nothing else is stored, and the
+//     result reports those items and bytes; the names are valid
+//     (independent check), the content type is JSON, the key is the
+//     bucket's.
+//   - any error => storage is unchanged, and the message never contains
+//     the access key.
 //   - whenever the harness can predict it (all but raw compressed bodies),
 //     the status code is the one the documented order of checks gives:
 //     media type, encoding, size (after inflation), names, parse, key.
@@ -196,6 +198,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, std::size_t size) {
 
   FixedAuthorizer authorizer;
   std::unique_ptr<writeapi::Storage> storage = writeapi::make_memory_storage();
+  const std::string kPrefill = "0\n";
+  writeapi::AppendBatch prefill;
+  prefill.bucket = bucket;
+  prefill.key = key;
+  prefill.lines = kPrefill;
+  prefill.item_count = 1;
+  EXPECT(storage->append(prefill).ok(), context);
   writeapi::Ingestor ingestor(&authorizer, storage.get(), options);
 
   writeapi::IngestRequest request;
@@ -221,10 +230,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, std::size_t size) {
   std::vector<std::string> keys;
   EXPECT(storage->list_keys(bucket, &keys).ok(), context);
   const writeapi::StorageStats stats = storage->stats();
+  std::string stored;
+  EXPECT(storage->read_object(bucket, key, &stored).ok(), context);
 
   if (!status.ok()) {
     EXPECT(status.http_status() >= 400 && !status.message().empty(), context);
-    EXPECT(keys.empty() && stats.appends == 0 && stats.bytes_written == 0, context + "storage changed");
+    EXPECT(keys.size() == 1 && keys[0] == key && stats.appends == 1 && stats.bytes_written == kPrefill.size() &&
+               stored == kPrefill,
+           context + "storage changed: " + escaped(stored));
     EXPECT(result.items == 0 && result.bytes_stored == 0, context);
     EXPECT(status.message().find(kHomelabKey) == std::string::npos &&
                status.message().find(kOtherKey) == std::string::npos,
@@ -241,15 +254,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, std::size_t size) {
     EXPECT(key_opens(bucket, parsed.access_key), context);
     EXPECT(result.items == parsed.item_count && result.bytes_stored == parsed.lines.size(), context);
     EXPECT(result.device_id == parsed.device_id, context);
-    std::string stored;
-    EXPECT(storage->read_object(bucket, key, &stored).ok(), context);
-    EXPECT(stored == parsed.lines, context + "stored " + escaped(stored) + "\nexpected " + escaped(parsed.lines));
-    if (parsed.item_count == 0) {
-      EXPECT(keys.empty() && stats.appends == 0, context);
-    } else {
-      EXPECT(keys.size() == 1 && keys[0] == key && stats.appends == 1, context);
-      EXPECT(stats.bytes_written == parsed.lines.size(), context);
-    }
+    EXPECT(stored == kPrefill + parsed.lines,
+           context + "stored " + escaped(stored) + "\nexpected " + escaped(kPrefill + parsed.lines));
+    EXPECT(keys.size() == 1 && keys[0] == key, context);
+    EXPECT(stats.appends == (parsed.item_count == 0 ? 1u : 2u), context);
+    EXPECT(stats.bytes_written == kPrefill.size() + parsed.lines.size(), context);
   }
 
   // The exact code, in the documented order of checks.
