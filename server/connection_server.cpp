@@ -3,12 +3,14 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <httplib.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
-#include <poll.h>
-#include <sys/ioctl.h>
+#include <sched.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -16,15 +18,15 @@
 #include <atomic>
 #include <cerrno>
 #include <climits>
-#include <cstdio>
+#include <condition_variable>
 #include <cstring>
+#include <deque>
 #include <mutex>
 #include <optional>
-#include <string_view>
 #include <thread>
-#include <type_traits>
 #include <unordered_map>
 #include <utility>
+#include <vector>
 
 namespace writeapi::server {
 namespace {
@@ -32,13 +34,20 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
-int to_poll_ms(Clock::duration d) {
-  auto ms = std::chrono::duration_cast<milliseconds>(d).count();
-  return static_cast<int>(std::clamp<decltype(ms)>(ms, 0, INT_MAX));
-}
+constexpr std::size_t kReadChunk = 64 * 1024;
+constexpr auto kRateWindow = std::chrono::seconds(5);
+constexpr auto kLingerIdle = std::chrono::seconds(2);
+// A client whose head broke the grammar gets its answer; what it sends
+// after that is not a body anyone asked for.
+constexpr std::size_t kLingerAfterBadHead = 256 * 1024;
+constexpr auto kTick = milliseconds(100);
+// Pipelined requests a worker runs back to back before the connection
+// goes back to the loop (and to the end of the queue).
+constexpr int kMaxPipelinedPerTurn = 16;
 
 std::string address_text(const sockaddr_storage& addr, int* port) {
   char text[INET6_ADDRSTRLEN] = "";
+  *port = -1;
   if (addr.ss_family == AF_INET) {
     auto* in = reinterpret_cast<const sockaddr_in*>(&addr);
     ::inet_ntop(AF_INET, &in->sin_addr, text, sizeof text);
@@ -52,463 +61,1079 @@ std::string address_text(const sockaddr_storage& addr, int* port) {
 }
 
 struct Counters {
-  std::atomic<std::uint64_t> accepted{0}, refused_per_ip{0}, tls_handshake_failures{0}, heads_too_large{0},
-      request_timeouts{0}, open{0};
+  std::atomic<std::uint64_t> accepted{0}, refused_per_ip{0}, refused_capacity{0}, tls_handshake_failures{0},
+      heads_too_large{0}, framing_errors{0}, request_timeouts{0}, lingering_closes{0}, buffer_pauses{0}, open{0},
+      busy_workers{0};
+  std::atomic<std::int64_t> buffered{0};
 };
 
-// One client connection, as the httplib::Stream that process_request reads
-// requests from and writes responses to. The socket is non-blocking: every
-// wait is a poll() bounded by the read or write timeout and, while a request
-// is being read, by its deadline.
-class Connection final : public httplib::Stream {
+enum class Phase { handshake, head, body, worker, writing, lingering };
+
+struct Address;
+
+// One client connection. Owned by exactly one thread at a time: the loop,
+// or (with in_worker set) the worker running its request.
+struct Conn {
+  int fd = -1;
+  SSL* ssl = nullptr;
+  std::string ip, local_ip;
+  int port = -1, local_port = -1;
+  Address* address = nullptr;
+  std::size_t index = 0;  // in Loop::conns_
+  std::atomic<bool> in_worker{false};
+  Phase phase = Phase::head;
+
+  // Request bytes: the head as it arrives (head views point into it),
+  // the body, and bytes of the next request read along with this one.
+  std::string head_text;
+  std::size_t scan_from = 0;
+  http1::RequestHead head;
+  std::string body;
+  std::string pending;
+  std::uint64_t body_left = 0;  // with Content-Length framing
+  std::optional<http1::ChunkedDecoder> chunked;
+  std::int64_t buffered = 0;    // bytes of the above counted in Counters::buffered
+
+  bool close_after = false;     // close (lingering) after the response
+  bool body_after_write = false;  // the response was "100 Continue": read the body next
+  bool first_request = true;
+  bool paused = false;          // waiting for buffer memory
+  bool want_write = false;      // TLS read needs the socket writable
+
+  std::string out;
+  std::size_t out_sent = 0;
+
+  Clock::time_point deadline{};  // of the phase: idle, request, write or linger
+  Clock::time_point idle_until{};  // no progress for this long ends it too
+  Clock::time_point window_start{};
+  std::uint64_t window_bytes = 0;
+  std::size_t lingered = 0;
+  // What lingering reads at most: the rest of a refused body whose size is
+  // known, more when it is not, little after a broken head.
+  std::size_t linger_limit = kLingerAfterBadHead;
+};
+
+// A client address: its connections, and its requests waiting for or
+// holding a worker. Guarded by Loop::queue_mu_.
+struct Address {
+  std::string ip;
+  int connections = 0;
+  int active = 0;
+  std::deque<Conn*> ready;
+  bool in_turns = false;
+};
+
+thread_local CurrentRequest t_current;
+
+// A request as cpp-httplib reads it (from memory) and its response as
+// cpp-httplib writes it (into the connection's output buffer).
+class RequestStream final : public httplib::Stream {
  public:
-  Connection(int fd, std::string ip, int port, const ConnectionOptions& options, Counters* counters)
-      : fd_(fd), ip_(std::move(ip)), port_(port), options_(options), counters_(counters) {}
-  ~Connection() override { close(); }
-
-  // TLS handshake on the accepted socket, under the request deadline.
-  bool handshake(SSL_CTX* context) {
-    ssl_ = SSL_new(context);
-    if (!ssl_ || SSL_set_fd(ssl_, fd_) != 1) return false;
-    deadline_ = Clock::now() + options_.request_timeout;
-    for (;;) {
-      ERR_clear_error();
-      int r = SSL_accept(ssl_);
-      if (r == 1) break;
-      int error = SSL_get_error(ssl_, r);
-      if (error == SSL_ERROR_WANT_READ ? !wait(POLLIN) : error == SSL_ERROR_WANT_WRITE ? !wait(POLLOUT) : true) {
-        broken_ = true;
-        return false;
-      }
-    }
-    deadline_.reset();
-    return true;
-  }
-
-  // Waits up to `timeout` for the first byte of the next request. False on
-  // timeout, when the server stops, or on a socket error; true also at EOF
-  // (process_request then sees the end).
-  bool wait_for_request(Clock::duration timeout, const std::atomic<bool>& stopping) {
-    if (broken_) return false;
-    if (buffered() > 0 || (ssl_ && SSL_pending(ssl_) > 0)) return true;
-    const auto until = Clock::now() + timeout;
-    for (;;) {
-      if (stopping.load()) return false;
-      auto left = until - Clock::now();
-      if (left <= Clock::duration::zero()) return false;
-      pollfd p{fd_, POLLIN, 0};
-      int r = ::poll(&p, 1, std::min(to_poll_ms(left), 100));
-      if (r < 0 && errno != EINTR) return false;
-      if (r > 0) return true;
-    }
-  }
-
-  // A new request starts: its head is capped and its deadline runs.
-  void begin_request() {
-    in_head_ = true;
-    head_bytes_ = 0;
-    head_too_large_ = false;
-    timed_out_ = false;
-    deadline_ = Clock::now() + options_.request_timeout;
-  }
-  void end_request() { deadline_.reset(); }
-  void head_complete() { in_head_ = false; }
-  bool head_too_large() const { return head_too_large_; }
-  bool timed_out() const { return timed_out_; }
-  // Nothing more can be read (error, timeout, oversized head).
-  bool broken() const { return broken_; }
-
-  // Closes the connection. When the client may still be sending (the
-  // request was cut short), stop writing first and read what is in flight
-  // for a moment: closing with unread data would reset the connection and
-  // could destroy the answer just sent.
-  void close() {
-    if (fd_ < 0) return;
-    if (ssl_) {
-      if (!broken_) {
-        ERR_clear_error();
-        SSL_shutdown(ssl_);  // best effort: one close_notify, no waiting
-      }
-      SSL_free(ssl_);
-      ssl_ = nullptr;
-    }
-    int unread = 0;
-    if (broken_ || buffered() > 0 || (::ioctl(fd_, FIONREAD, &unread) == 0 && unread > 0)) {
-      ::shutdown(fd_, SHUT_WR);
-      const auto until = Clock::now() + std::chrono::seconds(1);
-      std::size_t drained = 0;
-      char sink[16384];
-      while (drained < (256u << 10)) {
-        auto left = until - Clock::now();
-        if (left <= Clock::duration::zero()) break;
-        pollfd p{fd_, POLLIN, 0};
-        if (::poll(&p, 1, to_poll_ms(left)) <= 0) break;
-        ssize_t n = ::recv(fd_, sink, sizeof sink, 0);
-        if (n <= 0) break;
-        drained += static_cast<std::size_t>(n);
-      }
-    }
-    ::close(fd_);
-    fd_ = -1;
-  }
-
-  // httplib::Stream
-  bool is_readable() const override {
-    if (buffered() > 0 || (ssl_ && SSL_pending(ssl_) > 0)) return true;
-    pollfd p{fd_, POLLIN, 0};
-    return ::poll(&p, 1, to_poll_ms(options_.read_timeout)) > 0;
-  }
-  bool is_writable() const override {
-    pollfd p{fd_, POLLOUT, 0};
-    return ::poll(&p, 1, to_poll_ms(options_.write_timeout)) > 0;
-  }
-
+  RequestStream(std::string_view request, Conn* conn) : request_(request), conn_(conn) {}
+  bool is_readable() const override { return true; }
+  bool is_writable() const override { return true; }
   ssize_t read(char* ptr, std::size_t size) override {
-    if (broken_ || size == 0) return broken_ ? -1 : 0;
-    if (in_head_) {
-      if (head_bytes_ >= options_.max_head_bytes) {
-        if (!head_too_large_) counters_->heads_too_large++;
-        head_too_large_ = true;
-        broken_ = true;
-        return -1;
-      }
-      size = std::min(size, options_.max_head_bytes - head_bytes_);
-    }
-    ssize_t n;
-    if (buffered() > 0) {
-      n = static_cast<ssize_t>(std::min(size, buffered()));
-      std::memcpy(ptr, buffer_ + buffer_begin_, static_cast<std::size_t>(n));
-      buffer_begin_ += static_cast<std::size_t>(n);
-    } else if (size >= sizeof buffer_) {
-      n = raw_read(ptr, size);
-    } else {
-      // cpp-httplib reads request heads a byte at a time: read ahead.
-      n = raw_read(buffer_, sizeof buffer_);
-      if (n <= 0) return n;
-      buffer_begin_ = 0;
-      buffer_end_ = static_cast<std::size_t>(n);
-      n = static_cast<ssize_t>(std::min(size, buffer_end_));
-      std::memcpy(ptr, buffer_, static_cast<std::size_t>(n));
-      buffer_begin_ = static_cast<std::size_t>(n);
-    }
-    if (n > 0 && in_head_) head_bytes_ += static_cast<std::size_t>(n);
-    return n;
+    std::size_t n = std::min(size, request_.size() - offset_);
+    std::memcpy(ptr, request_.data() + offset_, n);
+    offset_ += n;
+    return static_cast<ssize_t>(n);
   }
-
   ssize_t write(const char* ptr, std::size_t size) override {
-    if (fd_ < 0) return -1;
-    for (;;) {
-      if (ssl_) {
-        ERR_clear_error();
-        int n = SSL_write(ssl_, ptr, static_cast<int>(std::min<std::size_t>(size, INT_MAX)));
-        if (n > 0) return n;
-        int error = SSL_get_error(ssl_, n);
-        if (error == SSL_ERROR_WANT_WRITE && wait_writable()) continue;
-        if (error == SSL_ERROR_WANT_READ && wait_readable_for_write()) continue;
-        return -1;
-      }
-      ssize_t n = ::send(fd_, ptr, size, MSG_NOSIGNAL);
-      if (n >= 0) return n;
-      if (errno == EINTR) continue;
-      if ((errno == EAGAIN || errno == EWOULDBLOCK) && wait_writable()) continue;
-      return -1;
-    }
+    conn_->out.append(ptr, size);
+    return static_cast<ssize_t>(size);
   }
-
   void get_remote_ip_and_port(std::string& ip, int& port) const override {
-    ip = ip_;
-    port = port_;
+    ip = conn_->ip;
+    port = conn_->port;
   }
   void get_local_ip_and_port(std::string& ip, int& port) const override {
-    sockaddr_storage addr{};
-    socklen_t length = sizeof addr;
-    port = -1;
-    ip.clear();
-    if (::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &length) == 0) ip = address_text(addr, &port);
+    ip = conn_->local_ip;
+    port = conn_->local_port;
   }
-  socket_t socket() const override { return fd_; }
+  // Not a socket: cpp-httplib only compares it with FD_SETSIZE.
+  socket_t socket() const override { return INVALID_SOCKET; }
 
  private:
-  std::size_t buffered() const { return buffer_end_ - buffer_begin_; }
-
-  // Waits for `events` within the read timeout and the request deadline.
-  bool wait(short events) {
-    auto timeout = Clock::now() + options_.read_timeout;
-    bool deadline_binds = deadline_ && *deadline_ < timeout;
-    auto until = deadline_binds ? *deadline_ : timeout;
-    for (;;) {
-      auto left = until - Clock::now();
-      if (left <= Clock::duration::zero()) break;
-      pollfd p{fd_, events, 0};
-      int r = ::poll(&p, 1, to_poll_ms(left));
-      if (r > 0) return true;
-      if (r < 0 && errno != EINTR) {
-        broken_ = true;
-        return false;
-      }
-    }
-    if (!timed_out_) counters_->request_timeouts++;
-    timed_out_ = true;
-    broken_ = true;
-    return false;
-  }
-  bool wait_writable() {
-    pollfd p{fd_, POLLOUT, 0};
-    return ::poll(&p, 1, to_poll_ms(options_.write_timeout)) > 0;
-  }
-  bool wait_readable_for_write() {  // TLS renegotiation during a write
-    pollfd p{fd_, POLLIN, 0};
-    return ::poll(&p, 1, to_poll_ms(options_.write_timeout)) > 0;
-  }
-
-  ssize_t raw_read(char* ptr, std::size_t size) {
-    for (;;) {
-      if (ssl_) {
-        ERR_clear_error();
-        int n = SSL_read(ssl_, ptr, static_cast<int>(std::min<std::size_t>(size, INT_MAX)));
-        if (n > 0) return n;
-        int error = SSL_get_error(ssl_, n);
-        if (error == SSL_ERROR_ZERO_RETURN) return 0;
-        if (error == SSL_ERROR_WANT_READ && wait(POLLIN)) continue;
-        if (error == SSL_ERROR_WANT_WRITE && wait(POLLOUT)) continue;
-        broken_ = true;
-        return -1;
-      }
-      ssize_t n = ::recv(fd_, ptr, size, 0);
-      if (n >= 0) return n;
-      if (errno == EINTR) continue;
-      if ((errno == EAGAIN || errno == EWOULDBLOCK) && wait(POLLIN)) continue;
-      broken_ = true;
-      return -1;
-    }
-  }
-
-  int fd_;
-  SSL* ssl_ = nullptr;
-  std::string ip_;
-  int port_;
-  const ConnectionOptions& options_;
-  Counters* counters_;
-  char buffer_[4096];
-  std::size_t buffer_begin_ = 0, buffer_end_ = 0;
-  std::optional<Clock::time_point> deadline_;
-  bool in_head_ = false;
-  std::size_t head_bytes_ = 0;
-  bool head_too_large_ = false;
-  bool timed_out_ = false;
-  bool broken_ = false;
+  std::string_view request_;
+  std::size_t offset_ = 0;
+  Conn* conn_;
 };
 
-thread_local Connection* t_connection = nullptr;
-
-// The answer to a connection over its address's cap, sent without reading
-// anything.
-const std::string& too_many_connections_response() {
-  static const std::string response = [] {
-    const std::string body =
-        "{\"ok\":false,\"error\":\"rate_limited\",\"message\":\"too many connections from your address; "
-        "retry later\"}\n";
-    return "HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\nRetry-After: 1\r\n"
-           "Connection: close\r\nContent-Length: " +
-           std::to_string(body.size()) + "\r\n\r\n" + body;
-  }();
-  return response;
+// Fields the connection layer has dealt with; cpp-httplib never sees them.
+bool is_framing_field(std::string_view name) {
+  return http1::iequals(name, "Content-Length") || http1::iequals(name, "Transfer-Encoding") ||
+         http1::iequals(name, "Connection") || http1::iequals(name, "Keep-Alive") ||
+         http1::iequals(name, "Expect") || http1::iequals(name, "Range") || http1::iequals(name, "Content-Encoding") ||
+         http1::iequals(name, "Upgrade") || http1::iequals(name, "TE") || http1::iequals(name, "Trailer");
 }
 
-// Base is httplib::Server or httplib::SSLServer: their routing and request
-// parsing (process_request is protected), our accept loop and connections.
-template <class Base>
-class Guarded final : public Base, public ConnectionServer {
- public:
-  template <class... Args>
-  explicit Guarded(const ConnectionOptions& options, Args&&... args)
-      : Base(std::forward<Args>(args)...), options_(options) {}
+// The head rebuilt for cpp-httplib: request line and the other fields.
+// The Connection field says what the connection layer decided, in the
+// spelling cpp-httplib compares with.
+void normalized_head(const http1::RequestHead& head, bool keep_alive, std::string* out) {
+  out->clear();
+  out->append(head.method).append(" ").append(head.target).append(head.minor_version == 0 ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n");
+  for (const http1::Field& f : head.fields) {
+    if (is_framing_field(f.name)) continue;
+    out->append(f.name).append(": ").append(f.value).append("\r\n");
+  }
+  if (!keep_alive) out->append("Connection: close\r\n");
+  else if (head.minor_version == 0) out->append("Connection: Keep-Alive\r\n");
+  out->append("\r\n");
+}
 
-  httplib::Server& http() override { return *this; }
-  bool tls() const override { return std::is_same_v<Base, httplib::SSLServer>; }
+class Router final : public httplib::Server {
+ public:
+  using httplib::Server::process_request;
+};
+
+class Loop final : public ConnectionServer {
+ public:
+  Loop(const ConnectionOptions& options, ConnectionHooks hooks, SSL_CTX* tls)
+      : options_(options), hooks_(std::move(hooks)), tls_(tls) {
+    epoll_ = ::epoll_create1(EPOLL_CLOEXEC);
+    wake_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.ptr = &wake_;
+    ::epoll_ctl(epoll_, EPOLL_CTL_ADD, wake_, &ev);
+    worker_share_ = std::max(1, options_.workers - std::max(1, options_.workers / 4));
+  }
+  ~Loop() override {
+    if (listener_ >= 0) ::close(listener_);
+    ::close(wake_);
+    ::close(epoll_);
+    if (tls_) SSL_CTX_free(tls_);
+  }
+
+  httplib::Server& http() override { return router_; }
+  bool tls() const override { return tls_ != nullptr; }
+
+  int bind(const std::string& host, int port) override {
+    addrinfo hints{};
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    addrinfo* result = nullptr;
+    const std::string service = std::to_string(port);
+    if (int rc = ::getaddrinfo(host.c_str(), service.c_str(), &hints, &result); rc != 0) {
+      errno = EADDRNOTAVAIL;
+      return -1;
+    }
+    int saved_errno = 0;
+    for (addrinfo* ai = result; ai; ai = ai->ai_next) {
+      int fd = ::socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, ai->ai_protocol);
+      if (fd < 0) continue;
+      int yes = 1;
+      // SO_REUSEADDR only: a second server on a busy port must fail.
+      ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+      if (::bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && ::listen(fd, SOMAXCONN) == 0) {
+        sockaddr_storage bound{};
+        socklen_t length = sizeof bound;
+        ::getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &length);
+        int bound_port = -1;
+        address_text(bound, &bound_port);
+        listener_ = fd;
+        ::freeaddrinfo(result);
+        epoll_event ev{};
+        ev.events = EPOLLIN;
+        ev.data.ptr = &listener_;
+        ::epoll_ctl(epoll_, EPOLL_CTL_ADD, listener_, &ev);
+        return bound_port;
+      }
+      saved_errno = errno;
+      ::close(fd);
+    }
+    ::freeaddrinfo(result);
+    errno = saved_errno ? saved_errno : EADDRNOTAVAIL;
+    return -1;
+  }
 
   ConnectionStats stats() const override {
     ConnectionStats s;
     s.accepted = counters_.accepted.load();
     s.refused_per_ip = counters_.refused_per_ip.load();
+    s.refused_capacity = counters_.refused_capacity.load();
     s.tls_handshake_failures = counters_.tls_handshake_failures.load();
     s.heads_too_large = counters_.heads_too_large.load();
+    s.framing_errors = counters_.framing_errors.load();
     s.request_timeouts = counters_.request_timeouts.load();
+    s.lingering_closes = counters_.lingering_closes.load();
+    s.buffer_pauses = counters_.buffer_pauses.load();
     s.open = counters_.open.load();
+    s.buffered_bytes = static_cast<std::uint64_t>(std::max<std::int64_t>(0, counters_.buffered.load()));
+    s.busy_workers = counters_.busy_workers.load();
     return s;
   }
 
   void stop() override {
     stopping_ = true;
-    // Wakes a blocked accept(); serve() closes the socket itself.
-    int listener = this->svr_sock_;
-    if (listener != INVALID_SOCKET) ::shutdown(listener, SHUT_RDWR);
+    wake();
   }
 
   void serve() override {
-    const int listener = this->svr_sock_;
+    std::vector<std::thread> workers;
+    for (int i = 0; i < std::max(1, options_.workers); ++i) workers.emplace_back([this] { work(); });
+    run_loop();
     {
-      httplib::ThreadPool pool(static_cast<std::size_t>(std::max(1, options_.threads)));
-      while (!stopping_.load() && listener != INVALID_SOCKET) {
-        pollfd p{listener, POLLIN, 0};
-        int r = ::poll(&p, 1, 200);
-        if (r <= 0 || stopping_.load()) continue;
-        if (p.revents & (POLLERR | POLLNVAL)) {
-          std::this_thread::sleep_for(milliseconds(10));
-          continue;
-        }
-        sockaddr_storage addr{};
-        socklen_t length = sizeof addr;
-        int fd = ::accept4(listener, reinterpret_cast<sockaddr*>(&addr), &length, SOCK_CLOEXEC | SOCK_NONBLOCK);
-        if (fd < 0) {
-          // Out of descriptors or memory: let connections finish first.
-          if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
-            std::this_thread::sleep_for(milliseconds(10));
-          continue;
-        }
-        int port = -1;
-        std::string ip = address_text(addr, &port);
-        if (!admit(ip)) {
-          counters_.refused_per_ip++;
-          const std::string& answer = too_many_connections_response();
-          ::send(fd, answer.data(), answer.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
-          ::close(fd);
-          continue;
-        }
-        counters_.accepted++;
-        int one = 1;
-        ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        pool.enqueue([this, fd, ip = std::move(ip), port]() mutable {
-          serve_connection(fd, ip, port);
-          release(ip);
-        });
-      }
-      int sock = this->svr_sock_.exchange(INVALID_SOCKET);
-      if (sock != INVALID_SOCKET) ::close(sock);
-      pool.shutdown();  // connections waiting for a worker are closed, in flight finish
+      std::lock_guard<std::mutex> lock(queue_mu_);
+      workers_stop_ = true;
     }
+    queue_cv_.notify_all();
+    for (auto& t : workers) t.join();
   }
 
  private:
-  int cap() const { return options_.max_connections_per_ip; }
+  // ---- the loop ----
 
-  bool admit(const std::string& ip) {
-    counters_.open++;
-    if (cap() <= 0) return true;
-    std::lock_guard<std::mutex> lock(per_ip_mu_);
-    int& count = per_ip_[ip];
-    if (count >= cap()) {
-      if (count == 0) per_ip_.erase(ip);
-      counters_.open--;
+  void run_loop() {
+    std::vector<epoll_event> events(256);
+    bool listener_closed = false;
+    Clock::time_point next_sweep = Clock::now() + kTick;
+    Clock::time_point drain_until{};
+    for (;;) {
+      if (stopping_ && !listener_closed) {
+        if (listener_ >= 0) {
+          ::epoll_ctl(epoll_, EPOLL_CTL_DEL, listener_, nullptr);
+          ::close(listener_);
+          listener_ = -1;
+        }
+        listener_closed = true;
+        drain_until = Clock::now() + options_.request_timeout + options_.write_timeout;
+      }
+      if (listener_closed) {
+        close_idle();
+        if (conns_.empty() || Clock::now() > drain_until) break;
+      }
+      auto wait = std::chrono::duration_cast<milliseconds>(next_sweep - Clock::now()).count();
+      int n = ::epoll_wait(epoll_, events.data(), static_cast<int>(events.size()),
+                           static_cast<int>(std::clamp<long long>(wait, 0, kTick.count())));
+      now_ = Clock::now();
+      for (int i = 0; i < n; ++i) {
+        void* tag = events[i].data.ptr;
+        if (tag == &listener_) {
+          accept_all();
+        } else if (tag == &wake_) {
+          std::uint64_t value;
+          while (::read(wake_, &value, sizeof value) > 0) {
+          }
+        } else {
+          on_event(static_cast<Conn*>(tag), events[i].events);
+        }
+      }
+      take_returned();
+      if (now_ >= next_sweep) {
+        sweep();
+        next_sweep = now_ + kTick;
+      }
+    }
+    while (!conns_.empty()) close_now(conns_.back());
+  }
+
+  void wake() {
+    std::uint64_t one = 1;
+    [[maybe_unused]] ssize_t r = ::write(wake_, &one, sizeof one);
+  }
+
+  void arm(Conn* c, std::uint32_t events) {
+    epoll_event ev{};
+    ev.events = events | EPOLLONESHOT | EPOLLRDHUP;
+    ev.data.ptr = c;
+    ::epoll_ctl(epoll_, EPOLL_CTL_MOD, c->fd, &ev);
+  }
+  void arm_read(Conn* c) { arm(c, c->want_write ? EPOLLOUT : EPOLLIN); }
+
+  // A complete response for a connection the loop refuses before it holds
+  // it (per-address cap, capacity).
+  void refuse_at_accept(int fd, const std::string& ip, int status, std::string_view code, std::string_view message) {
+    ConnectionError e;
+    e.http_status = status;
+    e.code = code;
+    e.message = message;
+    e.remote_ip = ip;
+    std::string response = hooks_.render_error(e);
+    if (!tls_) ::send(fd, response.data(), response.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    ::close(fd);
+  }
+
+  void accept_all() {
+    for (int i = 0; i < 256; ++i) {
+      sockaddr_storage addr{};
+      socklen_t length = sizeof addr;
+      int fd = ::accept4(listener_, reinterpret_cast<sockaddr*>(&addr), &length, SOCK_CLOEXEC | SOCK_NONBLOCK);
+      if (fd < 0) {
+        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+          // Out of descriptors: stop accepting until the next sweep.
+          ::epoll_ctl(epoll_, EPOLL_CTL_DEL, listener_, nullptr);
+          listener_paused_ = true;
+        }
+        return;
+      }
+      int port = -1;
+      std::string ip = address_text(addr, &port);
+      if (static_cast<int>(conns_.size()) >= options_.max_connections) {
+        counters_.refused_capacity++;
+        refuse_at_accept(fd, ip, 503, "server_busy", "the server holds all the connections it can; retry later");
+        continue;
+      }
+      Address* address = admit(ip);
+      if (!address) {
+        counters_.refused_per_ip++;
+        refuse_at_accept(fd, ip, 429, "rate_limited", "too many connections from your address; retry later");
+        continue;
+      }
+      counters_.accepted++;
+      counters_.open++;
+      int one = 1;
+      ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+      auto* c = new Conn;
+      c->fd = fd;
+      c->ip = std::move(ip);
+      c->port = port;
+      c->address = address;
+      sockaddr_storage local{};
+      socklen_t local_length = sizeof local;
+      if (::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &local_length) == 0)
+        c->local_ip = address_text(local, &c->local_port);
+      c->index = conns_.size();
+      conns_.push_back(c);
+      if (tls_) {
+        c->ssl = SSL_new(tls_);
+        SSL_set_fd(c->ssl, fd);
+        SSL_set_accept_state(c->ssl);
+        c->phase = Phase::handshake;
+        c->deadline = now_ + options_.request_timeout;
+      } else {
+        c->phase = Phase::head;
+        c->deadline = now_ + options_.read_timeout;
+      }
+      c->idle_until = now_ + options_.read_timeout;
+      epoll_event ev{};
+      ev.events = EPOLLIN | EPOLLONESHOT | EPOLLRDHUP;
+      ev.data.ptr = c;
+      ::epoll_ctl(epoll_, EPOLL_CTL_ADD, fd, &ev);
+    }
+  }
+
+  Address* admit(const std::string& ip) {
+    std::lock_guard<std::mutex> lock(queue_mu_);
+    auto [it, inserted] = addresses_.try_emplace(ip);
+    Address& a = it->second;
+    if (inserted) a.ip = ip;
+    if (options_.max_connections_per_ip > 0 && a.connections >= options_.max_connections_per_ip) {
+      if (a.connections == 0 && a.active == 0) addresses_.erase(it);
+      return nullptr;
+    }
+    ++a.connections;
+    return &a;
+  }
+
+  void close_now(Conn* c) {
+    if (c->ssl) SSL_free(c->ssl);
+    ::close(c->fd);  // also leaves the epoll set
+    account(c, 0);
+    Conn* last = conns_.back();
+    conns_[c->index] = last;
+    last->index = c->index;
+    conns_.pop_back();
+    {
+      std::lock_guard<std::mutex> lock(queue_mu_);
+      Address* a = c->address;
+      if (--a->connections == 0 && a->active == 0 && a->ready.empty()) addresses_.erase(a->ip);
+    }
+    counters_.open--;
+    delete c;
+  }
+
+  // Sets the buffered bytes held for `c` to `bytes`.
+  void account(Conn* c, std::int64_t bytes) {
+    counters_.buffered += bytes - c->buffered;
+    c->buffered = bytes;
+  }
+  static std::int64_t held(const Conn* c) {
+    return static_cast<std::int64_t>(c->head_text.size() + c->body.size() + c->pending.size());
+  }
+
+  void on_event(Conn* c, std::uint32_t events) {
+    // A worker re-arms a connection just before it lets go of it.
+    while (c->in_worker.load(std::memory_order_acquire)) sched_yield();
+    if (events & EPOLLERR) return close_now(c);
+    switch (c->phase) {
+      case Phase::handshake: return handshake(c);
+      case Phase::head:
+      case Phase::body:
+      case Phase::lingering: return read_ready(c);
+      case Phase::writing: return write_ready(c);
+      case Phase::worker: return;  // not armed while a worker has it
+    }
+  }
+
+  void handshake(Conn* c) {
+    ERR_clear_error();
+    int r = SSL_accept(c->ssl);
+    if (r == 1) {
+      c->phase = Phase::head;
+      c->deadline = now_ + options_.read_timeout;
+      c->idle_until = c->deadline;
+      return read_ready(c);
+    }
+    int error = SSL_get_error(c->ssl, r);
+    if (error == SSL_ERROR_WANT_READ) return arm(c, EPOLLIN);
+    if (error == SSL_ERROR_WANT_WRITE) return arm(c, EPOLLOUT);
+    counters_.tls_handshake_failures++;
+    close_now(c);
+  }
+
+  // Reads what the socket has. >0 bytes; 0 at EOF; -1 error; -2 would block.
+  ssize_t read_some(Conn* c, char* buffer, std::size_t size) {
+    c->want_write = false;
+    if (c->ssl && c->phase != Phase::lingering) {
+      ERR_clear_error();
+      int n = SSL_read(c->ssl, buffer, static_cast<int>(size));
+      if (n > 0) return n;
+      int error = SSL_get_error(c->ssl, n);
+      if (error == SSL_ERROR_WANT_READ) return -2;
+      if (error == SSL_ERROR_WANT_WRITE) {
+        c->want_write = true;
+        return -2;
+      }
+      return error == SSL_ERROR_ZERO_RETURN ? 0 : -1;
+    }
+    for (;;) {
+      ssize_t n = ::recv(c->fd, buffer, size, 0);
+      if (n >= 0) return n;
+      if (errno == EINTR) continue;
+      return (errno == EAGAIN || errno == EWOULDBLOCK) ? -2 : -1;
+    }
+  }
+
+  void read_ready(Conn* c) {
+    static thread_local std::string scratch(kReadChunk, '\0');
+    for (int reads = 0; reads < 8; ++reads) {
+      if (c->phase != Phase::lingering &&
+          counters_.buffered.load() + static_cast<std::int64_t>(kReadChunk) > static_cast<std::int64_t>(options_.max_buffer_bytes)) {
+        if (!c->paused) counters_.buffer_pauses++;
+        c->paused = true;  // the sweep resumes it when memory is freed
+        return;
+      }
+      c->paused = false;
+      ssize_t n = read_some(c, scratch.data(), scratch.size());
+      if (n == -2) return arm_read(c);
+      if (n <= 0) {
+        // The client closed or the socket failed. A request cut short is
+        // simply dropped: nobody is left to answer.
+        return close_now(c);
+      }
+      if (!consume(c, std::string_view(scratch.data(), static_cast<std::size_t>(n)))) return;
+      if (!c->ssl && static_cast<std::size_t>(n) < scratch.size()) return arm_read(c);
+      if (c->ssl && SSL_pending(c->ssl) == 0 && static_cast<std::size_t>(n) < scratch.size()) return arm_read(c);
+    }
+    arm_read(c);
+  }
+
+  // Takes bytes read in the head, body or lingering phase. False when the
+  // connection left the loop's reading (dispatched, refused or closed).
+  bool consume(Conn* c, std::string_view data) {
+    switch (c->phase) {
+      case Phase::lingering:
+        c->lingered += data.size();
+        c->idle_until = now_ + kLingerIdle;
+        if (c->lingered > c->linger_limit) {
+          close_now(c);
+          return false;
+        }
+        return true;
+      case Phase::head:
+        if (c->head_text.empty()) {
+          c->deadline = now_ + options_.request_timeout;
+        }
+        c->idle_until = now_ + options_.read_timeout;
+        c->head_text.append(data);
+        account(c, held(c));
+        return parse_head(c);
+      case Phase::body:
+        c->idle_until = now_ + options_.read_timeout;
+        c->window_bytes += data.size();
+        return feed_body(c, data);
+      default:
+        return false;
+    }
+  }
+
+  // Parses the head in c->head_text. False when the connection left the
+  // loop's reading.
+  bool parse_head(Conn* c) {
+    http1::HeadResult r = http1::parse_head(c->head_text, options_.max_head_bytes, &c->head, &c->scan_from);
+    switch (r.status) {
+      case http1::HeadStatus::incomplete: return true;
+      case http1::HeadStatus::complete: break;
+      case http1::HeadStatus::too_large:
+        counters_.heads_too_large++;
+        refuse(c, 431, "bad_request", r.reason);
+        return false;
+      case http1::HeadStatus::uri_too_long:
+        counters_.framing_errors++;
+        refuse(c, 414, "bad_request", r.reason);
+        return false;
+      case http1::HeadStatus::not_implemented:
+        counters_.framing_errors++;
+        refuse(c, 501, "not_implemented", r.reason);
+        return false;
+      case http1::HeadStatus::bad_version:
+        counters_.framing_errors++;
+        refuse(c, 505, "bad_request", r.reason);
+        return false;
+      case http1::HeadStatus::expectation_failed:
+        counters_.framing_errors++;
+        refuse(c, 417, "bad_request", r.reason);
+        return false;
+      case http1::HeadStatus::bad_request:
+        counters_.framing_errors++;
+        refuse(c, 400, "bad_request", r.reason);
+        return false;
+    }
+    // Bytes after the head: the body, or the next request.
+    std::string extra = c->head_text.substr(r.head_bytes);
+    c->head_text.resize(r.head_bytes);  // no reallocation: the head's views stay valid
+    c->first_request = false;
+
+    HeadDecision decision = hooks_.decide_head(c->head);
+    c->linger_limit = unread_body_limit(c->head);
+    if (!decision.refusal.empty()) {
+      c->out = std::move(decision.refusal);
+      c->close_after = true;
+      start_write(c);
       return false;
     }
-    ++count;
+    if (!decision.read_body) {
+      if (c->head.has_body()) {
+        c->close_after = true;  // the body stays unread: lingering close
+      } else {
+        c->pending = std::move(extra);
+      }
+      dispatch(c);
+      return false;
+    }
+    if (c->head.framing == http1::BodyFraming::length) {
+      if (c->head.content_length > decision.max_body_bytes) {
+        refuse(c, 413, "payload_too_large", "the body exceeds the size limit");
+        return false;
+      }
+      c->body_left = c->head.content_length;
+      c->body.reserve(static_cast<std::size_t>(std::min<std::uint64_t>(c->body_left, kReadChunk)));
+    } else if (c->head.framing == http1::BodyFraming::chunked) {
+      c->chunked.emplace(decision.max_body_bytes);
+    }
+    c->phase = Phase::body;
+    c->window_start = now_;
+    c->window_bytes = extra.size();
+    if (c->head.expect_continue && extra.empty() && c->head.has_body()) {
+      c->out = "HTTP/1.1 100 Continue\r\n\r\n";
+      c->body_after_write = true;
+      start_write(c);
+      return false;
+    }
+    return feed_body(c, extra);
+  }
+
+  // How much lingering reads after leaving the body of `head` unread.
+  std::size_t unread_body_limit(const http1::RequestHead& head) const {
+    if (head.framing == http1::BodyFraming::length)
+      return static_cast<std::size_t>(
+          std::min<std::uint64_t>(head.content_length, options_.linger_bytes) + kLingerAfterBadHead);
+    return head.framing == http1::BodyFraming::chunked ? options_.linger_bytes : kLingerAfterBadHead;
+  }
+
+  bool feed_body(Conn* c, std::string_view data) {
+    if (c->head.framing == http1::BodyFraming::chunked) {
+      std::size_t used = 0;
+      auto status = c->chunked->feed(data, &c->body, &used);
+      data.remove_prefix(used);
+      if (status == http1::ChunkedDecoder::Status::bad) {
+        counters_.framing_errors++;
+        c->linger_limit = kLingerAfterBadHead;
+        refuse(c, 400, "bad_request", c->chunked->reason());
+        return false;
+      }
+      if (status == http1::ChunkedDecoder::Status::too_large) {
+        refuse(c, 413, "payload_too_large", "the body exceeds the size limit");
+        return false;
+      }
+      if (status == http1::ChunkedDecoder::Status::more) {
+        account(c, held(c));
+        return true;
+      }
+    } else {
+      std::size_t take = static_cast<std::size_t>(std::min<std::uint64_t>(c->body_left, data.size()));
+      c->body.append(data.data(), take);
+      c->body_left -= take;
+      data.remove_prefix(take);
+      if (c->body_left > 0) {
+        account(c, held(c));
+        return true;
+      }
+    }
+    c->pending.assign(data.data(), data.size());
+    account(c, held(c));
+    dispatch(c);
+    return false;
+  }
+
+  // Answers with a refusal of the connection layer and closes after it.
+  void refuse(Conn* c, int status, std::string_view code, std::string_view message) {
+    ConnectionError e;
+    e.http_status = status;
+    e.code = code;
+    e.message = message;
+    e.remote_ip = c->ip;
+    if (c->phase == Phase::body || !c->head.method.empty()) {
+      e.method = c->head.method;
+      e.target = c->head.target;
+    }
+    c->out = hooks_.render_error(e);
+    c->close_after = true;
+    start_write(c);
+  }
+
+  // Writes c->out (from c->out_sent). True when all of it went out; false
+  // when the socket is full (*failed false) or broken (*failed true).
+  static bool write_some(Conn* c, bool* failed) {
+    *failed = false;
+    while (c->out_sent < c->out.size()) {
+      const char* data = c->out.data() + c->out_sent;
+      std::size_t size = c->out.size() - c->out_sent;
+      if (c->ssl) {
+        ERR_clear_error();
+        int n = SSL_write(c->ssl, data, static_cast<int>(std::min<std::size_t>(size, INT_MAX)));
+        if (n > 0) {
+          c->out_sent += static_cast<std::size_t>(n);
+          continue;
+        }
+        int error = SSL_get_error(c->ssl, n);
+        if (error == SSL_ERROR_WANT_WRITE || error == SSL_ERROR_WANT_READ) return false;
+        *failed = true;
+        return false;
+      }
+      ssize_t n = ::send(c->fd, data, size, MSG_NOSIGNAL);
+      if (n >= 0) {
+        c->out_sent += static_cast<std::size_t>(n);
+        continue;
+      }
+      if (errno == EINTR) continue;
+      if (errno != EAGAIN && errno != EWOULDBLOCK) *failed = true;
+      return false;
+    }
     return true;
   }
 
-  void release(const std::string& ip) {
-    counters_.open--;
-    if (cap() <= 0) return;
-    std::lock_guard<std::mutex> lock(per_ip_mu_);
-    auto it = per_ip_.find(ip);
-    if (it != per_ip_.end() && --it->second <= 0) per_ip_.erase(it);
+  void start_write(Conn* c) {
+    c->phase = Phase::writing;
+    c->out_sent = 0;
+    c->deadline = now_ + options_.request_timeout + options_.write_timeout;
+    c->idle_until = now_ + options_.write_timeout;
+    write_ready(c);
   }
 
-  void serve_connection(int fd, const std::string& ip, int port) {
-    Connection connection(fd, ip, port, options_, &counters_);
-    if (stopping_.load()) return;  // queued when the server stopped
-    if constexpr (std::is_same_v<Base, httplib::SSLServer>) {
-      if (!connection.handshake(this->ssl_context())) {
-        counters_.tls_handshake_failures++;
-        return;
+  void write_ready(Conn* c) {
+    std::size_t before = c->out_sent;
+    bool failed = false;
+    if (!write_some(c, &failed)) {
+      if (failed) return close_now(c);
+      if (c->out_sent > before) c->idle_until = now_ + options_.write_timeout;
+      return arm(c, EPOLLOUT);
+    }
+    after_write(c);
+  }
+
+  // The response is out: read the body (after 100 Continue), the next
+  // request, or close.
+  void after_write(Conn* c) {
+    c->out.clear();
+    c->out_sent = 0;
+    if (c->out.capacity() > kReadChunk) std::string().swap(c->out);
+    if (c->body_after_write) {
+      c->body_after_write = false;
+      c->phase = Phase::body;
+      c->idle_until = now_ + options_.read_timeout;
+      c->window_start = now_;
+      return arm_read(c);
+    }
+    if (c->close_after || stopping_) return linger(c);
+    next_request(c);
+  }
+
+  void next_request(Conn* c) {
+    c->phase = Phase::head;
+    c->linger_limit = kLingerAfterBadHead;
+    c->head = http1::RequestHead();
+    c->head_text = std::move(c->pending);
+    c->pending.clear();
+    c->scan_from = 0;
+    c->body.clear();
+    if (c->body.capacity() > kReadChunk) std::string().swap(c->body);
+    c->chunked.reset();
+    account(c, held(c));
+    c->deadline = now_ + options_.keep_alive_timeout;
+    c->idle_until = c->deadline;
+    if (!c->head_text.empty()) {
+      c->deadline = now_ + options_.request_timeout;
+      c->idle_until = now_ + options_.read_timeout;
+      if (!parse_head(c)) return;
+    }
+    arm_read(c);
+  }
+
+  // Closes after a response: stop sending, then read and discard what the
+  // client still sends, for a bounded time and size, so that closing with
+  // unread data does not reset the connection and destroy the answer.
+  void linger(Conn* c) {
+    if (c->ssl) {
+      ERR_clear_error();
+      SSL_shutdown(c->ssl);  // one close_notify, no waiting
+    }
+    ::shutdown(c->fd, SHUT_WR);
+    c->phase = Phase::lingering;
+    c->lingered = 0;
+    c->head_text.clear();
+    c->body.clear();
+    c->pending.clear();
+    account(c, 0);
+    c->deadline = now_ + options_.linger_timeout;
+    c->idle_until = now_ + kLingerIdle;
+    counters_.lingering_closes++;
+    arm(c, EPOLLIN);
+  }
+
+  void dispatch(Conn* c) {
+    c->phase = Phase::worker;
+    c->in_worker.store(true, std::memory_order_release);
+    std::lock_guard<std::mutex> lock(queue_mu_);
+    Address* a = c->address;
+    a->ready.push_back(c);
+    if (!a->in_turns && a->active < worker_share_) {
+      a->in_turns = true;
+      turns_.push_back(a);
+      queue_cv_.notify_one();
+    }
+  }
+
+  void take_returned() {
+    std::vector<Conn*> returned;
+    {
+      std::lock_guard<std::mutex> lock(returned_mu_);
+      returned.swap(returned_);
+    }
+    for (Conn* c : returned) {
+      c->in_worker.store(false, std::memory_order_relaxed);
+      if (c->out_sent < c->out.size()) {
+        c->phase = Phase::writing;
+        c->deadline = now_ + options_.write_timeout + options_.request_timeout;
+        c->idle_until = now_ + options_.write_timeout;
+        write_ready(c);
+      } else {
+        after_write(c);
       }
     }
-    t_connection = &connection;
-    std::size_t remaining = this->keep_alive_max_count_;
-    bool first = true;
-    while (remaining > 0) {
-      // The first request may take the read timeout to start; later ones
-      // on a kept-alive connection the keep-alive timeout.
-      if (!connection.wait_for_request(first ? options_.read_timeout : options_.keep_alive_timeout, stopping_))
-        break;
-      first = false;
-      connection.begin_request();
-      bool closed = false;
-      bool ok = this->process_request(connection, remaining == 1 || stopping_.load(), closed, nullptr);
-      connection.end_request();
-      if (!ok || closed || connection.broken()) break;
-      --remaining;
+  }
+
+  // Timeouts, the minimum body rate, paused reads, the listener after EMFILE.
+  void sweep() {
+    if (listener_paused_ && listener_ >= 0) {
+      epoll_event ev{};
+      ev.events = EPOLLIN;
+      ev.data.ptr = &listener_;
+      ::epoll_ctl(epoll_, EPOLL_CTL_ADD, listener_, &ev);
+      listener_paused_ = false;
     }
-    t_connection = nullptr;
+    for (std::size_t i = conns_.size(); i-- > 0;) {
+      Conn* c = conns_[i];
+      if (c->in_worker.load(std::memory_order_acquire)) continue;
+      const bool late = now_ > c->deadline || now_ > c->idle_until;
+      if (c->paused && !late) {
+        // Waiting for buffer memory is not the client's slowness.
+        c->window_start = now_;
+        c->window_bytes = 0;
+        c->idle_until = now_ + options_.read_timeout;
+        read_ready(c);
+        continue;
+      }
+      c->paused = false;
+      switch (c->phase) {
+        case Phase::head:
+          if (late) {
+            if (c->head_text.empty()) {
+              close_now(c);  // idle keep-alive connection
+            } else {
+              counters_.request_timeouts++;
+              refuse(c, 408, "bad_request", "the request was not received in time");
+            }
+          }
+          break;
+        case Phase::body: {
+          bool slow = false;
+          if (options_.min_body_rate > 0 && now_ - c->window_start >= kRateWindow) {
+            slow = c->window_bytes < options_.min_body_rate * static_cast<std::size_t>(kRateWindow.count());
+            c->window_start = now_;
+            c->window_bytes = 0;
+          }
+          if (late || slow) {
+            counters_.request_timeouts++;
+            c->linger_limit = kLingerAfterBadHead;
+            refuse(c, 408, "bad_request",
+                   slow ? "the body arrived too slowly" : "the request was not received in time");
+          }
+          break;
+        }
+        case Phase::handshake:
+          if (late) {
+            counters_.tls_handshake_failures++;
+            close_now(c);
+          }
+          break;
+        case Phase::writing:
+        case Phase::lingering:
+          if (late) close_now(c);
+          break;
+        case Phase::worker:
+          break;
+      }
+    }
+  }
+
+  // While stopping: idle connections and heads still arriving are closed;
+  // requests being read or run finish.
+  void close_idle() {
+    for (std::size_t i = conns_.size(); i-- > 0;) {
+      Conn* c = conns_[i];
+      if (c->in_worker.load(std::memory_order_acquire)) continue;
+      if (c->phase == Phase::handshake || (c->phase == Phase::head && c->head_text.empty())) close_now(c);
+    }
+  }
+
+  // ---- workers ----
+
+  void work() {
+    std::string request;
+    for (;;) {
+      Conn* c = nullptr;
+      Address* a = nullptr;
+      {
+        std::unique_lock<std::mutex> lock(queue_mu_);
+        queue_cv_.wait(lock, [&] { return workers_stop_ || !turns_.empty(); });
+        if (turns_.empty()) return;
+        a = turns_.front();
+        turns_.pop_front();
+        c = a->ready.front();
+        a->ready.pop_front();
+        ++a->active;
+        if (!a->ready.empty() && a->active < worker_share_) {
+          turns_.push_back(a);
+          queue_cv_.notify_one();
+        } else {
+          a->in_turns = false;
+        }
+      }
+      counters_.busy_workers++;
+      bool back_to_loop = run(c, &request);
+      counters_.busy_workers--;
+      {
+        std::lock_guard<std::mutex> lock(queue_mu_);
+        --a->active;
+        if (!a->ready.empty() && !a->in_turns && a->active < worker_share_) {
+          a->in_turns = true;
+          turns_.push_back(a);
+          queue_cv_.notify_one();
+        }
+      }
+      if (back_to_loop) {
+        bool was_empty;
+        {
+          std::lock_guard<std::mutex> lock(returned_mu_);
+          was_empty = returned_.empty();
+          returned_.push_back(c);
+        }
+        if (was_empty) wake();
+      }
+    }
+  }
+
+  // Runs the connection's request (and pipelined ones already read).
+  // True: hand the connection back to the loop; false: it was re-armed for
+  // its next request and belongs to the loop again.
+  bool run(Conn* c, std::string* request) {
+    for (int turn = 0;; ++turn) {
+      const bool keep_alive = c->head.keep_alive && !c->close_after && !stopping_.load();
+      normalized_head(c->head, keep_alive, request);
+      t_current.head = &c->head;
+      t_current.body = c->body;
+      RequestStream stream(*request, c);
+      bool closed = false;
+      c->out.clear();
+      router_.process_request(stream, !keep_alive, closed, nullptr);
+      t_current = CurrentRequest();
+      if (closed || !keep_alive) c->close_after = true;
+      c->body.clear();
+      if (c->body.capacity() > kReadChunk) std::string().swap(c->body);
+      c->out_sent = 0;
+      bool failed = false;
+      bool sent = write_some(c, &failed);
+      if (failed) {
+        c->out.clear();
+        c->out_sent = 0;
+        c->close_after = true;
+        return true;
+      }
+      if (!sent || c->close_after) return true;
+      // Kept alive and answered: the next request, if it is already here
+      // and has no body, runs on this worker; otherwise the loop waits
+      // for it.
+      c->head_text = std::move(c->pending);
+      c->pending.clear();
+      c->scan_from = 0;
+      c->head = http1::RequestHead();
+      c->chunked.reset();
+      c->out.clear();
+      c->out_sent = 0;
+      counters_.buffered += held(c) - c->buffered;
+      c->buffered = held(c);
+      if (!c->head_text.empty() || (c->ssl && SSL_pending(c->ssl) > 0)) {
+        if (turn + 1 < kMaxPipelinedPerTurn && !c->ssl) {
+          http1::HeadResult r = http1::parse_head(c->head_text, options_.max_head_bytes, &c->head, &c->scan_from);
+          if (r.status == http1::HeadStatus::complete && !c->head.has_body() &&
+              r.head_bytes == c->head_text.size()) {
+            HeadDecision decision = hooks_.decide_head(c->head);
+            if (decision.refusal.empty() && !decision.read_body) continue;
+          }
+          c->head = http1::RequestHead();
+          c->scan_from = 0;
+        }
+        // Let the loop parse it: pending holds it for next_request.
+        c->pending = std::move(c->head_text);
+        c->head_text.clear();
+        return true;
+      }
+      // Idle: re-arm for the next request; the loop owns it from here.
+      c->phase = Phase::head;
+      c->deadline = Clock::now() + options_.keep_alive_timeout;
+      c->idle_until = c->deadline;
+      epoll_event ev{};
+      ev.events = EPOLLIN | EPOLLONESHOT | EPOLLRDHUP;
+      ev.data.ptr = c;
+      ::epoll_ctl(epoll_, EPOLL_CTL_MOD, c->fd, &ev);
+      c->in_worker.store(false, std::memory_order_release);
+      return false;
+    }
   }
 
   ConnectionOptions options_;
+  ConnectionHooks hooks_;
+  SSL_CTX* tls_;
+  Router router_;
+  int epoll_ = -1;
+  int wake_ = -1;
+  int listener_ = -1;
+  bool listener_paused_ = false;
   std::atomic<bool> stopping_{false};
   Counters counters_;
-  std::mutex per_ip_mu_;
-  std::unordered_map<std::string, int> per_ip_;
+  Clock::time_point now_ = Clock::now();
+  std::vector<Conn*> conns_;  // loop thread only
+
+  std::mutex queue_mu_;
+  std::condition_variable queue_cv_;
+  std::unordered_map<std::string, Address> addresses_;
+  std::deque<Address*> turns_;  // addresses with ready requests and a worker to spare, in turn
+  int worker_share_ = 1;
+  bool workers_stop_ = false;
+
+  std::mutex returned_mu_;
+  std::vector<Conn*> returned_;
 };
 
-bool readable_file(const std::string& path, std::string* error, const char* what) {
-  std::FILE* f = std::fopen(path.c_str(), "rb");
-  if (!f) {
-    *error = std::string("cannot read the TLS ") + what + " " + path + ": " + std::strerror(errno);
-    return false;
+SSL_CTX* load_tls(const ConnectionOptions& options, std::string* error) {
+  SSL_CTX* ctx = SSL_CTX_new(TLS_server_method());
+  if (!ctx) {
+    *error = "cannot create a TLS context";
+    return nullptr;
   }
-  std::fclose(f);
-  return true;
+  // TLS 1.2 at least: older versions have known weaknesses.
+  SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+  SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
+  SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
+  if (SSL_CTX_use_certificate_chain_file(ctx, options.tls_cert_path.c_str()) != 1 ||
+      SSL_CTX_use_PrivateKey_file(ctx, options.tls_key_path.c_str(), SSL_FILETYPE_PEM) != 1 ||
+      SSL_CTX_check_private_key(ctx) != 1) {
+    std::FILE* f = std::fopen(options.tls_cert_path.c_str(), "rb");
+    if (!f) {
+      *error = "cannot read the TLS certificate " + options.tls_cert_path + ": " + std::strerror(errno);
+    } else {
+      std::fclose(f);
+      f = std::fopen(options.tls_key_path.c_str(), "rb");
+      if (!f) {
+        *error = "cannot read the TLS key " + options.tls_key_path + ": " + std::strerror(errno);
+      } else {
+        std::fclose(f);
+        *error = "cannot load the TLS certificate " + options.tls_cert_path + " and key " + options.tls_key_path +
+                 " (PEM files of a certificate and its private key expected)";
+      }
+    }
+    SSL_CTX_free(ctx);
+    return nullptr;
+  }
+  return ctx;
 }
 
 }  // namespace
 
-std::unique_ptr<ConnectionServer> ConnectionServer::create(const ConnectionOptions& options, std::string* error) {
+std::unique_ptr<ConnectionServer> ConnectionServer::create(const ConnectionOptions& options, ConnectionHooks hooks,
+                                                           std::string* error) {
   if (options.tls_cert_path.empty() != options.tls_key_path.empty()) {
     *error = "--tls-cert and --tls-key must be given together";
     return nullptr;
   }
-  if (options.tls_cert_path.empty()) return std::make_unique<Guarded<httplib::Server>>(options);
-  if (!readable_file(options.tls_cert_path, error, "certificate") ||
-      !readable_file(options.tls_key_path, error, "key"))
-    return nullptr;
-  auto server = std::make_unique<Guarded<httplib::SSLServer>>(options, options.tls_cert_path.c_str(),
-                                                               options.tls_key_path.c_str());
-  if (!server->is_valid()) {
-    *error = "cannot load the TLS certificate " + options.tls_cert_path + " and key " + options.tls_key_path +
-             " (PEM files of a certificate and its private key expected)";
-    return nullptr;
+  SSL_CTX* tls = nullptr;
+  if (!options.tls_cert_path.empty()) {
+    tls = load_tls(options, error);
+    if (!tls) return nullptr;
   }
-  // TLS 1.2 at least: older versions have known weaknesses.
-  SSL_CTX_set_min_proto_version(server->ssl_context(), TLS1_2_VERSION);
-  return server;
+  return std::make_unique<Loop>(options, std::move(hooks), tls);
 }
+
+const CurrentRequest& ConnectionServer::current_request() { return t_current; }
 
 std::string render_connection_metrics(const ConnectionStats& stats) {
   std::string text;
-  auto counter = [&](const char* name, const char* help, const char* type, std::uint64_t value) {
+  auto metric = [&](const char* name, const char* help, const char* type, std::uint64_t value) {
     text += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type + "\n" + name + " " +
             std::to_string(value) + "\n";
   };
-  counter("writeapi_connections_accepted_total", "Connections accepted.", "counter", stats.accepted);
-  counter("writeapi_connections_open", "Connections waiting for a worker or being served.", "gauge", stats.open);
+  metric("writeapi_connections_accepted_total", "Connections accepted.", "counter", stats.accepted);
+  metric("writeapi_connections_open", "Connections held (idle, arriving, served or lingering).", "gauge", stats.open);
   text +=
       "# HELP writeapi_connections_refused_total Connections closed before any request was read, by reason.\n"
       "# TYPE writeapi_connections_refused_total counter\n"
       "writeapi_connections_refused_total{reason=\"per_ip_limit\"} " +
       std::to_string(stats.refused_per_ip) +
       "\n"
+      "writeapi_connections_refused_total{reason=\"capacity\"} " +
+      std::to_string(stats.refused_capacity) +
+      "\n"
       "writeapi_connections_refused_total{reason=\"tls_handshake\"} " +
       std::to_string(stats.tls_handshake_failures) + "\n";
-  counter("writeapi_request_heads_too_large_total", "Requests refused with 431: request line and headers too large.",
-          "counter", stats.heads_too_large);
-  counter("writeapi_request_timeouts_total", "Requests cut short by the read timeout or the request deadline.",
-          "counter", stats.request_timeouts);
+  metric("writeapi_request_heads_too_large_total", "Requests refused with 431: request line and headers too large.",
+         "counter", stats.heads_too_large);
+  metric("writeapi_request_framing_errors_total", "Requests refused for their framing (400, 414, 417, 501, 505).",
+         "counter", stats.framing_errors);
+  metric("writeapi_request_timeouts_total",
+         "Requests cut short by the read timeout, the request deadline or the minimum body rate.", "counter",
+         stats.request_timeouts);
+  metric("writeapi_connections_lingering_closes_total", "Connections closed after reading and discarding what was left.",
+         "counter", stats.lingering_closes);
+  metric("writeapi_connections_buffer_pauses_total", "Reads paused because request buffers reached their cap.",
+         "counter", stats.buffer_pauses);
+  metric("writeapi_connections_buffered_bytes", "Request bytes (heads and bodies) held by the connection layer.",
+         "gauge", stats.buffered_bytes);
+  metric("writeapi_workers_busy", "Workers running a request.", "gauge", stats.busy_workers);
   return text;
 }
-
-void ConnectionServer::head_complete() {
-  if (t_connection) t_connection->head_complete();
-}
-bool ConnectionServer::head_too_large() { return t_connection && t_connection->head_too_large(); }
-bool ConnectionServer::timed_out() { return t_connection && t_connection->timed_out(); }
 
 }  // namespace writeapi::server

@@ -1,33 +1,44 @@
-// Connections of writeapi-server: the accept loop and the I/O of each
-// connection, around cpp-httplib's request parsing and routing.
+// Connections of writeapi-server: an event loop that frames requests
+// exactly, and a pool of workers that run cpp-httplib's routes on them.
 //
-// cpp-httplib 0.11 serves a connection on one worker from accept to close,
-// and reads a request head with no limit of its own: a client trickling a
-// byte at a time holds a worker for as long as it likes, and a header line
-// without an end grows memory without bound. A ConnectionServer keeps
-// cpp-httplib's parser and routes (httplib::Server::process_request) but
-// owns everything around them:
-//   - accept, with at most max_connections_per_ip connections (waiting or
-//     served) per client address: beyond that a connection gets 429 and is
-//     closed at once, without taking a worker, so one address can never
-//     hold every worker;
-//   - a timeout on every read and write, and a deadline for each whole
-//     request (head and body), counted from its first byte;
-//   - a cap on the request head (request line and headers): beyond it the
-//     client gets 431 and the connection is closed;
-//   - TLS (OpenSSL, with httplib::SSLServer's context), the handshake under
-//     the request deadline.
+// One loop thread (epoll) owns every connection while it is idle, while its
+// TLS handshake, request head or body is still arriving, while a response
+// is being written and while a refused connection lingers. A connection
+// costs no thread until its request is complete: then a worker runs it
+// through httplib::Server::process_request over memory, writes the answer
+// (handing what does not fit the socket back to the loop) and returns the
+// connection to the loop.
 //
-// Thread-safety: stop() and stats() may be called from any thread; the
-// static functions refer to the connection served by the calling thread.
+// What cpp-httplib is handed is unambiguous: the head is parsed strictly
+// (http1.h) and rebuilt without its framing fields, and the body, already
+// read and de-chunked here, is passed beside it (current_request()). The
+// head decides the body's fate before any of it is read (decide_head):
+// only a route that takes a body gets it read; a refusal is answered at
+// once (also instead of "100 Continue"), and every response sent while any
+// of a body is unread closes the connection after a bounded lingering read,
+// so clients that send first and read after still see the answer.
+//
+// Bounds: at most max_connections connections, max_connections_per_ip per
+// client address; request bytes held by the loop (heads and bodies) at most
+// max_buffer_bytes in all (reading pauses beyond it); each request has a
+// deadline from its first byte, bodies a minimum rate; one address may hold
+// at most three quarters of the workers at once, and addresses with ready
+// requests take turns.
+//
+// Thread-safety: stop() and stats() may be called from any thread;
+// current_request() refers to the request of the calling worker thread.
 #ifndef WRITEAPI_SERVER_CONNECTION_SERVER_H_
 #define WRITEAPI_SERVER_CONNECTION_SERVER_H_
 
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
+
+#include "http1.h"
 
 namespace httplib {
 class Server;
@@ -35,20 +46,64 @@ class Server;
 
 namespace writeapi::server {
 
+// What the route decides from a complete request head.
+struct HeadDecision {
+  // The route reads a body: read it (at most max_body_bytes) before
+  // running the request. False: the request runs without its body; a body
+  // that was sent is left unread and the connection closes after the
+  // answer.
+  bool read_body = false;
+  std::uint64_t max_body_bytes = 0;
+  // Non-empty: a complete HTTP response that refuses the request from its
+  // head alone; sent at once, then the connection closes.
+  std::string refusal;
+};
+
+// A refusal the connection layer makes itself (framing, timeouts, caps).
+struct ConnectionError {
+  int http_status = 400;
+  std::string_view code;     // writeapi error code name, e.g. "bad_request"
+  std::string_view message;  // for the client
+  std::string_view remote_ip;
+  std::string_view method;  // empty when the head was not parsed
+  std::string_view target;
+};
+
+struct ConnectionHooks {
+  // Called on the loop thread for each complete head: must not block.
+  std::function<HeadDecision(const http1::RequestHead&)> decide_head;
+  // Renders the complete response for a refusal of the connection layer
+  // (with "Connection: close"); also the place to count and log it. Called
+  // on the loop thread: must not block.
+  std::function<std::string(const ConnectionError&)> render_error;
+};
+
 struct ConnectionOptions {
-  // Workers: connections served at once (more wait for a free worker).
-  int threads = 512;
-  // Connections per client address, waiting or served; 0 for no cap.
-  int max_connections_per_ip = 384;
-  // Longest wait for one read or write to make progress.
+  // Workers: requests run at once.
+  int workers = 32;
+  // Connections held at once (idle or not); beyond it a new connection
+  // gets 503 and is closed.
+  int max_connections = 10000;
+  // Connections per client address; 0 for no cap.
+  int max_connections_per_ip = 4096;
+  // First request of a connection, and any stalled read or write.
   std::chrono::seconds read_timeout{10};
   std::chrono::seconds write_timeout{10};
   // How long an idle keep-alive connection is kept.
   std::chrono::seconds keep_alive_timeout{5};
   // Whole request (head and body, or TLS handshake), from its first byte.
   std::chrono::seconds request_timeout{60};
+  // A body slower than this (bytes per second, over each 5 s window) is
+  // cut with 408; 0 for no minimum.
+  std::size_t min_body_rate = 1024;
   // Largest request head (request line and headers).
   std::size_t max_head_bytes = 64 * 1024;
+  // Request bytes (heads and bodies) held by the loop in all.
+  std::size_t max_buffer_bytes = 256u << 20;
+  // Lingering close: how much of an unread body is read and discarded, and
+  // for how long, before the connection is closed.
+  std::size_t linger_bytes = 32u << 20;
+  std::chrono::seconds linger_timeout{10};
   // PEM files; both set serves HTTPS, both empty plain HTTP.
   std::string tls_cert_path;
   std::string tls_key_path;
@@ -58,42 +113,53 @@ struct ConnectionOptions {
 struct ConnectionStats {
   std::uint64_t accepted = 0;             // connections accepted
   std::uint64_t refused_per_ip = 0;       // refused: address over its cap
+  std::uint64_t refused_capacity = 0;     // refused: max_connections reached
   std::uint64_t tls_handshake_failures = 0;
   std::uint64_t heads_too_large = 0;      // requests refused with 431
-  std::uint64_t request_timeouts = 0;     // reads cut by a timeout or deadline
-  std::uint64_t open = 0;                 // gauge: connections waiting or served
+  std::uint64_t framing_errors = 0;       // requests refused for their framing (400, 414, 417, 501, 505)
+  std::uint64_t request_timeouts = 0;     // requests cut by a timeout, deadline or the minimum rate
+  std::uint64_t lingering_closes = 0;     // connections closed after discarding an unread body
+  std::uint64_t buffer_pauses = 0;        // reads paused at max_buffer_bytes
+  std::uint64_t open = 0;                 // gauge: connections held
+  std::uint64_t buffered_bytes = 0;       // gauge: request bytes held by the loop
+  std::uint64_t busy_workers = 0;         // gauge: workers running a request
 };
 
 // The counters as Prometheus text (writeapi_connections_*).
 std::string render_connection_metrics(const ConnectionStats& stats);
 
+// The request a worker is running, for route handlers.
+struct CurrentRequest {
+  const http1::RequestHead* head = nullptr;  // as parsed, raw values
+  std::string_view body;                     // de-chunked; empty without one
+};
+
 class ConnectionServer {
  public:
   // A plain or (with both TLS paths set) HTTPS server. Returns nullptr and
   // sets *error when the certificate or key cannot be loaded.
-  static std::unique_ptr<ConnectionServer> create(const ConnectionOptions& options, std::string* error);
+  static std::unique_ptr<ConnectionServer> create(const ConnectionOptions& options, ConnectionHooks hooks,
+                                                  std::string* error);
   virtual ~ConnectionServer() = default;
 
-  // The cpp-httplib server, to install routes and handlers on and to bind.
-  // Its listen() must not be used: serve() replaces it.
+  // The cpp-httplib server, to install routes and handlers on. Its
+  // listen(), bind and socket options are not used: bind() and serve()
+  // replace them.
   virtual httplib::Server& http() = 0;
-  // Accepts and serves connections until stop(); returns once the
-  // connections in flight have finished.
+  // Binds host:port (port 0: any free port) with a backlog of SOMAXCONN.
+  // Returns the bound port, or -1 with errno set.
+  virtual int bind(const std::string& host, int port) = 0;
+  // Serves connections until stop(); returns once requests in flight have
+  // been answered.
   virtual void serve() = 0;
   // Stops accepting; requests in flight finish. Safe from any thread.
   virtual void stop() = 0;
   virtual bool tls() const = 0;
   virtual ConnectionStats stats() const = 0;
 
-  // For handlers: the request head of the calling thread's connection is
-  // complete (call from the pre-routing handler; the body is not capped
-  // by max_head_bytes).
-  static void head_complete();
-  // Whether the current request failed because its head was too large, or
-  // because a read timed out or the request deadline passed (for the error
-  // handler, to answer 431 or 408).
-  static bool head_too_large();
-  static bool timed_out();
+  // For route handlers: the request of the calling worker thread (head
+  // null outside a request).
+  static const CurrentRequest& current_request();
 };
 
 }  // namespace writeapi::server

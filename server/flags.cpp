@@ -2,8 +2,12 @@
 
 #include <fmt/core.h>
 
+#include <sys/resource.h>
+
 #include <cerrno>
 #include <cstdlib>
+#include <algorithm>
+#include <string>
 #include <string_view>
 
 namespace writeapi::server {
@@ -20,21 +24,34 @@ Flags:
   --keys FILE              keys file with SHA-256 hashes of access keys (default ./keys.json)
   --max-body BYTES         largest request body, after gzip decompression
                            (default 10485760 = 10 MiB; suffixes K, M, KiB, MiB accepted)
-  --threads N              worker threads = concurrent connections served (default 512)
+  --threads N              workers: requests run at once (default 32); idle connections
+                           and requests still arriving cost no worker
   --fsync MODE             always (default): answer after fdatasync, with group commit;
                            interval: sync in the background every --fsync-interval-ms;
                            never: leave write-back to the OS
   --fsync-interval-ms N    period for --fsync interval (default 1000)
-  --max-open-files N       object files kept open, LRU (default 1024)
+  --max-open-files N       object files kept open, LRU (default 1024, less when
+                           RLIMIT_NOFILE is small)
   --access-log DEST        - for standard output (default), off, or a file path
   --read-timeout-s N       seconds to wait on a stalled client read (default 10)
   --keep-alive-timeout-s N seconds an idle keep-alive connection is kept (default 5)
   --request-timeout-s N    seconds a whole request (headers and body) may take from its
                            first byte (default 60); request heads over 64 KiB get 431
+  --max-connections N      connections held at once, idle or not (default: what
+                           RLIMIT_NOFILE leaves after --max-open-files; the limit is
+                           raised to its hard maximum at start); more get 503
   --max-connections-per-ip N
-                           connections one client address may hold, waiting or served;
-                           more are answered 429 and closed at once (default: three
-                           quarters of --threads, 384; 0 = no cap, e.g. behind a proxy)
+                           connections one client address may hold; more are
+                           answered 429 and closed at once (default 4096; 0 = no cap)
+  --min-body-rate BYTES    a body arriving slower than this per second (over 5 s
+                           windows) is cut with 408 (default 1024; 0 = no minimum)
+  --max-buffer-memory BYTES
+                           request heads and bodies being received, held in all;
+                           reading pauses beyond it (default 256MiB)
+  --metrics-listen ADDR:PORT
+                           serve GET /metrics with per-bucket series on a listener of
+                           its own (keep it private); /metrics on --port never names
+                           a bucket
   --tls-cert FILE          serve HTTPS with this PEM certificate (chain) ...
   --tls-key FILE           ... and this PEM private key (both or neither)
   --max-tracked-devices N  device rate-limit states kept, least recently seen evicted
@@ -94,6 +111,42 @@ bool parse_int(std::string_view text, int min, int max, int* out) {
 
 }  // namespace
 
+std::string fit_file_descriptors(ServerConfig* config) {
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
+    rlimit raised = limit;
+    raised.rlim_cur = limit.rlim_max;
+    if (::setrlimit(RLIMIT_NOFILE, &raised) == 0) limit = raised;
+  }
+  // Descriptors besides connections and objects: listeners, epoll, the
+  // log and its segments, the keys file, standard streams, TLS and
+  // ClickHouse sockets.
+  constexpr std::size_t kReserved = 64;
+  const std::size_t total = limit.rlim_cur == RLIM_INFINITY ? (1u << 20) : static_cast<std::size_t>(limit.rlim_cur);
+  const std::size_t usable = total > kReserved ? total - kReserved : 0;
+  if (config->max_open_files == 0) {
+    std::size_t wanted_connections = config->max_connections > 0 ? static_cast<std::size_t>(config->max_connections) : 0;
+    std::size_t left = usable > wanted_connections ? usable - wanted_connections : 0;
+    // Without an explicit connection count, objects take at most a quarter.
+    config->max_open_files = std::min<std::size_t>(1024, wanted_connections ? left : usable / 4);
+  }
+  if (config->max_connections == 0) {
+    std::size_t left = usable > config->max_open_files ? usable - config->max_open_files : 0;
+    config->max_connections = static_cast<int>(std::min<std::size_t>(left, 1u << 20));
+  }
+  const std::size_t needed = static_cast<std::size_t>(config->max_connections) + config->max_open_files;
+  if (config->max_open_files == 0 || config->max_connections <= 0 || needed > usable) {
+    return fmt::format(
+        "{} connections (--max-connections) and {} open objects (--max-open-files) need {} file descriptors, "
+        "but RLIMIT_NOFILE allows {} ({} kept for the server itself); raise the limit (ulimit -n, LimitNOFILE=) "
+        "or lower the flags",
+        config->max_connections, config->max_open_files, needed + kReserved, total, kReserved);
+  }
+  if (config->max_connections_per_ip > config->max_connections)
+    config->max_connections_per_ip = config->max_connections;
+  return "";
+}
+
 int parse_flags(int argc, char** argv, ServerConfig* config) {
   for (int i = 1; i < argc; ++i) {
     std::string_view flag = argv[i];
@@ -147,6 +200,21 @@ int parse_flags(int argc, char** argv, ServerConfig* config) {
       if (!parse_int(value, 1, 3600, &config->read_timeout_seconds)) return bad("seconds 1-3600");
     } else if (flag == "--request-timeout-s") {
       if (!parse_int(value, 1, 3600, &config->request_timeout_seconds)) return bad("seconds 1-3600");
+    } else if (flag == "--max-connections") {
+      if (!parse_int(value, 1, 1 << 24, &config->max_connections)) return bad("a count 1-16777216");
+    } else if (flag == "--min-body-rate") {
+      if (!parse_size(value, &config->min_body_rate)) return bad("bytes per second");
+    } else if (flag == "--max-buffer-memory") {
+      if (!parse_size(value, &config->max_buffer_bytes) || config->max_buffer_bytes < (1u << 20))
+        return bad("a size of at least 1MiB");
+    } else if (flag == "--metrics-listen") {
+      std::size_t colon = value.rfind(':');
+      if (colon == std::string_view::npos || colon == 0 ||
+          !parse_int(value.substr(colon + 1), 0, 65535, &config->metrics_listen_port))
+        return bad("ADDR:PORT, e.g. 127.0.0.1:9100");
+      std::string_view host = value.substr(0, colon);
+      if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+      config->metrics_listen_host = std::string(host);
     } else if (flag == "--max-connections-per-ip") {
       if (!parse_int(value, 0, 1 << 20, &config->max_connections_per_ip)) return bad("a count 0-1048576");
     } else if (flag == "--tls-cert") {

@@ -20,19 +20,31 @@ struct ServerConfig {
   std::string data_dir = "data";
   std::string keys_path = "keys.json";
   std::size_t max_body_bytes = kDefaultMaxBodyBytes;
-  // cpp-httplib serves each keep-alive connection on its own worker, so the
-  // pool bounds concurrent connections: 512 leaves headroom over 256 clients.
-  int threads = 512;
+  // Workers: requests run at once. Idle and arriving connections cost no
+  // worker (ConnectionServer).
+  int threads = 32;
   FsyncPolicy fsync = FsyncPolicy::always;
   std::chrono::milliseconds fsync_interval{1000};
-  std::size_t max_open_files = 1024;
+  // Object files kept open; 0: sized from RLIMIT_NOFILE (at most 1024).
+  std::size_t max_open_files = 0;
   std::string access_log = "-";  // "-" standard output, "off", or a file
   int read_timeout_seconds = 10;
   int keep_alive_timeout_seconds = 5;
   // Whole request (head and body) from its first byte.
   int request_timeout_seconds = 60;
-  // Connections per client address; -1: three quarters of threads; 0: no cap.
-  int max_connections_per_ip = -1;
+  // Connections held at once; 0: sized from RLIMIT_NOFILE.
+  int max_connections = 0;
+  // Connections per client address (many devices may share one NAT
+  // address); 0: no cap.
+  int max_connections_per_ip = 4096;
+  // Bodies slower than this many bytes per second are cut (0: no minimum).
+  std::size_t min_body_rate = 1024;
+  // Request bytes (heads and bodies being received) held in all.
+  std::size_t max_buffer_bytes = 256u << 20;
+  // --metrics-listen ADDR:PORT: a listener of its own for /metrics with
+  // per-bucket series (empty host: none).
+  std::string metrics_listen_host;
+  int metrics_listen_port = 0;
   // HTTPS when both are set (PEM files).
   std::string tls_cert_path;
   std::string tls_key_path;
@@ -42,6 +54,11 @@ struct ServerConfig {
   StorageBackend storage = StorageBackend::file;
   ClickHouseStorageOptions clickhouse;  // --clickhouse-* flags
 };
+
+// Raises RLIMIT_NOFILE to its hard limit and sizes max_connections and
+// max_open_files from it when they are 0. Returns "" or, when the
+// configured connections and open objects cannot fit, why not.
+std::string fit_file_descriptors(ServerConfig* config);
 
 // Parses argv into *config. Returns 0 to go on, -1 after printing --help
 // (exit 0), or an exit code after printing an error.

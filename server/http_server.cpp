@@ -5,10 +5,9 @@
 
 #include <algorithm>
 #include <chrono>
-#include <ctime>
-#include <sys/socket.h>
-
 #include <cstdint>
+#include <cstring>
+#include <ctime>
 #include <string>
 #include <string_view>
 
@@ -50,84 +49,60 @@ void append_json_string(std::string* out, std::string_view s) {
   out->push_back('"');
 }
 
+std::string error_body(std::string_view code, std::string_view message) {
+  std::string body = "{\"ok\":false,\"error\":";
+  append_json_string(&body, code);
+  body += ",\"message\":";
+  append_json_string(&body, message);
+  body += "}\n";
+  return body;
+}
+
 void respond(httplib::Response& res, const Status& status) {
   res.status = status.http_status();
-  std::string body = "{\"ok\":false,\"error\":";
-  append_json_string(&body, status.name());
-  body += ",\"message\":";
-  append_json_string(&body, status.message());
-  body += "}\n";
   if (status.retry_after_seconds() > 0) res.set_header("Retry-After", std::to_string(status.retry_after_seconds()));
-  res.set_content(body, "application/json");
+  res.set_content(error_body(status.name(), status.message()), "application/json");
   t_request.error = status.name();
 }
 
-// Refusals decided before the body is read: the unread body would be taken
-// for the next request (request smuggling), so the connection must close
-// after the answer. cpp-httplib 0.11 ignores a handler's "Connection:
-// close", but it closes the connection when a content provider reports
-// failure; this provider writes the whole answer first, then does so.
-void refuse_unread(httplib::Response& res, const Status& status) {
-  respond(res, status);
-  auto body = std::make_shared<std::string>(std::move(res.body));
-  res.body.clear();
-  res.set_header("Connection", "close");
-  res.set_content_provider(body->size(), "application/json",
-                           [body](std::size_t offset, std::size_t length, httplib::DataSink& sink) {
-                             sink.write(body->data() + offset, length);
-                             return false;  // close the connection
-                           });
+const char* reason_phrase(int status) {
+  switch (status) {
+    case 200: return "OK";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 411: return "Length Required";
+    case 413: return "Payload Too Large";
+    case 414: return "URI Too Long";
+    case 415: return "Unsupported Media Type";
+    case 417: return "Expectation Failed";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 503: return "Service Unavailable";
+    case 505: return "HTTP Version Not Supported";
+    case 507: return "Insufficient Storage";
+    default: return status < 500 ? "Bad Request" : "Internal Server Error";
+  }
 }
 
-bool parse_content_length(const std::string& text, std::uint64_t* value) {
-  if (text.empty() || text.size() > 19) return false;
-  std::uint64_t v = 0;
-  for (char c : text) {
-    if (c < '0' || c > '9') return false;
-    v = v * 10 + static_cast<std::uint64_t>(c - '0');
-  }
-  *value = v;
-  return true;
-}
-
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i)
-    if (std::tolower(static_cast<unsigned char>(a[i])) != std::tolower(static_cast<unsigned char>(b[i])))
-      return false;
-  return true;
-}
-
-// Checks the framing headers. Ok, or the refusal to send.
-Status check_framing(const httplib::Request& req, std::size_t max_body, bool* chunked,
-                     std::uint64_t* content_length) {
-  const std::size_t lengths = req.get_header_value_count("Content-Length");
-  const bool has_te = req.has_header("Transfer-Encoding");
-  *chunked = false;
-  *content_length = 0;
-  if (has_te) {
-    if (lengths > 0)
-      return Status(ErrorCode::bad_request, "send either Content-Length or Transfer-Encoding, not both");
-    if (req.get_header_value_count("Transfer-Encoding") != 1 ||
-        !iequals(req.get_header_value("Transfer-Encoding"), "chunked"))
-      return Status(ErrorCode::bad_request, "the only Transfer-Encoding accepted is chunked");
-    *chunked = true;
-    return Status();
-  }
-  if (lengths == 0)
-    return Status(ErrorCode::length_required, "send a Content-Length header (or a chunked body)");
-  for (std::size_t i = 0; i < lengths; ++i) {
-    std::uint64_t value;
-    if (!parse_content_length(req.get_header_value("Content-Length", i), &value))
-      return Status(ErrorCode::bad_request, "Content-Length is not a number");
-    if (i > 0 && value != *content_length)
-      return Status(ErrorCode::bad_request, "conflicting Content-Length headers");
-    *content_length = value;
-  }
-  if (*content_length > max_body)
-    return Status(ErrorCode::payload_too_large,
-                  "the body exceeds the size limit of " + std::to_string(max_body) + " bytes");
-  return Status();
+// A complete response refusing a request from its head (the connection
+// closes after it: a body may follow unread).
+std::string render_refusal(int http_status, std::string_view code, std::string_view message, int retry_after,
+                           const char* extra_headers = "") {
+  std::string body = error_body(code, message);
+  std::string response = fmt::format("HTTP/1.1 {} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n"
+                                     "Connection: close\r\n{}",
+                                     http_status, reason_phrase(http_status), body.size(),
+                                     extra_headers);
+  if (retry_after > 0) response += fmt::format("Retry-After: {}\r\n", retry_after);
+  response += "\r\n";
+  response += body;
+  return response;
 }
 
 // UTC time with milliseconds, ISO 8601 ("2026-11-25T21:00:00.123Z").
@@ -141,9 +116,15 @@ std::string utc_timestamp() {
                      tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(millis % 1000));
 }
 
-std::string_view target_path(const std::string& target) {
-  std::string_view path(target);
-  return path.substr(0, path.find('?'));
+std::string_view target_path(std::string_view target) { return target.substr(0, target.find('?')); }
+
+std::string_view field_value(const http1::RequestHead& head, std::string_view name) {
+  const http1::Field* f = head.find(name);
+  return f ? f->value : std::string_view();
+}
+
+bool on_write_path(std::string_view target) {
+  return target_path(target).substr(0, kWritePathPrefix.size()) == kWritePathPrefix;
 }
 
 }  // namespace
@@ -157,131 +138,177 @@ HttpServer::HttpServer(const ServerConfig& config, Authorizer* authorizer, Devic
         options.max_body_bytes = config.max_body_bytes;
         return options;
       }()) {
-  ConnectionOptions connection_options;
-  connection_options.threads = config_.threads;
-  // Default: three quarters of the workers, so one address always leaves
-  // a quarter of them to everyone else.
-  connection_options.max_connections_per_ip =
-      config_.max_connections_per_ip >= 0 ? config_.max_connections_per_ip : std::max(1, config_.threads * 3 / 4);
-  connection_options.read_timeout = std::chrono::seconds(config_.read_timeout_seconds);
-  connection_options.write_timeout = std::chrono::seconds(config_.read_timeout_seconds);
-  connection_options.keep_alive_timeout = std::chrono::seconds(config_.keep_alive_timeout_seconds);
-  connection_options.request_timeout = std::chrono::seconds(config_.request_timeout_seconds);
-  connection_options.tls_cert_path = config_.tls_cert_path;
-  connection_options.tls_key_path = config_.tls_key_path;
-  connections_ = ConnectionServer::create(connection_options, &startup_error_);
+  ConnectionOptions options;
+  options.workers = config_.threads;
+  options.max_connections = config_.max_connections;
+  options.max_connections_per_ip = config_.max_connections_per_ip;
+  options.read_timeout = std::chrono::seconds(config_.read_timeout_seconds);
+  options.write_timeout = std::chrono::seconds(config_.read_timeout_seconds);
+  options.keep_alive_timeout = std::chrono::seconds(config_.keep_alive_timeout_seconds);
+  options.request_timeout = std::chrono::seconds(config_.request_timeout_seconds);
+  options.min_body_rate = config_.min_body_rate;
+  options.max_buffer_bytes = config_.max_buffer_bytes;
+  // Lingering reads up to a whole refused body, so that a client that sends
+  // everything before reading still gets the answer.
+  options.linger_bytes = std::max<std::size_t>(options.linger_bytes, config_.max_body_bytes + (1u << 20));
+  options.tls_cert_path = config_.tls_cert_path;
+  options.tls_key_path = config_.tls_key_path;
+  ConnectionHooks hooks;
+  hooks.decide_head = [this](const http1::RequestHead& head) { return decide_head(head); };
+  hooks.render_error = [this](const ConnectionError& e) { return render_connection_error(e); };
+  connections_ = ConnectionServer::create(options, hooks, &startup_error_);
   if (!connections_) {  // reported by startup_error(); keep a valid object
-    connection_options.tls_cert_path.clear();
-    connection_options.tls_key_path.clear();
-    connections_ = ConnectionServer::create(connection_options, &startup_error_);
+    options.tls_cert_path.clear();
+    options.tls_key_path.clear();
+    connections_ = ConnectionServer::create(options, hooks, &startup_error_);
   }
-  http_ = &connections_->http();
-  metrics_sources_.push_back([this] { return render_connection_metrics(connections_->stats()); });
+  if (!config_.metrics_listen_host.empty()) {
+    // The metrics listener: few connections, one worker, plain HTTP.
+    ConnectionOptions metrics_options = options;
+    metrics_options.workers = 1;
+    metrics_options.max_connections = 64;
+    metrics_options.max_connections_per_ip = 0;
+    metrics_options.max_buffer_bytes = 4u << 20;
+    metrics_options.tls_cert_path.clear();
+    metrics_options.tls_key_path.clear();
+    ConnectionHooks metrics_hooks;
+    metrics_hooks.decide_head = [](const http1::RequestHead&) { return HeadDecision(); };
+    metrics_hooks.render_error = [](const ConnectionError& e) {
+      return render_refusal(e.http_status, e.code, e.message, 0);
+    };
+    std::string ignored;
+    metrics_connections_ = ConnectionServer::create(metrics_options, metrics_hooks, &ignored);
+    httplib::Server& http = metrics_connections_->http();
+    http.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+      res.set_content(render_metrics(true), "text/plain; version=0.0.4");
+    });
+    http.set_error_handler([](const httplib::Request&, httplib::Response& res) {
+      res.set_content(error_body("not_found", "the metrics listener serves GET /metrics only"), "application/json");
+    });
+  }
+  metrics_sources_.push_back([this](bool) { return render_connection_metrics(connections_->stats()); });
   if (config_.access_log == "-") {
-    access_log_ = stdout;
-    std::setvbuf(stdout, nullptr, _IOLBF, 0);
+    access_log_ = std::make_unique<AccessLog>(stdout);
   } else if (config_.access_log != "off") {
-    access_log_ = std::fopen(config_.access_log.c_str(), "a");
-    if (access_log_) {
-      own_access_log_ = true;
-      std::setvbuf(access_log_, nullptr, _IOLBF, 0);
+    // Kept open until the process ends: the writer thread may still hold
+    // it when a sink stalls at shutdown.
+    std::FILE* file = std::fopen(config_.access_log.c_str(), "a");
+    if (file) {
+      access_log_ = std::make_unique<AccessLog>(file);
     } else {
       fmt::print(stderr, "writeapi-server: cannot open access log {}; logging to standard output\n",
                  config_.access_log);
-      access_log_ = stdout;
+      access_log_ = std::make_unique<AccessLog>(stdout);
     }
   }
   install_routes();
 }
 
 HttpServer::~HttpServer() {
-  if (own_access_log_) std::fclose(access_log_);
+  if (metrics_thread_.joinable()) {
+    metrics_connections_->stop();
+    metrics_thread_.join();
+  }
+}
+
+HeadDecision HttpServer::decide_head(const http1::RequestHead& head) const {
+  HeadDecision decision;
+  if (head.method != "POST" || !on_write_path(head.target)) return decision;  // no body read
+  auto refuse = [&](const Status& s) {
+    decision.refusal = render_refusal(s.http_status(), s.name(), s.message(), s.retry_after_seconds());
+    return decision;
+  };
+  std::string bucket, key;
+  if (Status s = parse_write_target(head.target, &bucket, &key); !s.ok()) return refuse(s);
+  if (head.framing == http1::BodyFraming::none)
+    return refuse(Status(ErrorCode::length_required, "send a Content-Length header (or a chunked body)"));
+  if (head.framing == http1::BodyFraming::length && head.content_length > config_.max_body_bytes)
+    return refuse(Status(ErrorCode::payload_too_large,
+                         "the body exceeds the size limit of " + std::to_string(config_.max_body_bytes) + " bytes"));
+  if (head.count("Content-Type") > 1)
+    return refuse(Status(ErrorCode::unsupported_media_type, "send one Content-Type: application/json"));
+  if (Status s = check_content_type(field_value(head, "Content-Type")); !s.ok()) return refuse(s);
+  if (head.count("Content-Encoding") > 1)
+    return refuse(Status(ErrorCode::unsupported_encoding, "send one Content-Encoding"));
+  if (Status s = check_content_encoding(field_value(head, "Content-Encoding")); !s.ok()) return refuse(s);
+  decision.read_body = true;
+  decision.max_body_bytes = config_.max_body_bytes;
+  return decision;
+}
+
+std::string HttpServer::render_connection_error(const ConnectionError& e) {
+  int retry_after = (e.http_status == 429 || e.http_status == 503) ? 1 : 0;
+  metrics_.record_request(e.http_status, 0, 0, 0);
+  log_request(e.remote_ip, e.method.empty() ? std::string_view("-") : e.method,
+              e.target.empty() ? std::string_view("-") : e.target, e.http_status, e.code, 0);
+  return render_refusal(e.http_status, e.code, e.message, retry_after);
+}
+
+std::string HttpServer::render_metrics(bool with_buckets) const {
+  std::string text = metrics_.render(storage_->stats());
+  text += fmt::format(
+      "# HELP writeapi_access_log_dropped_total Access log lines dropped because the log sink was too slow.\n"
+      "# TYPE writeapi_access_log_dropped_total counter\nwriteapi_access_log_dropped_total {}\n",
+      access_log_ ? access_log_->dropped() : 0);
+  for (const auto& source : metrics_sources_) text += source(with_buckets);
+  return text;
+}
+
+void HttpServer::log_request(std::string_view remote_ip, std::string_view method, std::string_view target,
+                             int status, std::string_view error, double seconds) {
+  if (!access_log_) return;
+  std::string line = utc_timestamp();
+  line += ' ';
+  append_log_field(&line, remote_ip.empty() ? std::string_view("-") : remote_ip);
+  line += ' ';
+  append_log_field(&line, method);
+  line += ' ';
+  append_log_field(&line, target_path(target));
+  line += fmt::format(" {} items={} bytes={} us={} device=", status, t_request.items, t_request.bytes,
+                      static_cast<std::int64_t>(seconds * 1e6));
+  if (t_request.device_id.empty()) {
+    line += "-";
+  } else {
+    append_json_string(&line, t_request.device_id);
+  }
+  line += " error=";
+  line += error.empty() ? std::string_view("-") : error;
+  line += '\n';
+  access_log_->write(line);
 }
 
 void HttpServer::install_routes() {
-  httplib::Server& http = *http_;
-  // Workers, timeouts, the per-address connection cap and the request head
-  // cap are ConnectionServer's (connection_server.h); cpp-httplib's own
-  // settings below only matter for what it does inside a request.
-  http.set_tcp_nodelay(true);
-  // No SO_REUSEPORT (cpp-httplib's default): a second server on a busy
-  // port must fail to start, not share it. The listening socket is kept to
-  // raise its backlog after bind (cpp-httplib listens with a backlog of 5).
-  http.set_socket_options([this](socket_t sock) {
-    int yes = 1;
-    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
-    listen_socket_ = sock;
-  });
+  httplib::Server& http = connections_->http();
+  // Connections, timeouts, framing and bodies are ConnectionServer's
+  // (connection_server.h); cpp-httplib routes requests that are complete
+  // and unambiguous. Its Keep-Alive header reports the real timeout.
   http.set_keep_alive_max_count(1000000);
   http.set_keep_alive_timeout(config_.keep_alive_timeout_seconds);
-  http.set_read_timeout(config_.read_timeout_seconds, 0);
-  http.set_write_timeout(config_.read_timeout_seconds, 0);
   http.set_payload_max_length(config_.max_body_bytes);
 
   http.set_pre_routing_handler([](const httplib::Request&, httplib::Response&) {
     t_request.start = Clock::now();
-    ConnectionServer::head_complete();  // the body is not capped as a head
     return httplib::Server::HandlerResponse::Unhandled;
   });
 
   // The route pattern is deliberately trivial: names are checked by
-  // parse_write_target on the raw target, not by the regex.
+  // parse_write_target on the raw target (decide_head), not by the regex.
   const std::string write_route = std::string(kWritePathPrefix) + ".*";
-  http.Post(write_route, [this](const httplib::Request& req, httplib::Response& res,
-                                const httplib::ContentReader& content_reader) {
-    std::string bucket, key;
-    if (Status s = parse_write_target(req.target, &bucket, &key); !s.ok()) return refuse_unread(res, s);
-    bool chunked;
-    std::uint64_t content_length;
-    if (Status s = check_framing(req, config_.max_body_bytes, &chunked, &content_length); !s.ok())
-      return refuse_unread(res, s);
-    const std::string content_type = req.get_header_value("Content-Type");
-    if (Status s = check_content_type(content_type); !s.ok())
-      return refuse_unread(res, s);
-
-    if (req.get_header_value_count("Content-Encoding") > 1)
-      return refuse_unread(res, Status(ErrorCode::unsupported_encoding, "send one Content-Encoding"));
-    const std::string encoding = req.get_header_value("Content-Encoding");
-    if (Status s = check_content_encoding(encoding); !s.ok()) return refuse_unread(res, s);
-    // libwriteapi inflates gzip itself, exactly (a truncated or corrupt
-    // stream is refused) and within the size limit; cpp-httplib's own
-    // inflation is lenient and case-sensitive, so it must not see the
-    // header. The Request is ours to change: cpp-httplib owns a mutable one.
-    const_cast<httplib::Request&>(req).headers.erase("Content-Encoding");
-
-    thread_local std::string body;
-    body.clear();
-    if (!chunked) body.reserve(static_cast<std::size_t>(content_length));
-    bool too_large = false;
-    const std::size_t limit = config_.max_body_bytes;
-    bool read_ok = content_reader([&](const char* data, std::size_t length) {
-      if (body.size() + length > limit) {
-        too_large = true;
-        return false;
-      }
-      body.append(data, length);
-      return true;
-    });
-    if (too_large) {
-      return refuse_unread(res, Status(ErrorCode::payload_too_large,
-                                       "the body exceeds the size limit of " + std::to_string(limit) + " bytes"));
-    }
-    if (!read_ok) {
-      return refuse_unread(res, Status(ErrorCode::bad_request,
-                                       "the body could not be read (bad chunked framing or gzip data, "
-                                       "or the connection ended early)"));
-    }
-
+  http.Post(write_route, [this](const httplib::Request&, httplib::Response& res) {
+    // decide_head accepted the head; the body is read and de-chunked.
+    const CurrentRequest& current = ConnectionServer::current_request();
+    const http1::RequestHead& head = *current.head;
     IngestRequest request;
+    std::string bucket, key;
+    if (Status s = parse_write_target(head.target, &bucket, &key); !s.ok()) return respond(res, s);
     request.bucket = bucket;
     request.key = key;
-    request.content_type = content_type;
-    request.content_encoding = encoding;
-    request.body = body;
+    request.content_type = field_value(head, "Content-Type");
+    request.content_encoding = field_value(head, "Content-Encoding");
+    request.body = current.body;
     IngestResult result;
     Status status = ingestor_.ingest(request, &result);
     t_request.device_id = std::move(result.device_id);
-    if (body.capacity() > (1u << 20)) std::string().swap(body);
     if (!status.ok()) return respond(res, status);
     t_request.items = result.items;
     t_request.bytes = result.bytes_stored;
@@ -289,51 +316,34 @@ void HttpServer::install_routes() {
     res.set_content(fmt::format("{{\"ok\":true,\"items\":{}}}\n", result.items), "application/json");
   });
 
-  auto method_not_allowed = [](const httplib::Request&, httplib::Response& res,
-                               const httplib::ContentReader&) {
-    res.set_header("Allow", "POST");
-    refuse_unread(res, Status(ErrorCode::method_not_allowed, "the write path accepts POST only"));
-  };
-  http.Put(write_route, method_not_allowed);
-  http.Patch(write_route, method_not_allowed);
-  http.Delete(write_route, method_not_allowed);
-  auto method_not_allowed_plain = [](const httplib::Request&, httplib::Response& res) {
+  auto method_not_allowed = [](const httplib::Request&, httplib::Response& res) {
     res.set_header("Allow", "POST");
     respond(res, Status(ErrorCode::method_not_allowed, "the write path accepts POST only"));
   };
-  http.Get(write_route, method_not_allowed_plain);
-  http.Options(write_route, method_not_allowed_plain);
+  http.Get(write_route, method_not_allowed);
+  http.Options(write_route, method_not_allowed);
+  http.Put(write_route, method_not_allowed);
+  http.Patch(write_route, method_not_allowed);
+  http.Delete(write_route, method_not_allowed);
 
   http.Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
     res.set_content("{\"ok\":true}\n", "application/json");
   });
+  // No bucket names here: the per-bucket series are on --metrics-listen.
   http.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
-    std::string text = metrics_.render(storage_->stats());
-    for (const auto& source : metrics_sources_) text += source();
-    res.set_content(text, "text/plain; version=0.0.4");
+    res.set_content(render_metrics(false), "text/plain; version=0.0.4");
   });
 
-  // Errors cpp-httplib produces itself (unknown path, malformed request,
-  // oversized headers) get the same JSON shape as ours.
+  // Errors cpp-httplib produces itself (unknown path or method) get the
+  // same JSON shape as ours.
   http.set_error_handler([](const httplib::Request&, httplib::Response& res) {
     if (!res.body.empty() || !t_request.error.empty()) return;  // answered by us
-    switch (res.status) {
-      case 404: respond(res, Status(ErrorCode::not_found, "unknown path; write to /write/v3/bucket/<bucket>/<key>")); break;
-      case 413: respond(res, Status(ErrorCode::payload_too_large, "the body exceeds the size limit")); break;
-      case 415: respond(res, Status(ErrorCode::unsupported_encoding, "Content-Encoding must be gzip or identity")); break;
-      default: {
-        int status = res.status;
-        if (ConnectionServer::head_too_large()) {
-          respond(res, Status(ErrorCode::bad_request, "the request line and headers are too large"));
-          status = 431;
-        } else if (ConnectionServer::timed_out()) {
-          respond(res, Status(ErrorCode::bad_request, "the request was not received in time"));
-          status = 408;
-        } else {
-          respond(res, Status(ErrorCode::bad_request, "the request could not be understood"));
-        }
-        res.status = status;
-      }
+    if (res.status == 404) {
+      respond(res, Status(ErrorCode::not_found, "unknown path; write to /write/v3/bucket/<bucket>/<key>"));
+    } else {
+      int status = res.status;
+      respond(res, Status(ErrorCode::bad_request, "the request could not be understood"));
+      res.status = status;
     }
   });
 
@@ -342,40 +352,36 @@ void HttpServer::install_routes() {
     if (t_request.start != Clock::time_point{})
       seconds = std::chrono::duration<double>(Clock::now() - t_request.start).count();
     metrics_.record_request(res.status, t_request.items, t_request.bytes, seconds);
-    if (access_log_) {
-      std::string line = fmt::format("{} {} {} {} {} items={} bytes={} us={} device=", utc_timestamp(),
-                                     req.remote_addr.empty() ? std::string_view("-") : std::string_view(req.remote_addr), req.method, target_path(req.target), res.status,
-                                     t_request.items, t_request.bytes, static_cast<std::int64_t>(seconds * 1e6));
-      if (t_request.device_id.empty()) {
-        line += "-";
-      } else {
-        append_json_string(&line, t_request.device_id);
-      }
-      line += " error=";
-      line += t_request.error.empty() ? std::string_view("-") : t_request.error;
-      line += '\n';
-      std::fwrite(line.data(), 1, line.size(), access_log_);
-    }
+    log_request(req.remote_addr, req.method, req.target, res.status, t_request.error, seconds);
     t_request = RequestContext();
   });
 }
 
-bool HttpServer::bind() {
-  if (config_.port == 0) {
-    port_ = http_->bind_to_any_port(config_.host);
-    if (port_ <= 0) return false;
-  } else {
-    if (!http_->bind_to_port(config_.host, config_.port)) return false;
-    port_ = config_.port;
+bool HttpServer::bind(std::string* error) {
+  port_ = connections_->bind(config_.host, config_.port);
+  if (port_ < 0) {
+    *error = fmt::format("cannot listen on {}:{}: {}", config_.host, config_.port, std::strerror(errno));
+    return false;
   }
-  // Many devices connect at once after an outage: a backlog of 5 would drop
-  // their SYNs. listen() again on a listening socket only resizes the queue.
-  if (listen_socket_ >= 0) ::listen(listen_socket_, SOMAXCONN);
+  if (metrics_connections_) {
+    metrics_port_ = metrics_connections_->bind(config_.metrics_listen_host, config_.metrics_listen_port);
+    if (metrics_port_ < 0) {
+      *error = fmt::format("cannot listen on {}:{} (--metrics-listen): {}", config_.metrics_listen_host,
+                           config_.metrics_listen_port, std::strerror(errno));
+      return false;
+    }
+  }
   return true;
 }
 
-void HttpServer::serve() { connections_->serve(); }
+void HttpServer::serve() {
+  if (metrics_connections_) metrics_thread_ = std::thread([this] { metrics_connections_->serve(); });
+  connections_->serve();
+}
 
-void HttpServer::stop() { connections_->stop(); }
+void HttpServer::stop() {
+  connections_->stop();
+  if (metrics_connections_) metrics_connections_->stop();
+}
 
 }  // namespace writeapi::server

@@ -1,6 +1,8 @@
-// The HTTP front of writeapi-server: routes, body reading, mapping
-// writeapi::Status to responses, access log. All ingestion logic lives in
-// libwriteapi (writeapi::Ingestor); this file only speaks HTTP.
+// The HTTP front of writeapi-server: routes, what each route decides from a
+// request head, mapping writeapi::Status to responses, metrics and the
+// access log. All ingestion logic lives in libwriteapi (writeapi::Ingestor);
+// connections and framing are ConnectionServer's; this file only speaks
+// HTTP.
 #ifndef WRITEAPI_SERVER_HTTP_SERVER_H_
 #define WRITEAPI_SERVER_HTTP_SERVER_H_
 
@@ -8,9 +10,11 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <thread>
 #include <string>
 #include <vector>
 
+#include "access_log.h"
 #include "connection_server.h"
 #include "flags.h"
 #include "metrics.h"
@@ -18,10 +22,6 @@
 #include "writeapi/ingest.h"
 #include "writeapi/limits.h"
 #include "writeapi/storage.h"
-
-namespace httplib {
-class Server;
-}
 
 namespace writeapi::server {
 
@@ -32,9 +32,13 @@ class HttpServer {
   ~HttpServer();
 
   // Adds a producer of more Prometheus text, appended to GET /metrics
-  // (main uses it for the keys file and the device limiter). Call before
-  // serve().
-  void add_metrics_source(std::function<std::string()> render) { metrics_sources_.push_back(std::move(render)); }
+  // (main uses it for the keys file and the device limiter). The text of
+  // `render(true)` may name buckets and is served only on the metrics
+  // listener (--metrics-listen); `render(false)` must not, and is what
+  // /metrics on the main listener shows. Call before serve().
+  void add_metrics_source(std::function<std::string(bool with_buckets)> render) {
+    metrics_sources_.push_back(std::move(render));
+  }
 
   // Empty when the server is ready to bind; else why it cannot run (a TLS
   // certificate or key that cannot be loaded).
@@ -42,11 +46,13 @@ class HttpServer {
   // Whether it serves HTTPS (--tls-cert and --tls-key).
   bool tls() const { return connections_->tls(); }
 
-  // Binds config.host:config.port. Returns false (with errno-style message
-  // printed) when the address cannot be bound.
-  bool bind();
+  // Binds config.host:config.port (and --metrics-listen). Returns false,
+  // with *error saying which address and why, when one cannot be bound.
+  bool bind(std::string* error);
   // The bound port (useful with --port 0).
   int port() const { return port_; }
+  // The bound port of --metrics-listen (-1 without it).
+  int metrics_port() const { return metrics_port_; }
   // Serves until stop() is called; returns after in-flight requests end.
   void serve();
   // Stops accepting and wakes serve(). Safe from any thread.
@@ -54,21 +60,26 @@ class HttpServer {
 
  private:
   void install_routes();
+  HeadDecision decide_head(const http1::RequestHead& head) const;
+  std::string render_connection_error(const ConnectionError& error);
+  std::string render_metrics(bool with_buckets) const;
+  void log_request(std::string_view remote_ip, std::string_view method, std::string_view target, int status,
+                   std::string_view error, double seconds);
 
   ServerConfig config_;
   Storage* storage_;
   Ingestor ingestor_;
   Metrics metrics_;
-  std::vector<std::function<std::string()>> metrics_sources_;
-  // Accept loop, connection limits and TLS around cpp-httplib; http_ is
-  // its httplib::Server.
+  std::vector<std::function<std::string(bool)>> metrics_sources_;
+  // The event loop, workers and framing around cpp-httplib's routes; the
+  // metrics listener has one of its own.
   std::unique_ptr<ConnectionServer> connections_;
-  httplib::Server* http_ = nullptr;
+  std::unique_ptr<ConnectionServer> metrics_connections_;
+  std::thread metrics_thread_;
   std::string startup_error_;
   int port_ = -1;
-  int listen_socket_ = -1;
-  std::FILE* access_log_ = nullptr;
-  bool own_access_log_ = false;
+  int metrics_port_ = -1;
+  std::unique_ptr<AccessLog> access_log_;
 };
 
 }  // namespace writeapi::server

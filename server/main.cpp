@@ -60,6 +60,10 @@ void reload_keys(writeapi::KeysFileAuthorizer* keys, const char* why) {
 int main(int argc, char** argv) {
   ServerConfig config;
   if (int rc = writeapi::server::parse_flags(argc, argv, &config); rc != 0) return rc < 0 ? 0 : rc;
+  if (std::string error = writeapi::server::fit_file_descriptors(&config); !error.empty()) {
+    fmt::print(stderr, "writeapi-server: {}\n", error);
+    return 1;
+  }
 
   // A write past RLIMIT_FSIZE must fail with EFBIG, not kill the server;
   // a vanished client must not either.
@@ -112,15 +116,18 @@ int main(int argc, char** argv) {
     fmt::print(stderr, "writeapi-server: {}\n", server.startup_error());
     return 1;
   }
-  server.add_metrics_source([&keys] { return writeapi::server::render_keys_metrics(keys->stats()); });
-  server.add_metrics_source([&limiter] { return writeapi::server::render_limiter_metrics(limiter.stats()); });
-  if (!server.bind()) {
-    fmt::print(stderr, "writeapi-server: cannot listen on {}:{}: {}\n", config.host, config.port,
-               std::strerror(errno));
+  server.add_metrics_source(
+      [&keys](bool with_buckets) { return writeapi::server::render_keys_metrics(keys->stats(), with_buckets); });
+  server.add_metrics_source([&limiter](bool) { return writeapi::server::render_limiter_metrics(limiter.stats()); });
+  if (std::string error; !server.bind(&error)) {
+    fmt::print(stderr, "writeapi-server: {}\n", error);
     return 1;
   }
   fmt::print(stderr, "writeapi-server: listening on {}://{}:{} (data {}, keys {})\n", server.tls() ? "https" : "http",
              config.host, server.port(), data_location, config.keys_path);
+  if (server.metrics_port() >= 0)
+    fmt::print(stderr, "writeapi-server: metrics on http://{}:{}/metrics\n", config.metrics_listen_host,
+               server.metrics_port());
 
   std::atomic<bool> stopping{false};
   std::thread signal_thread([&] {

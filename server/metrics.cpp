@@ -66,7 +66,7 @@ std::string Metrics::render(const StorageStats& storage) const {
   return fmt::to_string(out);
 }
 
-std::string render_keys_metrics(const KeysFileAuthorizer::Stats& stats) {
+std::string render_keys_metrics(const KeysFileAuthorizer::Stats& stats, bool with_buckets) {
   fmt::memory_buffer out;
   auto it = std::back_inserter(out);
   fmt::format_to(it, "# HELP writeapi_keys_reloads_total Successful reloads of the keys file.\n"
@@ -76,6 +76,14 @@ std::string render_keys_metrics(const KeysFileAuthorizer::Stats& stats) {
                      "(previous keys kept).\n"
                      "# TYPE writeapi_keys_reload_failures_total counter\nwriteapi_keys_reload_failures_total {}\n",
                  stats.reload_failures);
+  if (!with_buckets) {
+    std::uint64_t total = stats.unknown_bucket_failures;
+    for (const auto& entry : stats.auth_failures) total += entry.second;
+    fmt::format_to(it, "# HELP writeapi_auth_failures_total Requests refused for a wrong access key or an unknown bucket.\n"
+                       "# TYPE writeapi_auth_failures_total counter\nwriteapi_auth_failures_total {}\n",
+                   total);
+    return fmt::to_string(out);
+  }
   fmt::format_to(it, "# HELP writeapi_auth_failures_total Requests refused for a wrong access key, by bucket.\n"
                      "# TYPE writeapi_auth_failures_total counter\n");
   // Bucket names are [A-Za-z0-9._-]: nothing to escape in the label.

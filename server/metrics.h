@@ -37,7 +37,9 @@ class Metrics {
 // The keys file's counters: reloads, failed reloads, and authorization
 // failures per bucket of the file (label bucket="<unknown>" for buckets not
 // in it: bucket names cannot contain '<', so it never collides with one).
-std::string render_keys_metrics(const KeysFileAuthorizer::Stats& stats);
+// Without `with_buckets`, only the total of authorization failures (no
+// bucket name), for listeners without a credential.
+std::string render_keys_metrics(const KeysFileAuthorizer::Stats& stats, bool with_buckets);
 
 // The device limiter's counters and table size.
 std::string render_limiter_metrics(const DeviceLimiterStats& stats);

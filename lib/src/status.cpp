@@ -41,6 +41,8 @@ constexpr std::array<CodeInfo, kErrorCodeCount> kCodes = {{
     {ErrorCode::storage_error, "storage_error", 503},
     {ErrorCode::storage_unavailable, "storage_unavailable", 503},
     {ErrorCode::internal_error, "internal_error", 500},
+    {ErrorCode::not_implemented, "not_implemented", 501},
+    {ErrorCode::server_busy, "server_busy", 503},
 }};
 
 constexpr bool table_in_order() {

@@ -179,7 +179,7 @@ TEST_CASE("unsupported Content-Encoding is 415 unsupported_encoding", "[integrat
   CHECK(server.read_object("homelab", "target") == "0\n");
 }
 
-TEST_CASE("ambiguous or malformed framing is 400", "[integration][framing]") {
+TEST_CASE("ambiguous or malformed framing is 400 (501 for an unknown transfer coding)", "[integration][framing]") {
   ServerProcess server;
   prefill(server, "target");
   const std::string target = write_path("homelab", "target");
@@ -198,7 +198,7 @@ TEST_CASE("ambiguous or malformed framing is 400", "[integration][framing]") {
   expect_refused(server, "Transfer-Encoding other than chunked",
                  make_post(target, chunked(body, 8),
                            {"Content-Type: application/json", "Transfer-Encoding: gzip, chunked"}, false),
-                 400, "bad_request");
+                 501, "not_implemented");
   expect_refused(server, "bad chunk size",
                  make_post(target, "zz\r\n" + body + "\r\n0\r\n\r\n",
                            {"Content-Type: application/json", "Transfer-Encoding: chunked"}, false),

@@ -369,6 +369,17 @@ std::string ServerProcess::access_log_contents() const { return read_file(access
 std::string ServerProcess::stderr_contents() const { return read_file(stderr_path_); }
 std::string ServerProcess::stdout_contents() const { return read_file(stdout_path_); }
 
+int ServerProcess::metrics_port() const {
+  const std::string err = stderr_contents();
+  const std::string marker = "metrics on http://";
+  std::size_t at = err.find(marker);
+  if (at == std::string::npos) return -1;
+  std::size_t colon = err.find(':', at + marker.size());
+  std::size_t slash = err.find('/', colon);
+  if (colon == std::string::npos || slash == std::string::npos) return -1;
+  return std::atoi(err.substr(colon + 1, slash - colon - 1).c_str());
+}
+
 std::string ServerProcess::object_path(std::string_view bucket, std::string_view key) const {
   return data_dir_ + "/" + std::string(bucket) + "/" + std::string(key) + ".jsonl";
 }

@@ -99,6 +99,9 @@ class ServerProcess {
   ServerProcess& operator=(const ServerProcess&) = delete;
 
   int port() const { return port_; }
+  // The port of --metrics-listen ADDR:0 (read from the server's startup
+  // line); -1 without that flag.
+  int metrics_port() const;
   pid_t pid() const { return pid_; }
   const std::string& data_dir() const { return data_dir_; }
   const std::string& keys_path() const { return keys_path_; }

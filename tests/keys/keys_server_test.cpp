@@ -160,14 +160,25 @@ TEST_CASE("keys server: a broken keys file on reload keeps the old keys and is c
 
 TEST_CASE("keys server: auth failures are counted per known bucket and logged without the key",
           "[integration][keys]") {
-  ServerProcess server;
+  ServerProcess server({"--metrics-listen", "127.0.0.1:0"});
   const std::string wrong_key = "wrong-key-7d1c9a0b5e3f46a8b2c4d6e8f0a1b3c5";
   CHECK(post_status(server, "homelab", "x", wrong_key) == 403);
   CHECK(post_status(server, "homelab", "x", wrong_key) == 403);
   for (int i = 0; i < 3; ++i) CHECK(post_status(server, "nolab" + std::to_string(i), "x", wrong_key) == 403);
   CHECK(post_status(server, "homelab", "x", kAccessKey) == 200);
 
-  const std::string metrics = get_metrics(server);
+  // The main listener shows the total only: bucket names need the metrics
+  // listener.
+  const std::string public_metrics = get_metrics(server);
+  CHECK(metric_value(public_metrics, "writeapi_auth_failures_total") == 5.0);
+  CHECK(public_metrics.find("homelab") == std::string::npos);
+  CHECK(public_metrics.find("nolab") == std::string::npos);
+  REQUIRE(server.metrics_port() > 0);
+  httplib::Client metrics_client("127.0.0.1", server.metrics_port());
+  auto res = metrics_client.Get("/metrics");
+  REQUIRE(res);
+  REQUIRE(res->status == 200);
+  const std::string metrics = res->body;
   INFO(metrics);
   CHECK(metric_value(metrics, "writeapi_auth_failures_total{bucket=\"homelab\"}") == 2.0);
   CHECK(metric_value(metrics, "writeapi_auth_failures_total{bucket=\"" + std::string(kOtherBucket) + "\"}") == 0.0);

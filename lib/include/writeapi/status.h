@@ -54,10 +54,13 @@ enum class ErrorCode : int {
   storage_error,         // 503: I/O error, failed sync; retry later
   storage_unavailable,   // 503: remote store unreachable; retry later
   internal_error,        // 500: a bug
+  // Appended later (the order above is fixed).
+  not_implemented,  // 501: a transfer coding other than chunked
+  server_busy,      // 503: the server holds all the connections it can; retry later
 };
 
 // Number of ErrorCode values (for tables and tests).
-inline constexpr int kErrorCodeCount = static_cast<int>(ErrorCode::internal_error) + 1;
+inline constexpr int kErrorCodeCount = static_cast<int>(ErrorCode::server_busy) + 1;
 
 // Wire name of `code` ("invalid_json"); "ok" for ErrorCode::ok.
 std::string_view error_name(ErrorCode code) noexcept;
