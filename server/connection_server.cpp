@@ -807,6 +807,13 @@ class Loop final : public ConnectionServer {
   void dispatch(Conn* c) {
     c->phase = Phase::worker;
     c->in_worker.store(true, std::memory_order_release);
+    if (options_.inline_body_bytes > 0 && c->body.size() <= options_.inline_body_bytes && !stopping_) {
+      // Small requests on a store that does not block run here: no
+      // hand-over, no context switch.
+      std::string& request = inline_request_;
+      if (run(c, &request)) hand_back(c);
+      return;
+    }
     std::lock_guard<std::mutex> lock(queue_mu_);
     Address* a = c->address;
     a->ready.push_back(c);
@@ -823,16 +830,19 @@ class Loop final : public ConnectionServer {
       std::lock_guard<std::mutex> lock(returned_mu_);
       returned.swap(returned_);
     }
-    for (Conn* c : returned) {
-      c->in_worker.store(false, std::memory_order_relaxed);
-      if (c->out_sent < c->out.size()) {
-        c->phase = Phase::writing;
-        c->deadline = now_ + options_.write_timeout + options_.request_timeout;
-        c->idle_until = now_ + options_.write_timeout;
-        write_ready(c);
-      } else {
-        after_write(c);
-      }
+    for (Conn* c : returned) hand_back(c);
+  }
+
+  // A connection a worker (or an inline run) is done with.
+  void hand_back(Conn* c) {
+    c->in_worker.store(false, std::memory_order_relaxed);
+    if (c->out_sent < c->out.size()) {
+      c->phase = Phase::writing;
+      c->deadline = now_ + options_.write_timeout + options_.request_timeout;
+      c->idle_until = now_ + options_.write_timeout;
+      write_ready(c);
+    } else {
+      after_write(c);
     }
   }
 
@@ -1037,6 +1047,7 @@ class Loop final : public ConnectionServer {
   Counters counters_;
   Clock::time_point now_ = Clock::now();
   std::vector<Conn*> conns_;  // loop thread only
+  std::string inline_request_;
 
   std::mutex queue_mu_;
   std::condition_variable queue_cv_;

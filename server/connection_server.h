@@ -96,6 +96,11 @@ struct ConnectionOptions {
   // A body slower than this (bytes per second, over each 5 s window) is
   // cut with 408; 0 for no minimum.
   std::size_t min_body_rate = 1024;
+  // Requests whose body is at most this many bytes run on the loop thread
+  // itself instead of a worker (0: never). Only for request handlers that
+  // never block (storage that does not wait for a sync or a remote store):
+  // the loop serves every other connection meanwhile.
+  std::size_t inline_body_bytes = 0;
   // Largest request head (request line and headers).
   std::size_t max_head_bytes = 64 * 1024;
   // Request bytes (heads and bodies) held by the loop in all.
