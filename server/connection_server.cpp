@@ -910,13 +910,14 @@ class Loop final : public ConnectionServer {
     }
   }
 
-  // While stopping: idle connections and heads still arriving are closed;
-  // requests being read or run finish.
+  // While stopping: idle connections, handshakes, heads still arriving and
+  // lingering closes end; requests whose body is being read, that run or
+  // are being answered finish.
   void close_idle() {
     for (std::size_t i = conns_.size(); i-- > 0;) {
       Conn* c = conns_[i];
       if (c->in_worker.load(std::memory_order_acquire)) continue;
-      if (c->phase == Phase::handshake || (c->phase == Phase::head && c->head_text.empty())) close_now(c);
+      if (c->phase == Phase::handshake || c->phase == Phase::lingering || c->phase == Phase::head) close_now(c);
     }
   }
 
