@@ -54,9 +54,11 @@ TEST_CASE("hostile: twice the worker count of slow connections from one address 
           "[hostile][slow]") {
   constexpr int kThreads = 8;
   constexpr int kSlow = 2 * kThreads;
-  // The default cap is three quarters of the workers.
+  // Three quarters of the workers (today's default cap; the cap is given
+  // explicitly because the default grows to thousands with an event loop).
   constexpr int kCap = kThreads * 3 / 4;
-  ServerProcess server({"--threads", std::to_string(kThreads), "--fsync", "never"});
+  ServerProcess server({"--threads", std::to_string(kThreads), "--max-connections-per-ip", std::to_string(kCap),
+                        "--fsync", "never"});
 
   // Half trickle their headers, half their body; 127.0.0.3 is the attacker.
   std::vector<std::unique_ptr<ClientSocket>> slow;
