@@ -11,6 +11,7 @@
 #include <openssl/x509v3.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -58,6 +59,38 @@ std::size_t resident_bytes(pid_t pid) {
   }
   return 0;
 }
+
+std::size_t thread_count(pid_t pid) {
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("Threads:", 0) == 0) return static_cast<std::size_t>(std::strtoull(line.c_str() + 8, nullptr, 10));
+  }
+  return 0;
+}
+
+std::uint64_t open_files_soft_limit(pid_t pid) {
+  std::ifstream limits("/proc/" + std::to_string(pid) + "/limits");
+  std::string line;
+  while (std::getline(limits, line)) {
+    // "Max open files            1024                 4096                 files"
+    if (line.rfind("Max open files", 0) == 0) return std::strtoull(line.c_str() + 14, nullptr, 10);
+  }
+  return 0;
+}
+
+std::uint64_t raise_own_open_files_limit() {
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) return 0;
+  if (limit.rlim_cur < limit.rlim_max) {
+    limit.rlim_cur = limit.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &limit);
+    ::getrlimit(RLIMIT_NOFILE, &limit);
+  }
+  return limit.rlim_cur;
+}
+
+bool address_sanitizer_build() { return kAddressSanitizer; }
 
 std::size_t rss_growth_bound() { return (kAddressSanitizer ? 640u : 150u) << 20; }
 
@@ -146,7 +179,9 @@ RawResponse ClientSocket::read_response(std::chrono::milliseconds timeout) {
     response.headers.emplace(name, value);
   }
   std::string length = response.header("content-length");
-  if (!length.empty()) {
+  if (response.status >= 100 && response.status < 200) {
+    // An interim response (100 Continue) has no body.
+  } else if (!length.empty()) {
     std::size_t n = std::stoul(length);
     while (buffer_.size() < n && fill()) {
     }
@@ -176,6 +211,139 @@ bool ClientSocket::wait_closed(std::chrono::milliseconds timeout) {
       return errno == ECONNRESET || errno == EPIPE;
     }
   }
+}
+
+std::string ClientSocket::read_to_eof(std::chrono::milliseconds timeout, bool* closed) {
+  auto deadline = Clock::now() + timeout;
+  *closed = false;
+  std::string bytes = std::move(buffer_);
+  buffer_.clear();
+  for (;;) {
+    pollfd p{fd_, POLLIN, 0};
+    int r = ::poll(&p, 1, poll_ms(deadline));
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return bytes;
+    char chunk[65536];
+    ssize_t n = ::recv(fd_, chunk, sizeof chunk, 0);
+    if (n > 0) {
+      bytes.append(chunk, static_cast<std::size_t>(n));
+      continue;
+    }
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) continue;
+    *closed = true;  // EOF, or reset (ECONNRESET) after the server closed
+    return bytes;
+  }
+}
+
+bool ClientSocket::poll_incoming() {
+  for (;;) {
+    char chunk[65536];
+    ssize_t n = ::recv(fd_, chunk, sizeof chunk, MSG_DONTWAIT);
+    if (n > 0) {
+      buffer_.append(chunk, static_cast<std::size_t>(n));
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return true;
+    return false;
+  }
+}
+
+void ClientSocket::shutdown_write() { ::shutdown(fd_, SHUT_WR); }
+
+// ---------------------------------------------------------------------------
+// Responses on the wire
+
+std::size_t count_status_lines(std::string_view bytes) {
+  std::size_t count = 0;
+  for (std::size_t at = 0; at < bytes.size();) {
+    if (bytes.compare(at, 7, "HTTP/1.") == 0) ++count;
+    std::size_t nl = bytes.find('\n', at);
+    if (nl == std::string_view::npos) break;
+    at = nl + 1;
+  }
+  return count;
+}
+
+RawResponse parse_response(std::string_view bytes) {
+  RawResponse response;
+  std::size_t head_end = bytes.find("\r\n\r\n");
+  if (head_end == std::string_view::npos) {
+    response.raw = std::string(bytes);
+    return response;
+  }
+  std::vector<std::string> lines = split_lines(bytes.substr(0, head_end));
+  for (auto& line : lines)
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+  response.status_line = lines.empty() ? "" : lines[0];
+  if (response.status_line.rfind("HTTP/1.", 0) == 0 && response.status_line.size() >= 12)
+    response.status = std::atoi(response.status_line.c_str() + 9);
+  for (std::size_t i = 1; i < lines.size(); ++i) {
+    auto colon = lines[i].find(':');
+    if (colon == std::string::npos) continue;
+    std::string name = lines[i].substr(0, colon);
+    for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    std::string value = lines[i].substr(colon + 1);
+    value.erase(0, value.find_first_not_of(" \t"));
+    while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.pop_back();
+    response.headers.emplace(name, value);
+  }
+  std::string_view rest = bytes.substr(head_end + 4);
+  std::size_t length = rest.size();
+  if (std::string n = response.header("content-length"); !n.empty()) length = std::strtoull(n.c_str(), nullptr, 10);
+  if (response.status >= 100 && response.status < 200) length = 0;
+  response.body = std::string(rest.substr(0, std::min(length, rest.size())));
+  response.raw = std::string(bytes.substr(0, head_end + 4)) + response.body;
+  return response;
+}
+
+Exchange exchange_to_eof(int port, std::string_view request, std::chrono::milliseconds timeout,
+                         const char* source_ip) {
+  Exchange exchange;
+  ClientSocket client(port, source_ip);
+  if (!client.connected()) return exchange;
+  const auto deadline = Clock::now() + timeout;
+  // Send and read at once: a server that answers early and stops reading
+  // must not stall the send.
+  std::string_view left = request;
+  while (!left.empty() && Clock::now() < deadline) {
+    std::size_t piece = std::min<std::size_t>(left.size(), 65536);
+    if (!client.send(left.substr(0, piece), 200ms)) break;
+    left.remove_prefix(piece);
+    if (!client.poll_incoming()) break;
+  }
+  auto remaining = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+  exchange.bytes = client.read_to_eof(std::max(remaining, std::chrono::milliseconds(100)), &exchange.closed);
+  exchange.first = parse_response(exchange.bytes);
+  exchange.status_lines = count_status_lines(exchange.bytes);
+  return exchange;
+}
+
+// ---------------------------------------------------------------------------
+// RssWatch
+
+RssWatch::RssWatch(pid_t pid, std::size_t kill_growth) : pid_(pid), baseline_(resident_bytes(pid)) {
+  thread_ = std::thread([this, kill_growth] {
+    while (!stop_.load()) {
+      std::size_t now = resident_bytes(pid_);
+      if (now > baseline_) {
+        std::size_t growth = now - baseline_;
+        if (growth > peak_growth_.load()) peak_growth_ = growth;
+        if (growth > kill_growth && !killed_.load()) {
+          ::kill(pid_, SIGKILL);
+          killed_ = true;
+        }
+      }
+      std::this_thread::sleep_for(10ms);
+    }
+  });
+}
+
+RssWatch::~RssWatch() { stop(); }
+
+void RssWatch::stop() {
+  stop_ = true;
+  if (thread_.joinable()) thread_.join();
 }
 
 // ---------------------------------------------------------------------------

@@ -6,9 +6,13 @@
 
 #include <sys/types.h>
 
+#include <cstdint>
+
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <string>
+#include <thread>
 #include <string_view>
 #include <vector>
 
@@ -19,6 +23,20 @@ namespace writeapi::testing {
 // Resident memory of process `pid` in bytes (VmRSS of /proc/<pid>/status);
 // 0 when unknown.
 std::size_t resident_bytes(pid_t pid);
+
+// Threads of process `pid` (Threads: of /proc/<pid>/status); 0 when unknown.
+std::size_t thread_count(pid_t pid);
+
+// The soft RLIMIT_NOFILE of process `pid` (/proc/<pid>/limits); 0 when
+// unknown.
+std::uint64_t open_files_soft_limit(pid_t pid);
+
+// Raises this process's soft RLIMIT_NOFILE to its hard limit; returns the
+// soft limit now in force.
+std::uint64_t raise_own_open_files_limit();
+
+// True in builds with AddressSanitizer (memory figures are inflated).
+bool address_sanitizer_build();
 
 // Bound on the server's resident memory growth in the abuse tests. Builds
 // with AddressSanitizer keep freed memory in quarantine (256 MiB by
@@ -45,10 +63,63 @@ class ClientSocket {
   // True when the peer closes (EOF or reset) within `timeout`, discarding
   // any bytes that arrive first.
   bool wait_closed(std::chrono::milliseconds timeout);
+  // Everything the peer sends (after what read_response left buffered)
+  // until it closes or `timeout` passes; *closed says which.
+  std::string read_to_eof(std::chrono::milliseconds timeout, bool* closed);
+  // Appends to buffered bytes what has already arrived, without waiting;
+  // false once the peer has closed (EOF or reset).
+  bool poll_incoming();
+  // Bytes received and not yet consumed by read_response.
+  const std::string& buffered() const { return buffer_; }
+  void shutdown_write();
 
  private:
   int fd_ = -1;
   std::string buffer_;
+};
+
+// Lines starting with "HTTP/1." in a byte stream of responses: how many
+// responses (interim 1xx ones included) the server sent.
+std::size_t count_status_lines(std::string_view bytes);
+
+// The first response in `bytes` (head, then Content-Length bytes of body).
+RawResponse parse_response(std::string_view bytes);
+
+// One request on a fresh connection, read to the end: what the smuggling
+// tests need to prove no second response ever comes back.
+struct Exchange {
+  RawResponse first;         // the first response
+  std::string bytes;         // everything received
+  bool closed = false;       // the server closed within the timeout
+  std::size_t status_lines = 0;
+};
+// Sends `request` (a send cut short by the server closing is not an
+// error) and reads until the server closes or `timeout` passes.
+Exchange exchange_to_eof(int port, std::string_view request,
+                         std::chrono::milliseconds timeout = std::chrono::seconds(5),
+                         const char* source_ip = "127.0.0.1");
+
+// Watches the resident memory of `pid` every 10 ms from construction until
+// stop() or destruction, keeping the peak growth over the first reading;
+// kills the process (SIGKILL) when growth passes `kill_growth`, so a test of
+// an unbounded server cannot exhaust the machine's memory.
+class RssWatch {
+ public:
+  RssWatch(pid_t pid, std::size_t kill_growth);
+  ~RssWatch();
+  RssWatch(const RssWatch&) = delete;
+  RssWatch& operator=(const RssWatch&) = delete;
+  void stop();
+  std::size_t baseline() const { return baseline_; }
+  std::size_t peak_growth() const { return peak_growth_.load(); }
+  bool killed() const { return killed_.load(); }
+
+ private:
+  pid_t pid_;
+  std::size_t baseline_;
+  std::atomic<std::size_t> peak_growth_{0};
+  std::atomic<bool> killed_{false}, stop_{false};
+  std::thread thread_;
 };
 
 // A self-signed certificate for "localhost" and IP 127.0.0.1 (EC P-256,

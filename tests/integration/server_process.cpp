@@ -8,6 +8,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <simdjson.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -202,8 +203,10 @@ std::string gzip_of_zeros(std::size_t zeros) {
 
 namespace {
 
-// fork + exec of the server with stdout/stderr redirected to files.
-pid_t spawn(const std::vector<std::string>& args, const std::string& stdout_path, const std::string& stderr_path) {
+// fork + exec of the server with stdout/stderr redirected to files (or
+// stdout to child.stdout_fd), under child.open_files_limit when set.
+pid_t spawn(const std::vector<std::string>& args, const std::string& stdout_path, const std::string& stderr_path,
+            const ChildSetup& child = {}) {
   std::vector<std::string> argv_storage;
   argv_storage.push_back(server_binary());
   argv_storage.insert(argv_storage.end(), args.begin(), args.end());
@@ -220,8 +223,12 @@ pid_t spawn(const std::vector<std::string>& args, const std::string& stdout_path
     int err = ::open(stderr_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (in < 0 || out < 0 || err < 0) ::_exit(126);
     ::dup2(in, 0);
-    ::dup2(out, 1);
+    ::dup2(child.stdout_fd >= 0 ? child.stdout_fd : out, 1);
     ::dup2(err, 2);
+    if (child.open_files_limit) {
+      rlimit limit{static_cast<rlim_t>(child.open_files_limit->first), static_cast<rlim_t>(child.open_files_limit->second)};
+      if (::setrlimit(RLIMIT_NOFILE, &limit) != 0) ::_exit(125);
+    }
     // Do not leak the test's sockets (other connections) into the server.
 #ifdef SYS_close_range
     if (::syscall(SYS_close_range, 3u, ~0u, 0u) != 0)
@@ -261,11 +268,12 @@ std::optional<int> wait_raw(pid_t pid, std::chrono::milliseconds timeout) {
 
 }  // namespace
 
-ExitResult run_server_to_exit(const std::vector<std::string>& args, std::chrono::milliseconds timeout) {
+ExitResult run_server_to_exit(const std::vector<std::string>& args, std::chrono::milliseconds timeout,
+                              const ChildSetup& child) {
   TempDir dir;
   std::string out_path = dir.path() + "/stdout", err_path = dir.path() + "/stderr";
   auto start = Clock::now();
-  pid_t pid = spawn(args, out_path, err_path);
+  pid_t pid = spawn(args, out_path, err_path, child);
   ExitResult result;
   auto status = wait_raw(pid, timeout);
   result.elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start);
@@ -314,7 +322,7 @@ void ServerProcess::start(ServerOptions options) {
   std::vector<std::string> args = {"--port",     "0",          "--host", "127.0.0.1",      "--data-dir",
                                    data_dir_,    "--keys",     keys_path_, "--access-log", access_log_path_};
   args.insert(args.end(), options_.extra_args.begin(), options_.extra_args.end());
-  pid_ = spawn(args, stdout_path_, stderr_path_);
+  pid_ = spawn(args, stdout_path_, stderr_path_, options_.child);
 
   // The port is announced on stderr: "writeapi-server: listening on
   // http://127.0.0.1:PORT (...)".

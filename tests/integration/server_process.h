@@ -8,6 +8,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <cstdint>
 #include <map>
 #include <memory>
 #include <optional>
@@ -70,6 +71,16 @@ std::string gzip_compress(std::string_view data, int window_bits = 16 + 15);
 // gzip of `zeros` bytes of zeros, compressed in pieces (no huge buffer).
 std::string gzip_of_zeros(std::size_t zeros);
 
+// How the server's child process is set up before exec, for tests of what
+// the server does with its environment.
+struct ChildSetup {
+  // >= 0: the server's standard output is this descriptor (e.g. the write
+  // end of a pipe nobody reads) instead of a file. The caller keeps it.
+  int stdout_fd = -1;
+  // RLIMIT_NOFILE (soft, hard) set in the child; unset: inherited.
+  std::optional<std::pair<std::uint64_t, std::uint64_t>> open_files_limit;
+};
+
 // Runs the server binary with exactly `args`, waits for it to exit (killing
 // it after `timeout`), and reports what happened.
 struct ExitResult {
@@ -81,13 +92,15 @@ struct ExitResult {
   std::chrono::milliseconds elapsed{0};
 };
 ExitResult run_server_to_exit(const std::vector<std::string>& args,
-                              std::chrono::milliseconds timeout = std::chrono::seconds(10));
+                              std::chrono::milliseconds timeout = std::chrono::seconds(10),
+                              const ChildSetup& child = {});
 
 struct ServerOptions {
   std::vector<std::string> extra_args;  // appended after the fixture's flags
   // When set, the destructor stops the server with SIGTERM and CHECKs that it
   // exits with status 0.
   bool check_clean_exit = true;
+  ChildSetup child;
 };
 
 class ServerProcess {
