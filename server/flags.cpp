@@ -5,10 +5,16 @@
 #include <sys/resource.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <algorithm>
+#include <cstring>
+#include <map>
 #include <string>
 #include <string_view>
+#include <vector>
+
+#include "writeapi/version.h"
 
 namespace writeapi::server {
 namespace {
@@ -71,6 +77,10 @@ Flags:
   --frontend-id NAME       this server's name in the rows it stores, which orders lines
                            stored in the same microsecond by two servers (default
                            <hostname>-<pid>-<random>; never give two live servers one name)
+  --config FILE            read settings from FILE first: one "name = value" per line,
+                           names being these flags without --, # starts a comment line;
+                           flags on the command line override the file
+  --version                print the version
   --help                   print this help
 
 Endpoints: POST /write/v3/bucket/<bucket>/<key>, GET /healthz, GET /metrics.
@@ -106,6 +116,81 @@ bool parse_int(std::string_view text, int min, int max, int* out) {
   if (!parse_size(text, &value) || value < static_cast<std::size_t>(min) || value > static_cast<std::size_t>(max))
     return false;
   *out = static_cast<int>(value);
+  return true;
+}
+
+// One flag and its value, from the command line (origin "") or from the
+// config file (origin "FILE:LINE", for error messages).
+struct Setting {
+  std::string flag;  // with the leading "--"
+  std::string value;
+  std::string origin;
+};
+
+std::string_view trim(std::string_view text) {
+  const char* blank = " \t\r";
+  std::size_t begin = text.find_first_not_of(blank);
+  if (begin == std::string_view::npos) return {};
+  return text.substr(begin, text.find_last_not_of(blank) - begin + 1);
+}
+
+// Reads `path`: one "name = value" per line, names being the long flags
+// without "--"; blank lines and lines starting with '#' are skipped. A name
+// may appear once. Appends the settings in file order; false with *error
+// naming the file (and line) otherwise. Values are checked later, by the
+// same code as the command line's.
+bool read_config_file(const std::string& path, std::vector<Setting>* settings, std::string* error) {
+  std::FILE* file = std::fopen(path.c_str(), "re");
+  if (!file) {
+    *error = fmt::format("cannot read config file {}: {}", path, std::strerror(errno));
+    return false;
+  }
+  std::string text;
+  char buffer[4096];
+  for (std::size_t n; (n = std::fread(buffer, 1, sizeof buffer, file)) > 0;) text.append(buffer, n);
+  const bool read_error = std::ferror(file);
+  std::fclose(file);
+  if (read_error) {
+    *error = fmt::format("cannot read config file {}", path);
+    return false;
+  }
+  std::map<std::string, int, std::less<>> first_line;
+  int line_number = 0;
+  for (std::size_t start = 0; start < text.size();) {
+    std::size_t end = text.find('\n', start);
+    if (end == std::string::npos) end = text.size();
+    std::string_view line = trim(std::string_view(text).substr(start, end - start));
+    start = end + 1;
+    ++line_number;
+    if (line.empty() || line[0] == '#') continue;
+    const std::string origin = fmt::format("{}:{}", path, line_number);
+    std::size_t eq = line.find('=');
+    if (eq == std::string_view::npos) {
+      *error = fmt::format("{}: expected \"name = value\", got \"{}\"", origin, line);
+      return false;
+    }
+    std::string_view name = trim(line.substr(0, eq));
+    std::string_view value = trim(line.substr(eq + 1));
+    if (name.empty()) {
+      *error = fmt::format("{}: no name before '='", origin);
+      return false;
+    }
+    if (name[0] == '-') {
+      *error = fmt::format("{}: write names without the flag's dashes (\"port = 8080\", not \"--port = 8080\")",
+                           origin);
+      return false;
+    }
+    if (name == "config" || name == "help" || name == "version") {
+      *error = fmt::format("{}: {} is a command-line flag only, not a setting", origin, name);
+      return false;
+    }
+    if (auto seen = first_line.find(name); seen != first_line.end()) {
+      *error = fmt::format("{}: {} is set again (first on line {})", origin, name, seen->second);
+      return false;
+    }
+    first_line.emplace(std::string(name), line_number);
+    settings->push_back(Setting{"--" + std::string(name), std::string(value), origin});
+  }
   return true;
 }
 
@@ -148,6 +233,10 @@ std::string fit_file_descriptors(ServerConfig* config) {
 }
 
 int parse_flags(int argc, char** argv, ServerConfig* config) {
+  // Every setting as (flag, value, origin): the config file's first, then the
+  // command line's, so the command line overrides the file.
+  std::vector<Setting> command_line;
+  std::string config_path;
   for (int i = 1; i < argc; ++i) {
     std::string_view flag = argv[i];
     std::string_view value;
@@ -155,22 +244,56 @@ int parse_flags(int argc, char** argv, ServerConfig* config) {
     if (auto eq = flag.find('='); flag.substr(0, 2) == "--" && eq != std::string_view::npos) {
       value = flag.substr(eq + 1);
       flag = flag.substr(0, eq);
-    } else if (flag != "--help" && flag != "-h") {
+    } else if (flag == "--help" || flag == "-h") {
+      fmt::print("{}", kUsage);
+      return -1;
+    } else if (flag == "--version") {
+      fmt::print("writeapi-server {}\n", kVersion);
+      return -1;
+    } else {
       if (i + 1 >= argc) {
         fmt::print(stderr, "writeapi-server: {} needs a value (see --help)\n", flag);
         return 2;
       }
       value = argv[++i];
     }
+    if (flag == "--config") {
+      if (!config_path.empty()) {
+        fmt::print(stderr, "writeapi-server: --config given twice\n");
+        return 2;
+      }
+      if (value.empty()) {
+        fmt::print(stderr, "writeapi-server: --config needs a file\n");
+        return 2;
+      }
+      config_path = std::string(value);
+      continue;
+    }
+    command_line.push_back(Setting{std::string(flag), std::string(value), ""});
+  }
+  std::vector<Setting> settings;
+  if (!config_path.empty()) {
+    std::string error;
+    if (!read_config_file(config_path, &settings, &error)) {
+      fmt::print(stderr, "writeapi-server: {}\n", error);
+      return 2;
+    }
+  }
+  settings.insert(settings.end(), command_line.begin(), command_line.end());
+
+  for (const Setting& setting : settings) {
+    std::string_view flag = setting.flag;
+    std::string_view value = setting.value;
     auto bad = [&](const char* want) {
-      fmt::print(stderr, "writeapi-server: {} {}: expected {}\n", flag, value, want);
+      if (setting.origin.empty())
+        fmt::print(stderr, "writeapi-server: {} {}: expected {}\n", flag, value, want);
+      else
+        fmt::print(stderr, "writeapi-server: {}: {} = {}: expected {}\n", setting.origin, flag.substr(2), value,
+                   want);
       return 2;
     };
     int number = 0;
-    if (flag == "--help" || flag == "-h") {
-      fmt::print("{}", kUsage);
-      return -1;
-    } else if (flag == "--host") {
+    if (flag == "--host") {
       config->host = std::string(value);
     } else if (flag == "--port") {
       if (!parse_int(value, 0, 65535, &config->port)) return bad("a port number 0-65535");
@@ -253,8 +376,14 @@ int parse_flags(int argc, char** argv, ServerConfig* config) {
     } else if (flag == "--frontend-id") {
       if (value.empty()) return bad("a non-empty name");
       config->clickhouse.frontend_id = std::string(value);
-    } else {
+    } else if (setting.origin.empty()) {
       fmt::print(stderr, "writeapi-server: unknown flag {} (see --help)\n", flag);
+      return 2;
+    } else {
+      fmt::print(stderr,
+                 "writeapi-server: {}: unknown setting {} (settings are the long flags of --help without "
+                 "their --)\n",
+                 setting.origin, flag.substr(2));
       return 2;
     }
   }

@@ -1,4 +1,4 @@
-// Command-line flags of writeapi-server.
+// Command-line flags and config file of writeapi-server.
 #ifndef WRITEAPI_SERVER_FLAGS_H_
 #define WRITEAPI_SERVER_FLAGS_H_
 
@@ -60,8 +60,12 @@ struct ServerConfig {
 // configured connections and open objects cannot fit, why not.
 std::string fit_file_descriptors(ServerConfig* config);
 
-// Parses argv into *config. Returns 0 to go on, -1 after printing --help
-// (exit 0), or an exit code after printing an error.
+// Parses argv into *config: first the settings of --config FILE if given
+// (one "name = value" per line, names being the long flags without "--";
+// blank lines and lines starting with '#' skipped; each name at most once),
+// then the other flags, which override the file's. Returns 0 to go on, -1
+// after printing --help or --version (exit 0), or an exit code after
+// printing an error (naming the file and line for the config file's).
 int parse_flags(int argc, char** argv, ServerConfig* config);
 
 }  // namespace writeapi::server

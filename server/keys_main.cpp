@@ -15,6 +15,7 @@
 #include "keys_file.h"
 #include "writeapi/auth.h"
 #include "writeapi/names.h"
+#include "writeapi/version.h"
 
 namespace {
 
@@ -47,6 +48,8 @@ revoke the old key. Both keys work in between.
 
 Device limits ("limits", "devices" of a bucket) are edited by hand in the file
 (see the README, "Operations"); this tool keeps them as they are.
+
+Options: --keys FILE (the keys file), --version, --help.
 
 Exit status: 0 done, 1 failed (message on standard error), 2 usage error.
 )";
@@ -198,6 +201,9 @@ int main(int argc, char** argv) {
     };
     if (arg == "--help" || arg == "-h") {
       fmt::print("{}", kUsage);
+      return 0;
+    } else if (arg == "--version" && !inline_value) {
+      fmt::print("writeapi-keys {}\n", writeapi::kVersion);
       return 0;
     } else if (arg == "--keys") {
       if (!take_value() || value.empty()) return usage_error("--keys needs a file");

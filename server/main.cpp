@@ -4,14 +4,17 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <thread>
 
 #include "flags.h"
 #include "http_server.h"
 #include "metrics.h"
+#include "systemd_notify.h"
 #include "writeapi/auth.h"
 #include "writeapi/clickhouse.h"
 #include "writeapi/limits.h"
@@ -123,8 +126,12 @@ int main(int argc, char** argv) {
     fmt::print(stderr, "writeapi-server: {}\n", error);
     return 1;
   }
-  fmt::print(stderr, "writeapi-server: listening on {}://{}:{} (data {}, keys {})\n", server.tls() ? "https" : "http",
-             config.host, server.port(), data_location, config.keys_path);
+  const std::string listening = fmt::format("listening on {}://{}:{}", server.tls() ? "https" : "http", config.host,
+                                            server.port());
+  fmt::print(stderr, "writeapi-server: {} (data {}, keys {})\n", listening, data_location, config.keys_path);
+  // Under a Type=notify unit: the listener is bound, so clients connecting
+  // from now on are queued and served.
+  writeapi::server::notify_ready(listening);
   if (server.metrics_port() >= 0)
     fmt::print(stderr, "writeapi-server: metrics on http://{}:{}/metrics\n", config.metrics_listen_host,
                server.metrics_port());
@@ -132,12 +139,26 @@ int main(int argc, char** argv) {
   std::atomic<bool> stopping{false};
   std::thread signal_thread([&] {
     FileStamp last = stamp_of(config.keys_path);
-    const timespec poll{1, 0};
+    // This thread wakes at least every second (keys file check) and, under
+    // a unit with WatchdogSec=, tells systemd at half that period that the
+    // process is alive.
+    using Clock = std::chrono::steady_clock;
+    const std::chrono::microseconds watchdog = writeapi::server::watchdog_period();
+    std::chrono::microseconds wake = std::chrono::seconds(1);
+    if (watchdog.count() > 0) wake = std::min(wake, watchdog);
+    const timespec poll{static_cast<time_t>(wake.count() / 1000000), static_cast<long>(wake.count() % 1000000) * 1000};
+    Clock::time_point last_watchdog = Clock::now();
+    if (watchdog.count() > 0) writeapi::server::notify_watchdog();
     while (!stopping.load()) {
       int signal = ::sigtimedwait(&signals, nullptr, &poll);
+      if (watchdog.count() > 0 && Clock::now() - last_watchdog >= watchdog) {
+        writeapi::server::notify_watchdog();
+        last_watchdog = Clock::now();
+      }
       if (signal == SIGINT || signal == SIGTERM) {
         fmt::print(stderr, "writeapi-server: {} received; finishing requests in flight\n",
                    signal == SIGINT ? "SIGINT" : "SIGTERM");
+        writeapi::server::notify_stopping();
         stopping = true;
         server.stop();
         return;

@@ -2,11 +2,9 @@
 
 #include <fmt/format.h>
 
-namespace writeapi::server {
+#include "writeapi/version.h"
 
-#ifndef WRITEAPI_VERSION
-#define WRITEAPI_VERSION "unknown"
-#endif
+namespace writeapi::server {
 
 void Metrics::record_request(int status, std::uint64_t items, std::uint64_t bytes, double seconds) {
   if (status < 0 || status >= static_cast<int>(requests_by_status_.size())) status = 0;
@@ -24,7 +22,7 @@ std::string Metrics::render(const StorageStats& storage) const {
   fmt::memory_buffer out;
   auto it = std::back_inserter(out);
   fmt::format_to(it, "# HELP writeapi_build_info Build information.\n# TYPE writeapi_build_info gauge\n");
-  fmt::format_to(it, "writeapi_build_info{{version=\"{}\",compiler=\"{}\"}} 1\n", WRITEAPI_VERSION, __VERSION__);
+  fmt::format_to(it, "writeapi_build_info{{version=\"{}\",compiler=\"{}\"}} 1\n", writeapi::kVersion, __VERSION__);
 
   fmt::format_to(it, "# HELP writeapi_http_requests_total HTTP requests by status code.\n"
                      "# TYPE writeapi_http_requests_total counter\n");

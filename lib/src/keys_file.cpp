@@ -349,8 +349,15 @@ Status write_keys_file(const std::string& path, const KeysFileContents& contents
     return s;
   };
   struct stat existing;
-  if (::stat(path.c_str(), &existing) == 0 && ::fchmod(fd, existing.st_mode & 07777) != 0)
-    return fail("cannot set the permissions of");
+  if (::stat(path.c_str(), &existing) == 0) {
+    // The owner and group too, so that root editing a packaged keys file
+    // (root:writeapi, 0640) leaves it readable by the service. Only root (or
+    // a member of the file's group who owns it) may keep them: for anyone
+    // else the new file is theirs, as any file they write.
+    if (::fchown(fd, existing.st_uid, existing.st_gid) != 0 && errno != EPERM)
+      return fail("cannot set the owner of");
+    if (::fchmod(fd, existing.st_mode & 07777) != 0) return fail("cannot set the permissions of");
+  }
   for (std::size_t written = 0; written < text.size();) {
     ssize_t n = ::write(fd, text.data() + written, text.size() - written);
     if (n < 0 && errno == EINTR) continue;

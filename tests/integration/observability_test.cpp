@@ -11,6 +11,7 @@
 
 #include "checks.h"
 #include "server_process.h"
+#include "writeapi/version.h"
 
 using namespace writeapi::testing;
 using namespace std::chrono_literals;
@@ -159,7 +160,7 @@ TEST_CASE("metrics are exposed and move with traffic", "[integration][observabil
     before = get_metrics();
   }
   INFO("metrics before:\n" << before);
-  CHECK(before.find("writeapi_build_info") != std::string::npos);
+  CHECK(before.find(std::string("writeapi_build_info{version=\"") + writeapi::kVersion + "\"") != std::string::npos);
   CHECK(before.find("writeapi_request_duration_seconds_bucket") != std::string::npos);
   REQUIRE(metric_value(before, "writeapi_http_requests_total{code=\"200\"}"));  // the readiness probe
   REQUIRE(metric_value(before, "writeapi_items_stored_total"));

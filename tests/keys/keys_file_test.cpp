@@ -4,6 +4,7 @@
 
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cstdlib>
 #include <filesystem>
@@ -219,6 +220,29 @@ TEST_CASE("keys file: updates are atomic, keep the mode, and a failed change wri
   std::set<std::string> names;
   for (const auto& entry : std::filesystem::directory_iterator(dir.path())) names.insert(entry.path().filename());
   CHECK(names == std::set<std::string>{"keys.json", "keys.json.lock"});
+}
+
+TEST_CASE("keys file: updates keep the owner and group where the writer may set them", "[keys_file]") {
+  // The packaged keys file is root:writeapi 0640 and root edits it with
+  // writeapi-keys: the service must still read it afterwards. Run as root
+  // (CI), the file is given another group first and must keep it; run as
+  // anyone else, the owner must stay the writer.
+  TempDir dir;
+  const std::string path = dir.path() + "/keys.json";
+  REQUIRE(writeapi::update_keys_file(path, true, [](KeysFileContents*) { return Status(); }).ok());
+  const gid_t other_group = ::getuid() == 0 ? 1 : ::getgid();  // gid 1: "daemon" on Debian
+  if (::getuid() == 0) REQUIRE(::chown(path.c_str(), 0, other_group) == 0);
+  REQUIRE(::chmod(path.c_str(), 0640) == 0);
+  REQUIRE(writeapi::update_keys_file(path, false, [](KeysFileContents* c) {
+            c->buckets.push_back(writeapi::BucketRecord{});
+            c->buckets.back().name = "homelab";
+            return Status();
+          }).ok());
+  struct stat st;
+  REQUIRE(::stat(path.c_str(), &st) == 0);
+  CHECK(st.st_uid == ::getuid());
+  CHECK(st.st_gid == other_group);
+  CHECK((st.st_mode & 07777) == 0640);
 }
 
 TEST_CASE("keys file: key ids and generated keys", "[keys_file]") {

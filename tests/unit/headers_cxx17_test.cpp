@@ -9,6 +9,7 @@
 #include "writeapi/parse.h"
 #include "writeapi/status.h"
 #include "writeapi/storage.h"
+#include "writeapi/version.h"
 
 #include <cstdio>
 #include <memory>
@@ -64,6 +65,10 @@ int main() {
   expect(limiter.admit("b", "sensor").ok(), "DeviceLimiter admits");
   expect(limiter.admit("b", "broken").code() == writeapi::ErrorCode::device_blocked, "DeviceLimiter blocks");
   expect(writeapi::real_clock()->now().time_since_epoch().count() > 0, "real_clock");
+  expect(std::string(writeapi::kVersion) == std::to_string(writeapi::kVersionMajor) + "." +
+                                                std::to_string(writeapi::kVersionMinor) + "." +
+                                                std::to_string(writeapi::kVersionPatch),
+         "kVersion is MAJOR.MINOR.PATCH");
 
   if (failures == 0) std::printf("headers_cxx17_test: ok (C++ %ld)\n", static_cast<long>(__cplusplus));
   return failures == 0 ? 0 : 1;
