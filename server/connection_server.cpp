@@ -95,6 +95,7 @@ struct Conn {
   std::int64_t buffered = 0;    // bytes of the above counted in Counters::buffered
 
   bool close_after = false;     // close (lingering) after the response
+  bool direct = false;          // run by ConnectionHooks::run_direct
   bool body_after_write = false;  // the response was "100 Continue": read the body next
   bool first_request = true;
   bool paused = false;          // waiting for buffer memory
@@ -122,8 +123,6 @@ struct Address {
   std::deque<Conn*> ready;
   bool in_turns = false;
 };
-
-thread_local CurrentRequest t_current;
 
 // A request as cpp-httplib reads it (from memory) and its response as
 // cpp-httplib writes it (into the connection's output buffer).
@@ -599,6 +598,7 @@ class Loop final : public ConnectionServer {
 
     HeadDecision decision = hooks_.decide_head(c->head);
     c->linger_limit = unread_body_limit(c->head);
+    c->direct = decision.direct;
     if (!decision.refusal.empty()) {
       c->out = std::move(decision.refusal);
       c->close_after = true;
@@ -974,14 +974,15 @@ class Loop final : public ConnectionServer {
   bool run(Conn* c, std::string* request) {
     for (int turn = 0;; ++turn) {
       const bool keep_alive = c->head.keep_alive && !c->close_after && !stopping_.load();
-      normalized_head(c->head, keep_alive, request);
-      t_current.head = &c->head;
-      t_current.body = c->body;
-      RequestStream stream(*request, c);
       bool closed = false;
       c->out.clear();
-      router_.process_request(stream, !keep_alive, closed, nullptr);
-      t_current = CurrentRequest();
+      if (c->direct) {
+        hooks_.run_direct(c->head, c->body, c->ip, keep_alive, &c->out);
+      } else {
+        normalized_head(c->head, keep_alive, request);
+        RequestStream stream(*request, c);
+        router_.process_request(stream, !keep_alive, closed, nullptr);
+      }
       if (closed || !keep_alive) c->close_after = true;
       c->body.clear();
       if (c->body.capacity() > kReadChunk) std::string().swap(c->body);
@@ -1013,6 +1014,7 @@ class Loop final : public ConnectionServer {
           if (r.status == http1::HeadStatus::complete && !c->head.has_body() &&
               r.head_bytes == c->head_text.size()) {
             HeadDecision decision = hooks_.decide_head(c->head);
+            c->direct = decision.direct;
             if (decision.refusal.empty() && !decision.read_body) continue;
           }
           c->head = http1::RequestHead();
@@ -1109,8 +1111,6 @@ std::unique_ptr<ConnectionServer> ConnectionServer::create(const ConnectionOptio
   }
   return std::make_unique<Loop>(options, std::move(hooks), tls);
 }
-
-const CurrentRequest& ConnectionServer::current_request() { return t_current; }
 
 std::string render_connection_metrics(const ConnectionStats& stats) {
   std::string text;

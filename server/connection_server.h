@@ -9,14 +9,15 @@
 // (handing what does not fit the socket back to the loop) and returns the
 // connection to the loop.
 //
-// What cpp-httplib is handed is unambiguous: the head is parsed strictly
-// (http1.h) and rebuilt without its framing fields, and the body, already
-// read and de-chunked here, is passed beside it (current_request()). The
-// head decides the body's fate before any of it is read (decide_head):
-// only a route that takes a body gets it read; a refusal is answered at
-// once (also instead of "100 Continue"), and every response sent while any
-// of a body is unread closes the connection after a bounded lingering read,
-// so clients that send first and read after still see the answer.
+// The head decides the body's fate before any of it is read (decide_head):
+// only a route that takes a body gets it read, de-chunked, here, and runs
+// it through run_direct, rendering its whole answer itself; a refusal is
+// answered at once (also instead of "100 Continue"). Requests without a
+// body go to cpp-httplib's routes, which are handed an unambiguous head:
+// parsed strictly (http1.h) and rebuilt without its framing fields. Every
+// response sent while any of a body is unread closes the connection after
+// a bounded lingering read, so clients that send first and read after
+// still see the answer.
 //
 // Bounds: at most max_connections connections, max_connections_per_ip per
 // client address; request bytes held by the loop (heads and bodies) at most
@@ -25,8 +26,8 @@
 // at most three quarters of the workers at once, and addresses with ready
 // requests take turns.
 //
-// Thread-safety: stop() and stats() may be called from any thread;
-// current_request() refers to the request of the calling worker thread.
+// Thread-safety: stop() and stats() may be called from any thread; the
+// hooks are called from the loop and the workers at once.
 #ifndef WRITEAPI_SERVER_CONNECTION_SERVER_H_
 #define WRITEAPI_SERVER_CONNECTION_SERVER_H_
 
@@ -54,6 +55,9 @@ struct HeadDecision {
   // answer.
   bool read_body = false;
   std::uint64_t max_body_bytes = 0;
+  // Run the request with ConnectionHooks::run_direct instead of
+  // cpp-httplib's routes (a route that renders its whole answer itself).
+  bool direct = false;
   // Non-empty: a complete HTTP response that refuses the request from its
   // head alone; sent at once, then the connection closes.
   std::string refusal;
@@ -76,6 +80,12 @@ struct ConnectionHooks {
   // (with "Connection: close"); also the place to count and log it. Called
   // on the loop thread: must not block.
   std::function<std::string(const ConnectionError&)> render_error;
+  // Runs a request decided `direct`: appends the complete response to
+  // *response ("Connection: close" when !keep_alive). Called on a worker,
+  // or on the loop thread for an inline run.
+  std::function<void(const http1::RequestHead& head, std::string_view body, std::string_view remote_ip,
+                     bool keep_alive, std::string* response)>
+      run_direct;
 };
 
 struct ConnectionOptions {
@@ -133,11 +143,6 @@ struct ConnectionStats {
 // The counters as Prometheus text (writeapi_connections_*).
 std::string render_connection_metrics(const ConnectionStats& stats);
 
-// The request a worker is running, for route handlers.
-struct CurrentRequest {
-  const http1::RequestHead* head = nullptr;  // as parsed, raw values
-  std::string_view body;                     // de-chunked; empty without one
-};
 
 class ConnectionServer {
  public:
@@ -161,10 +166,6 @@ class ConnectionServer {
   virtual void stop() = 0;
   virtual bool tls() const = 0;
   virtual ConnectionStats stats() const = 0;
-
-  // For route handlers: the request of the calling worker thread (head
-  // null outside a request).
-  static const CurrentRequest& current_request();
 };
 
 }  // namespace writeapi::server

@@ -162,6 +162,11 @@ HttpServer::HttpServer(const ServerConfig& config, Authorizer* authorizer, Devic
   ConnectionHooks hooks;
   hooks.decide_head = [this](const http1::RequestHead& head) { return decide_head(head); };
   hooks.render_error = [this](const ConnectionError& e) { return render_connection_error(e); };
+  hooks.run_direct = [this](const http1::RequestHead& head, std::string_view body, std::string_view remote_ip,
+                            bool keep_alive, std::string* response) {
+    run_write(head, body, remote_ip, keep_alive, response);
+  };
+  keep_alive_header_ = fmt::format("Keep-Alive: timeout={}\r\n", config_.keep_alive_timeout_seconds);
   connections_ = ConnectionServer::create(options, hooks, &startup_error_);
   if (!connections_) {  // reported by startup_error(); keep a valid object
     options.tls_cert_path.clear();
@@ -239,7 +244,55 @@ HeadDecision HttpServer::decide_head(const http1::RequestHead& head) const {
   if (Status s = check_content_encoding(field_value(head, "Content-Encoding")); !s.ok()) return refuse(s);
   decision.read_body = true;
   decision.max_body_bytes = config_.max_body_bytes;
+  decision.direct = true;  // run_write renders the whole answer
   return decision;
+}
+
+void HttpServer::run_write(const http1::RequestHead& head, std::string_view body, std::string_view remote_ip,
+                           bool keep_alive, std::string* response) {
+  const auto start = Clock::now();
+  IngestRequest request;
+  std::string bucket, key;
+  IngestResult result;
+  Status status = parse_write_target(head.target, &bucket, &key);
+  if (status.ok()) {
+    request.bucket = bucket;
+    request.key = key;
+    request.content_type = field_value(head, "Content-Type");
+    request.content_encoding = field_value(head, "Content-Encoding");
+    request.body = body;
+    status = ingestor_.ingest(request, &result);
+  }
+  const int http_status = status.http_status();
+  const std::string_view connection =
+      keep_alive ? std::string_view(keep_alive_header_) : std::string_view("Connection: close\r\n");
+  if (status.ok()) {
+    char json[64];
+    int json_size = std::snprintf(json, sizeof json, "{\"ok\":true,\"items\":%llu}\n",
+                                  static_cast<unsigned long long>(result.items));
+    fmt::format_to(std::back_inserter(*response),
+                   "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{}\r\n{}",
+                   json_size, connection, std::string_view(json, static_cast<std::size_t>(json_size)));
+  } else {
+    std::string json = error_body(status.name(), status.message());
+    fmt::format_to(std::back_inserter(*response),
+                   "HTTP/1.1 {} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{}", http_status,
+                   reason_phrase(http_status), json.size(), connection);
+    if (status.retry_after_seconds() > 0) fmt::format_to(std::back_inserter(*response), "Retry-After: {}\r\n", status.retry_after_seconds());
+    response->append("\r\n").append(json);
+  }
+  const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  const std::uint64_t items = status.ok() ? result.items : 0;
+  const std::uint64_t bytes = status.ok() ? result.bytes_stored : 0;
+  metrics_.record_request(http_status, items, bytes, seconds);
+  if (access_log_) {
+    t_request.items = items;
+    t_request.bytes = bytes;
+    t_request.device_id = std::move(result.device_id);
+    log_request(remote_ip, head.method, head.target, http_status, status.ok() ? std::string_view() : status.name(),
+                seconds);
+    t_request = RequestContext();
+  }
 }
 
 std::string HttpServer::render_connection_error(const ConnectionError& e) {
@@ -297,31 +350,9 @@ void HttpServer::install_routes() {
     return httplib::Server::HandlerResponse::Unhandled;
   });
 
-  // The route pattern is deliberately trivial: names are checked by
-  // parse_write_target on the raw target (decide_head), not by the regex.
+  // POST on the write path never reaches cpp-httplib: decide_head and
+  // run_write decide and answer it. The other methods there are 405.
   const std::string write_route = std::string(kWritePathPrefix) + ".*";
-  http.Post(write_route, [this](const httplib::Request&, httplib::Response& res) {
-    // decide_head accepted the head; the body is read and de-chunked.
-    const CurrentRequest& current = ConnectionServer::current_request();
-    const http1::RequestHead& head = *current.head;
-    IngestRequest request;
-    std::string bucket, key;
-    if (Status s = parse_write_target(head.target, &bucket, &key); !s.ok()) return respond(res, s);
-    request.bucket = bucket;
-    request.key = key;
-    request.content_type = field_value(head, "Content-Type");
-    request.content_encoding = field_value(head, "Content-Encoding");
-    request.body = current.body;
-    IngestResult result;
-    Status status = ingestor_.ingest(request, &result);
-    t_request.device_id = std::move(result.device_id);
-    if (!status.ok()) return respond(res, status);
-    t_request.items = result.items;
-    t_request.bytes = result.bytes_stored;
-    res.status = 200;
-    res.set_content(fmt::format("{{\"ok\":true,\"items\":{}}}\n", result.items), "application/json");
-  });
-
   auto method_not_allowed = [](const httplib::Request&, httplib::Response& res) {
     res.set_header("Allow", "POST");
     respond(res, Status(ErrorCode::method_not_allowed, "the write path accepts POST only"));

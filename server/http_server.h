@@ -61,6 +61,9 @@ class HttpServer {
  private:
   void install_routes();
   HeadDecision decide_head(const http1::RequestHead& head) const;
+  // The write route: ingests and renders the whole answer.
+  void run_write(const http1::RequestHead& head, std::string_view body, std::string_view remote_ip, bool keep_alive,
+                 std::string* response);
   std::string render_connection_error(const ConnectionError& error);
   std::string render_metrics(bool with_buckets) const;
   void log_request(std::string_view remote_ip, std::string_view method, std::string_view target, int status,
@@ -80,6 +83,7 @@ class HttpServer {
   int port_ = -1;
   int metrics_port_ = -1;
   std::unique_ptr<AccessLog> access_log_;
+  std::string keep_alive_header_;
 };
 
 }  // namespace writeapi::server
