@@ -1,11 +1,15 @@
 #include "access_log.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <chrono>
 
 namespace writeapi::server {
 
-AccessLog::AccessLog(std::FILE* sink, std::size_t max_queued_bytes) : state_(std::make_shared<State>()) {
-  state_->sink = sink;
+AccessLog::AccessLog(int fd, std::size_t max_queued_bytes) : state_(std::make_shared<State>()) {
+  state_->fd = ::fcntl(fd, F_DUPFD_CLOEXEC, 3);
   state_->max_queued = max_queued_bytes;
   std::thread(run, state_).detach();
 }
@@ -41,10 +45,17 @@ void AccessLog::run(std::shared_ptr<State> state) {
     batch.swap(state->queued);
     lock.unlock();
     // Blocks here, and only here, when the sink is slow.
-    std::fwrite(batch.data(), 1, batch.size(), state->sink);
-    std::fflush(state->sink);
+    for (std::size_t done = 0; done < batch.size();) {
+      ssize_t n = ::write(state->fd, batch.data() + done, batch.size() - done);
+      if (n > 0) {
+        done += static_cast<std::size_t>(n);
+      } else if (n < 0 && errno != EINTR) {
+        break;  // a sink that fails (a closed pipe) loses these lines
+      }
+    }
     lock.lock();
   }
+  ::close(state->fd);
   state->done = true;
   state->cv.notify_all();
 }

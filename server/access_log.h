@@ -9,7 +9,6 @@
 
 #include <condition_variable>
 #include <cstdint>
-#include <cstdio>
 #include <atomic>
 #include <memory>
 #include <mutex>
@@ -21,9 +20,11 @@ namespace writeapi::server {
 
 class AccessLog {
  public:
-  // Writes to `sink` (not closed here); `max_queued_bytes` bounds the
-  // lines waiting for it.
-  explicit AccessLog(std::FILE* sink, std::size_t max_queued_bytes = 4u << 20);
+  // Writes to a duplicate of descriptor `fd` (which stays the caller's),
+  // with write(2) and no stdio: a writer stuck on a full pipe holds no
+  // lock that exit() or another thread could wait for. `max_queued_bytes`
+  // bounds the lines waiting for it.
+  explicit AccessLog(int fd, std::size_t max_queued_bytes = 4u << 20);
   // Writes what is queued (as far as the sink takes it), then stops.
   ~AccessLog();
   AccessLog(const AccessLog&) = delete;
@@ -38,7 +39,7 @@ class AccessLog {
   // Shared with the writer thread, which may outlive the log when the sink
   // never drains (the destructor waits a moment, then lets it go).
   struct State {
-    std::FILE* sink = nullptr;
+    int fd = -1;
     std::size_t max_queued = 0;
     std::mutex mu;
     std::condition_variable cv;

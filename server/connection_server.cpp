@@ -41,9 +41,12 @@ constexpr auto kLingerIdle = std::chrono::seconds(2);
 // after that is not a body anyone asked for.
 constexpr std::size_t kLingerAfterBadHead = 256 * 1024;
 constexpr auto kTick = milliseconds(100);
-// Pipelined requests a worker runs back to back before the connection
-// goes back to the loop (and to the end of the queue).
-constexpr int kMaxPipelinedPerTurn = 16;
+// Bytes a connection may hold in its head buffer without drawing on the
+// shared buffer budget: a typical head, so that a budget taken by bodies
+// never keeps ordinary requests from being read.
+constexpr std::size_t kFreeHeadBytes = 8 * 1024;
+// One address may hold at most this share of the buffer budget.
+constexpr int kAddressBudgetDivisor = 4;
 
 std::string address_text(const sockaddr_storage& addr, int* port) {
   char text[INET6_ADDRSTRLEN] = "";
@@ -83,9 +86,14 @@ struct Conn {
   std::atomic<bool> in_worker{false};
   Phase phase = Phase::head;
 
-  // Request bytes: the head as it arrives (head views point into it),
-  // the body, and bytes of the next request read along with this one.
-  std::string head_text;
+  // Request bytes. `in` holds what arrived for the head phase: the current
+  // request's head starts at in_pos (the head's views point into it, so
+  // `in` is not touched while the request runs), and the next request's
+  // bytes, read along with it, start at next_pos. Bytes of the next
+  // request that arrive in a body read go to `pending` instead.
+  std::string in;
+  std::size_t in_pos = 0;
+  std::size_t next_pos = 0;
   std::size_t scan_from = 0;
   http1::RequestHead head;
   std::string body;
@@ -98,7 +106,8 @@ struct Conn {
   bool direct = false;          // run by ConnectionHooks::run_direct
   bool body_after_write = false;  // the response was "100 Continue": read the body next
   bool first_request = true;
-  bool paused = false;          // waiting for buffer memory
+  bool paused = false;          // waiting for buffer memory (the address's share or the total)
+  bool paused_by_total = false; // ... the total: not the client's doing
   bool want_write = false;      // TLS read needs the socket writable
 
   std::string out;
@@ -120,6 +129,7 @@ struct Address {
   std::string ip;
   int connections = 0;
   int active = 0;
+  std::atomic<std::int64_t> buffered{0};  // request bytes its connections hold
   std::deque<Conn*> ready;
   bool in_turns = false;
 };
@@ -274,12 +284,15 @@ class Loop final : public ConnectionServer {
     std::vector<std::thread> workers;
     for (int i = 0; i < std::max(1, options_.workers); ++i) workers.emplace_back([this] { work(); });
     run_loop();
+    // Workers finish what they run and what is queued for them before any
+    // connection is freed.
     {
       std::lock_guard<std::mutex> lock(queue_mu_);
       workers_stop_ = true;
     }
     queue_cv_.notify_all();
     for (auto& t : workers) t.join();
+    while (!conns_.empty()) close_now(conns_.back());
   }
 
  private:
@@ -304,7 +317,9 @@ class Loop final : public ConnectionServer {
         close_idle();
         if (conns_.empty() || Clock::now() > drain_until) break;
       }
-      auto wait = std::chrono::duration_cast<milliseconds>(next_sweep - Clock::now()).count();
+      auto wait = inline_ready_.empty()
+                      ? std::chrono::duration_cast<milliseconds>(next_sweep - Clock::now()).count()
+                      : 0;
       int n = ::epoll_wait(epoll_, events.data(), static_cast<int>(events.size()),
                            static_cast<int>(std::clamp<long long>(wait, 0, kTick.count())));
       now_ = Clock::now();
@@ -321,12 +336,12 @@ class Loop final : public ConnectionServer {
         }
       }
       take_returned();
+      run_inline(256);
       if (now_ >= next_sweep) {
         sweep();
         next_sweep = now_ + kTick;
       }
     }
-    while (!conns_.empty()) close_now(conns_.back());
   }
 
   void wake() {
@@ -444,13 +459,23 @@ class Loop final : public ConnectionServer {
     delete c;
   }
 
-  // Sets the buffered bytes held for `c` to `bytes`.
+  // Sets the buffered bytes held for `c` to `bytes` (from the thread that
+  // owns it).
   void account(Conn* c, std::int64_t bytes) {
     counters_.buffered += bytes - c->buffered;
+    c->address->buffered += bytes - c->buffered;
     c->buffered = bytes;
   }
   static std::int64_t held(const Conn* c) {
-    return static_cast<std::int64_t>(c->head_text.size() + c->body.size() + c->pending.size());
+    return static_cast<std::int64_t>(c->in.size() + c->body.size() + c->pending.size());
+  }
+  // Frees the request buffers of `c` (clear() would keep their memory).
+  void release_buffers(Conn* c) {
+    std::string().swap(c->in);
+    std::string().swap(c->body);
+    std::string().swap(c->pending);
+    c->in_pos = c->next_pos = c->scan_from = 0;
+    account(c, 0);
   }
 
   void on_event(Conn* c, std::uint32_t events) {
@@ -509,14 +534,24 @@ class Loop final : public ConnectionServer {
   void read_ready(Conn* c) {
     static thread_local std::string scratch(kReadChunk, '\0');
     for (int reads = 0; reads < 8; ++reads) {
-      if (c->phase != Phase::lingering &&
-          counters_.buffered.load() + static_cast<std::int64_t>(kReadChunk) > static_cast<std::int64_t>(options_.max_buffer_bytes)) {
-        if (!c->paused) counters_.buffer_pauses++;
-        c->paused = true;  // the sweep resumes it when memory is freed
-        return;
+      std::size_t want = scratch.size();
+      if (c->phase == Phase::head && held(c) < static_cast<std::int64_t>(kFreeHeadBytes)) {
+        // A head of ordinary size is always read.
+        want = kFreeHeadBytes - static_cast<std::size_t>(held(c));
+      } else if (c->phase != Phase::lingering) {
+        const auto chunk = static_cast<std::int64_t>(kReadChunk);
+        const auto total = static_cast<std::int64_t>(options_.max_buffer_bytes);
+        const bool over_total = counters_.buffered.load() + chunk > total;
+        const bool over_share = c->address->buffered.load() + chunk > total / kAddressBudgetDivisor;
+        if (over_total || over_share) {
+          if (!c->paused) counters_.buffer_pauses++;
+          c->paused = true;  // the sweep resumes it when memory is freed
+          c->paused_by_total = !over_share;
+          return;
+        }
       }
       c->paused = false;
-      ssize_t n = read_some(c, scratch.data(), scratch.size());
+      ssize_t n = read_some(c, scratch.data(), want);
       if (n == -2) return arm_read(c);
       if (n <= 0) {
         // The client closed or the socket failed. A request cut short is
@@ -524,8 +559,8 @@ class Loop final : public ConnectionServer {
         return close_now(c);
       }
       if (!consume(c, std::string_view(scratch.data(), static_cast<std::size_t>(n)))) return;
-      if (!c->ssl && static_cast<std::size_t>(n) < scratch.size()) return arm_read(c);
-      if (c->ssl && SSL_pending(c->ssl) == 0 && static_cast<std::size_t>(n) < scratch.size()) return arm_read(c);
+      if (!c->ssl && static_cast<std::size_t>(n) < want) return arm_read(c);
+      if (c->ssl && SSL_pending(c->ssl) == 0 && static_cast<std::size_t>(n) < want) return arm_read(c);
     }
     arm_read(c);
   }
@@ -543,26 +578,25 @@ class Loop final : public ConnectionServer {
         }
         return true;
       case Phase::head:
-        if (c->head_text.empty()) {
-          c->deadline = now_ + options_.request_timeout;
-        }
+        if (c->in_pos == c->in.size()) c->deadline = now_ + options_.request_timeout;
         c->idle_until = now_ + options_.read_timeout;
-        c->head_text.append(data);
+        c->in.append(data);
         account(c, held(c));
         return parse_head(c);
       case Phase::body:
         c->idle_until = now_ + options_.read_timeout;
         c->window_bytes += data.size();
-        return feed_body(c, data);
+        return feed_body(c, data, false);
       default:
         return false;
     }
   }
 
-  // Parses the head in c->head_text. False when the connection left the
+  // Parses the head at c->in_pos. False when the connection left the
   // loop's reading.
   bool parse_head(Conn* c) {
-    http1::HeadResult r = http1::parse_head(c->head_text, options_.max_head_bytes, &c->head, &c->scan_from);
+    http1::HeadResult r = http1::parse_head(std::string_view(c->in).substr(c->in_pos), options_.max_head_bytes,
+                                            &c->head, &c->scan_from);
     switch (r.status) {
       case http1::HeadStatus::incomplete: return true;
       case http1::HeadStatus::complete: break;
@@ -591,9 +625,11 @@ class Loop final : public ConnectionServer {
         refuse(c, 400, "bad_request", r.reason);
         return false;
     }
-    // Bytes after the head: the body, or the next request.
-    std::string extra = c->head_text.substr(r.head_bytes);
-    c->head_text.resize(r.head_bytes);  // no reallocation: the head's views stay valid
+    // Bytes after the head: the body, or the next request. `in` stays as
+    // it is until the request is done: the head's views point into it.
+    const std::size_t head_end = c->in_pos + r.head_bytes;
+    std::string_view extra = std::string_view(c->in).substr(head_end);
+    c->next_pos = head_end;
     c->first_request = false;
 
     HeadDecision decision = hooks_.decide_head(c->head);
@@ -606,11 +642,7 @@ class Loop final : public ConnectionServer {
       return false;
     }
     if (!decision.read_body) {
-      if (c->head.has_body()) {
-        c->close_after = true;  // the body stays unread: lingering close
-      } else {
-        c->pending = std::move(extra);
-      }
+      if (c->head.has_body()) c->close_after = true;  // the body stays unread: lingering close
       dispatch(c);
       return false;
     }
@@ -633,7 +665,7 @@ class Loop final : public ConnectionServer {
       start_write(c);
       return false;
     }
-    return feed_body(c, extra);
+    return feed_body(c, extra, true);
   }
 
   // How much lingering reads after leaving the body of `head` unread.
@@ -644,7 +676,9 @@ class Loop final : public ConnectionServer {
     return head.framing == http1::BodyFraming::chunked ? options_.linger_bytes : kLingerAfterBadHead;
   }
 
-  bool feed_body(Conn* c, std::string_view data) {
+  // Takes body bytes, from `in` (just after the head) or from a read.
+  // Bytes after the body belong to the next request.
+  bool feed_body(Conn* c, std::string_view data, bool from_in) {
     if (c->head.framing == http1::BodyFraming::chunked) {
       std::size_t used = 0;
       auto status = c->chunked->feed(data, &c->body, &used);
@@ -660,6 +694,7 @@ class Loop final : public ConnectionServer {
         return false;
       }
       if (status == http1::ChunkedDecoder::Status::more) {
+        if (from_in) c->next_pos = c->in.size();  // all of it was body
         account(c, held(c));
         return true;
       }
@@ -669,11 +704,16 @@ class Loop final : public ConnectionServer {
       c->body_left -= take;
       data.remove_prefix(take);
       if (c->body_left > 0) {
+        if (from_in) c->next_pos = c->in.size();  // all of it was body
         account(c, held(c));
         return true;
       }
     }
-    c->pending.assign(data.data(), data.size());
+    if (from_in) {
+      c->next_pos = static_cast<std::size_t>(data.data() - c->in.data());
+    } else {
+      c->pending.append(data.data(), data.size());
+    }
     account(c, held(c));
     dispatch(c);
     return false;
@@ -762,20 +802,41 @@ class Loop final : public ConnectionServer {
     next_request(c);
   }
 
+  // Drops the finished request's bytes from `in`. Pipelined bytes stay in
+  // place; `in` is compacted only when what is left is under half of it,
+  // so a long pipeline costs linear time, not a copy per request.
+  static void start_next_head(Conn* c) {
+    c->head = http1::RequestHead();
+    c->scan_from = 0;
+    c->chunked.reset();
+    c->body.clear();
+    if (c->body.capacity() > kReadChunk) std::string().swap(c->body);
+    c->in_pos = c->next_pos;
+    if (!c->pending.empty()) {
+      c->in.erase(0, c->in_pos);
+      c->in_pos = 0;
+      c->in.append(c->pending);
+      std::string().swap(c->pending);
+    } else if (c->in_pos >= c->in.size()) {
+      c->in.clear();
+      c->in_pos = 0;
+      if (c->in.capacity() > kReadChunk) std::string().swap(c->in);
+    } else if (c->in_pos > c->in.size() / 2) {
+      c->in.erase(0, c->in_pos);
+      c->in_pos = 0;
+    }
+    c->next_pos = c->in_pos;
+  }
+  bool has_next_bytes(const Conn* c) const { return c->in_pos < c->in.size(); }
+
   void next_request(Conn* c) {
     c->phase = Phase::head;
     c->linger_limit = kLingerAfterBadHead;
-    c->head = http1::RequestHead();
-    c->head_text = std::move(c->pending);
-    c->pending.clear();
-    c->scan_from = 0;
-    c->body.clear();
-    if (c->body.capacity() > kReadChunk) std::string().swap(c->body);
-    c->chunked.reset();
+    start_next_head(c);
     account(c, held(c));
     c->deadline = now_ + options_.keep_alive_timeout;
     c->idle_until = c->deadline;
-    if (!c->head_text.empty()) {
+    if (has_next_bytes(c)) {
       c->deadline = now_ + options_.request_timeout;
       c->idle_until = now_ + options_.read_timeout;
       if (!parse_head(c)) return;
@@ -794,10 +855,7 @@ class Loop final : public ConnectionServer {
     ::shutdown(c->fd, SHUT_WR);
     c->phase = Phase::lingering;
     c->lingered = 0;
-    c->head_text.clear();
-    c->body.clear();
-    c->pending.clear();
-    account(c, 0);
+    release_buffers(c);
     c->deadline = now_ + options_.linger_timeout;
     c->idle_until = now_ + kLingerIdle;
     counters_.lingering_closes++;
@@ -807,11 +865,11 @@ class Loop final : public ConnectionServer {
   void dispatch(Conn* c) {
     c->phase = Phase::worker;
     c->in_worker.store(true, std::memory_order_release);
-    if (options_.inline_body_bytes > 0 && c->body.size() <= options_.inline_body_bytes && !stopping_) {
-      // Small requests on a store that does not block run here: no
-      // hand-over, no context switch.
-      std::string& request = inline_request_;
-      if (run(c, &request)) hand_back(c);
+    if (options_.inline_body_bytes > 0 && c->body.size() <= options_.inline_body_bytes &&
+        !c->head.find("Content-Encoding") && !stopping_) {
+      // Small uncompressed requests on a store that does not block run on
+      // the loop (run_inline): no hand-over, no context switch.
+      inline_ready_.push_back(c);
       return;
     }
     std::lock_guard<std::mutex> lock(queue_mu_);
@@ -831,6 +889,16 @@ class Loop final : public ConnectionServer {
       returned.swap(returned_);
     }
     for (Conn* c : returned) hand_back(c);
+  }
+
+  // Runs the requests queued to run on the loop, in turn, at most `budget`
+  // of them; a pipelining connection goes to the back for its next one.
+  void run_inline(int budget) {
+    while (!inline_ready_.empty() && budget-- > 0) {
+      Conn* c = inline_ready_.front();
+      inline_ready_.pop_front();
+      if (run(c, &inline_request_)) hand_back(c);
+    }
   }
 
   // A connection a worker (or an inline run) is done with.
@@ -860,18 +928,27 @@ class Loop final : public ConnectionServer {
       if (c->in_worker.load(std::memory_order_acquire)) continue;
       const bool late = now_ > c->deadline || now_ > c->idle_until;
       if (c->paused && !late) {
-        // Waiting for buffer memory is not the client's slowness.
-        c->window_start = now_;
-        c->window_bytes = 0;
-        c->idle_until = now_ + options_.read_timeout;
-        read_ready(c);
-        continue;
+        // Waiting for the total buffer budget is not the client's doing;
+        // waiting for its address's share is, and the minimum rate and
+        // timeouts keep running for it.
+        if (c->paused_by_total) {
+          c->window_start = now_;
+          c->window_bytes = 0;
+          c->idle_until = now_ + options_.read_timeout;
+        }
+        if (c->phase == Phase::body && options_.min_body_rate > 0 && now_ - c->window_start >= kRateWindow &&
+            !c->paused_by_total) {
+          // fall through to the rate check below
+        } else {
+          read_ready(c);
+          continue;
+        }
       }
       c->paused = false;
       switch (c->phase) {
         case Phase::head:
           if (late) {
-            if (c->head_text.empty()) {
+            if (!has_next_bytes(c)) {
               close_now(c);  // idle keep-alive connection
             } else {
               counters_.request_timeouts++;
@@ -968,74 +1045,53 @@ class Loop final : public ConnectionServer {
     }
   }
 
-  // Runs the connection's request (and pipelined ones already read).
-  // True: hand the connection back to the loop; false: it was re-armed for
-  // its next request and belongs to the loop again.
+  // Runs the connection's request. True: hand the connection back to the
+  // loop; false: it was re-armed for its next request and belongs to the
+  // loop again (the common keep-alive case, without a hand-over).
   bool run(Conn* c, std::string* request) {
-    for (int turn = 0;; ++turn) {
-      const bool keep_alive = c->head.keep_alive && !c->close_after && !stopping_.load();
-      bool closed = false;
-      c->out.clear();
-      if (c->direct) {
-        hooks_.run_direct(c->head, c->body, c->ip, keep_alive, &c->out);
-      } else {
-        normalized_head(c->head, keep_alive, request);
-        RequestStream stream(*request, c);
-        router_.process_request(stream, !keep_alive, closed, nullptr);
-      }
-      if (closed || !keep_alive) c->close_after = true;
-      c->body.clear();
-      if (c->body.capacity() > kReadChunk) std::string().swap(c->body);
-      c->out_sent = 0;
-      bool failed = false;
-      bool sent = write_some(c, &failed);
-      if (failed) {
-        c->out.clear();
-        c->out_sent = 0;
-        c->close_after = true;
-        return true;
-      }
-      if (!sent || c->close_after) return true;
-      // Kept alive and answered: the next request, if it is already here
-      // and has no body, runs on this worker; otherwise the loop waits
-      // for it.
-      c->head_text = std::move(c->pending);
-      c->pending.clear();
-      c->scan_from = 0;
-      c->head = http1::RequestHead();
-      c->chunked.reset();
-      c->out.clear();
-      c->out_sent = 0;
-      counters_.buffered += held(c) - c->buffered;
-      c->buffered = held(c);
-      if (!c->head_text.empty() || (c->ssl && SSL_pending(c->ssl) > 0)) {
-        if (turn + 1 < kMaxPipelinedPerTurn && !c->ssl) {
-          http1::HeadResult r = http1::parse_head(c->head_text, options_.max_head_bytes, &c->head, &c->scan_from);
-          if (r.status == http1::HeadStatus::complete && !c->head.has_body() &&
-              r.head_bytes == c->head_text.size()) {
-            HeadDecision decision = hooks_.decide_head(c->head);
-            c->direct = decision.direct;
-            if (decision.refusal.empty() && !decision.read_body) continue;
-          }
-          c->head = http1::RequestHead();
-          c->scan_from = 0;
-        }
-        // Let the loop parse it: pending holds it for next_request.
-        c->pending = std::move(c->head_text);
-        c->head_text.clear();
-        return true;
-      }
-      // Idle: re-arm for the next request; the loop owns it from here.
-      c->phase = Phase::head;
-      c->deadline = Clock::now() + options_.keep_alive_timeout;
-      c->idle_until = c->deadline;
-      epoll_event ev{};
-      ev.events = EPOLLIN | EPOLLONESHOT | EPOLLRDHUP;
-      ev.data.ptr = c;
-      ::epoll_ctl(epoll_, EPOLL_CTL_MOD, c->fd, &ev);
-      c->in_worker.store(false, std::memory_order_release);
-      return false;
+    const bool keep_alive = c->head.keep_alive && !c->close_after && !stopping_.load();
+    bool closed = false;
+    c->out.clear();
+    if (c->direct) {
+      hooks_.run_direct(c->head, c->body, c->ip, keep_alive, &c->out);
+    } else {
+      normalized_head(c->head, keep_alive, request);
+      RequestStream stream(*request, c);
+      router_.process_request(stream, !keep_alive, closed, nullptr);
     }
+    if (closed || !keep_alive) c->close_after = true;
+    c->body.clear();
+    if (c->body.capacity() > kReadChunk) std::string().swap(c->body);
+    c->out_sent = 0;
+    bool failed = false;
+    bool sent = write_some(c, &failed);
+    if (failed) {
+      c->out.clear();
+      c->out_sent = 0;
+      c->close_after = true;
+      return true;
+    }
+    // A response still going out, a close, or a next request already here
+    // (pipelined, or inside TLS): the loop takes it from here.
+    if (!sent || c->close_after || c->next_pos < c->in.size() || !c->pending.empty() ||
+        (c->ssl && SSL_pending(c->ssl) > 0))
+      return true;
+    // Idle: re-arm for the next request; the loop owns it from here.
+    c->out.clear();
+    if (c->out.capacity() > kReadChunk) std::string().swap(c->out);
+    c->out_sent = 0;
+    start_next_head(c);
+    account(c, held(c));
+    c->phase = Phase::head;
+    c->linger_limit = kLingerAfterBadHead;
+    c->deadline = Clock::now() + options_.keep_alive_timeout;
+    c->idle_until = c->deadline;
+    epoll_event ev{};
+    ev.events = EPOLLIN | EPOLLONESHOT | EPOLLRDHUP;
+    ev.data.ptr = c;
+    ::epoll_ctl(epoll_, EPOLL_CTL_MOD, c->fd, &ev);
+    c->in_worker.store(false, std::memory_order_release);
+    return false;
   }
 
   ConnectionOptions options_;
@@ -1051,6 +1107,7 @@ class Loop final : public ConnectionServer {
   Clock::time_point now_ = Clock::now();
   std::vector<Conn*> conns_;  // loop thread only
   std::string inline_request_;
+  std::deque<Conn*> inline_ready_;  // requests to run on the loop (run_inline)
 
   std::mutex queue_mu_;
   std::condition_variable queue_cv_;

@@ -1,7 +1,9 @@
 #include "http_server.h"
 
 #include <fmt/format.h>
+#include <fcntl.h>
 #include <httplib.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -167,6 +169,7 @@ HttpServer::HttpServer(const ServerConfig& config, Authorizer* authorizer, Devic
     run_write(head, body, remote_ip, keep_alive, response);
   };
   keep_alive_header_ = fmt::format("Keep-Alive: timeout={}\r\n", config_.keep_alive_timeout_seconds);
+  keep_alive_header_10_ = "Connection: keep-alive\r\n" + keep_alive_header_;
   connections_ = ConnectionServer::create(options, hooks, &startup_error_);
   if (!connections_) {  // reported by startup_error(); keep a valid object
     options.tls_cert_path.clear();
@@ -199,17 +202,16 @@ HttpServer::HttpServer(const ServerConfig& config, Authorizer* authorizer, Devic
   }
   metrics_sources_.push_back([this](bool) { return render_connection_metrics(connections_->stats()); });
   if (config_.access_log == "-") {
-    access_log_ = std::make_unique<AccessLog>(stdout);
+    access_log_ = std::make_unique<AccessLog>(STDOUT_FILENO);
   } else if (config_.access_log != "off") {
-    // Kept open until the process ends: the writer thread may still hold
-    // it when a sink stalls at shutdown.
-    std::FILE* file = std::fopen(config_.access_log.c_str(), "a");
-    if (file) {
-      access_log_ = std::make_unique<AccessLog>(file);
+    int fd = ::open(config_.access_log.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (fd >= 0) {
+      access_log_ = std::make_unique<AccessLog>(fd);
+      ::close(fd);  // the log keeps its own duplicate
     } else {
       fmt::print(stderr, "writeapi-server: cannot open access log {}; logging to standard output\n",
                  config_.access_log);
-      access_log_ = std::make_unique<AccessLog>(stdout);
+      access_log_ = std::make_unique<AccessLog>(STDOUT_FILENO);
     }
   }
   install_routes();
@@ -261,11 +263,19 @@ void HttpServer::run_write(const http1::RequestHead& head, std::string_view body
     request.content_type = field_value(head, "Content-Type");
     request.content_encoding = field_value(head, "Content-Encoding");
     request.body = body;
+    // A compressed or large body may take up to three times --max-body
+    // while it is inflated and parsed, before its key is known: few of
+    // them run at once, so that memory stays bounded whatever anyone sends.
+    const bool heavy = !request.content_encoding.empty() || body.size() > kLightBodyBytes;
+    if (heavy) heavy_slots_.acquire();
     status = ingestor_.ingest(request, &result);
+    if (heavy) heavy_slots_.release();
   }
   const int http_status = status.http_status();
+  // HTTP/1.0 keeps a connection only when the answer says so.
   const std::string_view connection =
-      keep_alive ? std::string_view(keep_alive_header_) : std::string_view("Connection: close\r\n");
+      !keep_alive ? std::string_view("Connection: close\r\n")
+                  : head.minor_version == 0 ? std::string_view(keep_alive_header_10_) : std::string_view(keep_alive_header_);
   if (status.ok()) {
     char json[64];
     int json_size = std::snprintf(json, sizeof json, "{\"ok\":true,\"items\":%llu}\n",
@@ -348,6 +358,11 @@ void HttpServer::install_routes() {
   http.set_pre_routing_handler([](const httplib::Request&, httplib::Response&) {
     t_request.start = Clock::now();
     return httplib::Server::HandlerResponse::Unhandled;
+  });
+  // HTTP/1.0 keeps a connection only when the answer says so.
+  http.set_post_routing_handler([](const httplib::Request& req, httplib::Response& res) {
+    if (req.version == "HTTP/1.0" && res.get_header_value("Connection") != "close")
+      res.set_header("Connection", "keep-alive");
   });
 
   // POST on the write path never reaches cpp-httplib: decide_head and

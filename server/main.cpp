@@ -1,5 +1,6 @@
 // writeapi-server: the Write API over HTTP, on top of libwriteapi.
 #include <fmt/core.h>
+#include <malloc.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -61,6 +62,11 @@ void reload_keys(writeapi::KeysFileAuthorizer* keys, const char* why) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Buffers of a megabyte or more (bodies, inflated bodies, parsed lines)
+  // are mapped and unmapped by themselves: glibc's default raises this
+  // threshold after the first such free, and then keeps every worker's
+  // largest request in its heap for good, beyond the memory bound.
+  ::mallopt(M_MMAP_THRESHOLD, 1 << 20);
   ServerConfig config;
   if (int rc = writeapi::server::parse_flags(argc, argv, &config); rc != 0) return rc < 0 ? 0 : rc;
   if (std::string error = writeapi::server::fit_file_descriptors(&config); !error.empty()) {

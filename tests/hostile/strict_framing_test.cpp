@@ -399,3 +399,54 @@ TEST_CASE("strict: a chunked body whose last chunk never comes is never stored",
   }
   CHECK(!server.object_exists("homelab", "strict"));
 }
+
+TEST_CASE("strict: body bytes that arrive in pieces on a kept-alive connection are never read as a request",
+          "[hostile][strict]") {
+  ServerProcess server({"--keep-alive-timeout-s", "60", "--fsync", "never"});
+  // Bodies of every framing and of sizes around the connection layer's
+  // read sizes, each holding a complete request in its text, sent in two
+  // or three pieces with pauses between them, then a second, ordinary
+  // request on the same connection. Exactly two answers may come back, the
+  // bodies' text is stored as data, and the request inside it never runs.
+  const std::string hidden = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" + valid_request("smuggled-inside");
+  int round = 0;
+  for (std::size_t size : {100u, 8000u, 8192u, 9000u, 70000u, 200000u}) {
+    for (bool chunked_body : {false, true}) {
+      INFO("size " << size << " chunked " << chunked_body);
+      std::string text(size, 'x');
+      text.replace(size / 2, std::min(hidden.size(), size / 2), hidden.substr(0, size / 2));
+      std::string json;
+      for (char c : text) {  // as a JSON string: escape CR, LF and quotes
+        if (c == '\r') json += "\\r";
+        else if (c == '\n') json += "\\n";
+        else if (c == '"') json += "\\\"";
+        else json += c;
+      }
+      const std::string body = make_body("\"" + json + "\"");
+      const std::string key = "pieces" + std::to_string(round++);
+      std::string head = "POST " + write_path("homelab", key) +
+                         " HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n" +
+                         (chunked_body ? std::string("Transfer-Encoding: chunked\r\n")
+                                       : "Content-Length: " + std::to_string(body.size()) + "\r\n") +
+                         "\r\n";
+      std::string payload = chunked_body ? hex(body.size()) + "\r\n" + body + "\r\n0\r\n\r\n" : body;
+      ClientSocket client(server.port(), "127.0.0.1");
+      REQUIRE(client.connected());
+      const std::size_t cut1 = std::min<std::size_t>(payload.size(), 8192 - std::min<std::size_t>(head.size(), 8000));
+      const std::size_t cut2 = cut1 + (payload.size() - cut1) / 2;
+      REQUIRE(client.send(head + payload.substr(0, cut1)));
+      std::this_thread::sleep_for(50ms);
+      REQUIRE(client.send(payload.substr(cut1, cut2 - cut1)));
+      std::this_thread::sleep_for(50ms);
+      REQUIRE(client.send(payload.substr(cut2)));
+      RawResponse first = client.read_response(10s);
+      CHECK(first.status == 200);
+      REQUIRE(client.send(make_post(write_path("homelab", key + "-after"), make_body("1"))));
+      RawResponse second = client.read_response(10s);
+      CHECK(second.status == 200);
+      CHECK(server.read_object("homelab", key) == "\"" + json + "\"\n");
+      CHECK(server.read_object("homelab", key + "-after") == "1\n");
+    }
+  }
+  CHECK(!server.object_exists("homelab", "smuggled-inside"));
+}
