@@ -1,0 +1,63 @@
+#include "wal_format.h"
+
+#include <zlib.h>
+
+#include <cstdio>
+
+namespace writeapi::wal {
+namespace {
+
+void put_u32(std::string* out, std::uint32_t v) {
+  for (int i = 0; i < 4; ++i) out->push_back(static_cast<char>((v >> (8 * i)) & 0xFF));
+}
+void put_u64(std::string* out, std::uint64_t v) {
+  for (int i = 0; i < 8; ++i) out->push_back(static_cast<char>((v >> (8 * i)) & 0xFF));
+}
+std::uint64_t get_le(const char* p, int bytes) {
+  std::uint64_t v = 0;
+  for (int i = 0; i < bytes; ++i) v |= static_cast<std::uint64_t>(static_cast<unsigned char>(p[i])) << (8 * i);
+  return v;
+}
+
+}  // namespace
+
+std::uint32_t get_u32(const char* p) { return static_cast<std::uint32_t>(get_le(p, 4)); }
+std::uint64_t get_u64(const char* p) { return get_le(p, 8); }
+
+void encode_record(std::string* out, std::string_view bucket, std::string_view key, std::uint64_t offset,
+                   std::string_view lines) {
+  const std::size_t id_length = bucket.size() + 1 + key.size();
+  const std::size_t payload = 2 + id_length + 8 + lines.size();
+  const std::size_t start = out->size();
+  out->append(kRecordMagic, 4);
+  put_u32(out, 0);  // crc, filled below
+  put_u32(out, static_cast<std::uint32_t>(payload));
+  out->push_back(static_cast<char>(id_length & 0xFF));
+  out->push_back(static_cast<char>(id_length >> 8));
+  out->append(bucket).append("/").append(key);
+  put_u64(out, offset);
+  out->append(lines);
+  uLong crc = crc32(0L, reinterpret_cast<const Bytef*>(out->data() + start + kHeaderBytes), static_cast<uInt>(payload));
+  for (int i = 0; i < 4; ++i) (*out)[start + 4 + i] = static_cast<char>((crc >> (8 * i)) & 0xFF);
+}
+
+std::string segment_file_name(std::uint64_t sequence) {
+  char name[32];
+  std::snprintf(name, sizeof name, "%020llu.wal", static_cast<unsigned long long>(sequence));
+  return name;
+}
+
+bool parse_segment_file_name(std::string_view name, std::uint64_t* sequence) {
+  if (name.size() != 24 || name.substr(20) != ".wal") return false;
+  std::uint64_t value = 0;
+  for (char c : name.substr(0, 20)) {
+    if (c < '0' || c > '9') return false;
+    std::uint64_t digit = static_cast<std::uint64_t>(c - '0');
+    if (value > (UINT64_MAX - digit) / 10) return false;
+    value = value * 10 + digit;
+  }
+  *sequence = value;
+  return true;
+}
+
+}  // namespace writeapi::wal
