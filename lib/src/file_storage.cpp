@@ -61,17 +61,20 @@ struct FileHandle {
   int fd;
 };
 
+// bucket and key (wal::LoggedObject) are set once, before it is shared.
 struct ObjectFile final : wal::LoggedObject {
   std::mutex mu;  // serializes appends; guards everything below
-  std::string bucket;
-  std::string key;
   std::string path;
   std::shared_ptr<FileHandle> handle;  // null when it must be (re)opened
   std::uint64_t size = 0;              // bytes written and not cut back
+  std::uint64_t acked_size = 0;        // bytes stored as promised: what readers see
   bool new_file = false;               // created since the last checkpoint
   bool new_bucket = false;             // its bucket directory too
   bool queued_for_sync = false;        // FsyncPolicy::interval
   bool error_logged = false;           // errors are logged once per object
+  // Refused lines could not be cut from the file: no appends until a
+  // restart repairs it. Read without the lock by the cache's eviction.
+  std::atomic<bool> fenced{false};
   // LRU position (guarded by the cache mutex).
   std::list<std::string>::iterator lru;
 };
@@ -100,9 +103,15 @@ class FileStorage final : public Storage, public wal::Delegate {
   }
 
   Status open() {
-    if (io_->mkdir(options_.data_dir, 0755) != 0 && errno != EEXIST)
+    if (io_->mkdir(options_.data_dir, 0755) == 0) {
+      // A new directory's entry is durable only once its parent is synced.
+      if (io_->sync_directory(parent_directory(options_.data_dir)) != 0)
+        return Status(ErrorCode::storage_error,
+                      "cannot sync the parent of data directory " + options_.data_dir + ": " + std::strerror(errno));
+    } else if (errno != EEXIST) {
       return Status(ErrorCode::storage_error,
                     "cannot create data directory " + options_.data_dir + ": " + std::strerror(errno));
+    }
     std::string lock_path = options_.data_dir + "/.writeapi.lock";
     lock_fd_ = io_->open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (lock_fd_ < 0)
@@ -132,10 +141,18 @@ class FileStorage final : public Storage, public wal::Delegate {
 
   Status append(const AppendBatch& batch) override {
     if (batch.item_count == 0 || batch.lines.empty()) return Status();
+    if (wal::encoded_size(batch.bucket.size() + 1 + batch.key.size(), batch.lines.size()) >
+        wal::kHeaderBytes + wal::kMaxPayloadBytes)
+      return Status(ErrorCode::payload_too_large, "the request is too large to store");
     std::shared_ptr<ObjectFile> object = acquire(batch.bucket, batch.key);
     wal::Writer::Waiter waiter;
+    Status result;
     {
       std::lock_guard<std::mutex> lock(object->mu);
+      if (object->fenced) {
+        write_errors_++;
+        return fenced_status();
+      }
       if (!object->handle) {
         if (Status s = open_object(*object); !s.ok()) {
           write_errors_++;
@@ -143,24 +160,37 @@ class FileStorage final : public Storage, public wal::Delegate {
         }
       }
       const std::uint64_t offset = object->size;
-      if (Status s = write_locked(*object, batch.lines); !s.ok()) return s;
-      if (wal_) {
+      if (Status s = write_locked(*object, batch.lines); !s.ok()) {
+        // Refused lines left in a fenced object: with a log, record the cut
+        // so that replay after a restart removes them.
+        if (!wal_ || !object->fenced || !wal_->add_truncate(object, offset, &waiter).ok()) return s;
+        result = s;
+      } else if (wal_) {
         // Log the lines while the object is locked, so the log holds an
         // object's records in offset order.
-        if (!wal_->add(object, object->bucket, object->key, offset, batch.lines, &waiter)) {
-          cut_back_locked(*object, offset);
-          return storage_status(EIO);
+        if (Status s = wal_->add(object, offset, batch.lines, &waiter); !s.ok()) {
+          cut_back_locked(*object, offset, EIO);
+          return s;
         }
-      } else if (options_.fsync == FsyncPolicy::interval && !object->queued_for_sync) {
-        object->queued_for_sync = true;
-        std::lock_guard<std::mutex> interval_lock(interval_mu_);
-        interval_queue_.push_back(object);
+      } else {
+        object->acked_size = object->size;
+        if (options_.fsync == FsyncPolicy::interval && !object->queued_for_sync) {
+          object->queued_for_sync = true;
+          std::lock_guard<std::mutex> interval_lock(interval_mu_);
+          interval_queue_.push_back(object);
+        }
       }
     }
-    appends_++;
-    bytes_written_ += batch.lines.size();
-    if (!wal_) return Status();
-    return wal_->wait(&waiter);
+    if (wal_) {
+      Status logged = wal_->wait(&waiter);
+      if (!result.ok()) return result;  // the truncate record's outcome changes nothing for the client
+      result = logged;
+    }
+    if (result.ok()) {
+      appends_++;
+      bytes_written_ += batch.lines.size();
+    }
+    return result;
   }
 
   Status list_keys(std::string_view bucket, std::vector<std::string>* keys) override {
@@ -185,11 +215,23 @@ class FileStorage final : public Storage, public wal::Delegate {
   Status read_object(std::string_view bucket, std::string_view key, std::string* contents) override {
     contents->clear();
     if (!is_valid_name(bucket) || !is_valid_name(key)) return Status();
-    if (io_->read_file(object_path(bucket, key), contents) != 0) {
+    // Only acknowledged bytes are visible: an open object is read up to its
+    // acknowledged length (lines in flight, or refused and about to be cut,
+    // lie beyond it; the bytes before it never change). An object without
+    // an open file has no append in flight, so it is read under its lock.
+    std::shared_ptr<ObjectFile> object = acquire(bucket, key);
+    std::unique_lock<std::mutex> lock(object->mu);
+    std::uint64_t limit = UINT64_MAX;
+    if (object->handle || object->fenced) {
+      limit = object->acked_size;
+      lock.unlock();
+    }
+    if (io_->read_file(object->path, contents) != 0) {
       int err = errno;
       contents->clear();
       return err == ENOENT ? Status() : storage_status(err);
     }
+    if (contents->size() > limit) contents->resize(static_cast<std::size_t>(limit));
     // A torn last line (a crash mid-write, repaired on the next append) is
     // not part of the object.
     std::size_t complete = contents->rfind('\n');
@@ -207,6 +249,7 @@ class FileStorage final : public Storage, public wal::Delegate {
     s.write_errors = write_errors_.load() + (wal_ ? wal_->failures() : 0);
     std::lock_guard<std::mutex> lock(cache_mu_);
     s.open_objects = cache_.size();
+    s.fenced_objects = fenced_objects_.load();
     return s;
   }
 
@@ -219,6 +262,14 @@ class FileStorage final : public Storage, public wal::Delegate {
   }
 
   std::string wal_dir() const { return options_.data_dir + std::string(kWalDir); }
+
+  static std::string parent_directory(const std::string& path) {
+    std::size_t slash = path.find_last_not_of('/');
+    slash = slash == std::string::npos ? std::string::npos : path.rfind('/', slash);
+    if (slash == std::string::npos) return ".";
+    if (slash == 0) return "/";
+    return path.substr(0, slash);
+  }
 
   // Returns the cached object, creating its entry (not yet opened) if new.
   std::shared_ptr<ObjectFile> acquire(std::string_view bucket, std::string_view key) {
@@ -249,7 +300,7 @@ class FileStorage final : public Storage, public wal::Delegate {
     while (cache_.size() >= options_.max_open_files && it != lru_.begin()) {
       --it;
       auto found = cache_.find(*it);
-      if (found->second.use_count() == 1) {
+      if (found->second.use_count() == 1 && !found->second->fenced) {
         cache_.erase(found);
         it = lru_.erase(it);
       }
@@ -283,6 +334,7 @@ class FileStorage final : public Storage, public wal::Delegate {
     }
     object.handle = std::move(handle);
     object.size = size;
+    object.acked_size = size;
     if (created) object.new_file = true;
     if (new_bucket) object.new_bucket = true;
     return Status();
@@ -339,18 +391,15 @@ class FileStorage final : public Storage, public wal::Delegate {
     if (io_->pwrite_all(fd, lines.data(), lines.size(), static_cast<off_t>(start)) != 0) {
       int err = errno;
       write_errors_++;
-      if (start == 0 && object.new_file) {
+      if (start == 0 && object.new_file && io_->unlink(object.path) == 0) {
         // The object's first write failed: leave no empty object behind.
-        io_->unlink(object.path);
         object.handle.reset();
         object.size = 0;
         return log_error(object, err, "cannot append to");
       }
-      if (io_->ftruncate(fd, static_cast<off_t>(start)) != 0) {
-        // The file's state is unknown: reopen and check the tail next time.
-        object.handle.reset();
-      }
-      return log_error(object, err, "cannot append to");
+      Status status = log_error(object, err, "cannot append to");
+      if (io_->ftruncate(fd, static_cast<off_t>(start)) != 0) fence_locked(object, start, errno);
+      return status;
     }
     object.size = start + lines.size();
     if (object.error_logged) {
@@ -360,22 +409,44 @@ class FileStorage final : public Storage, public wal::Delegate {
     return Status();
   }
 
-  // Cuts the object back to `length` (a refused request's lines). Caller
-  // holds object.mu.
-  void cut_back_locked(ObjectFile& object, std::uint64_t length) {
+  // Cuts the object back to `length` (a refused request's lines), or
+  // fences it when that fails. Caller holds object.mu.
+  void cut_back_locked(ObjectFile& object, std::uint64_t length, int cause) {
     if (object.size <= length) return;
-    if (!object.handle || io_->ftruncate(object.handle->fd, static_cast<off_t>(length)) != 0) {
-      object.handle.reset();  // state unknown: reopen and check the tail
+    if (!object.handle) {
+      fence_locked(object, length, cause);
+    } else if (io_->ftruncate(object.handle->fd, static_cast<off_t>(length)) != 0) {
+      fence_locked(object, length, errno);
+    } else {
+      object.size = length;
     }
+  }
+
+  // Refused lines are stuck in the object's file: keep them invisible and
+  // accept no appends until a restart (log replay, then tail repair) has
+  // cut them. Caller holds object.mu.
+  void fence_locked(ObjectFile& object, std::uint64_t length, int err) {
     object.size = length;
+    object.acked_size = std::min(object.acked_size, length);
+    if (object.fenced.exchange(true)) return;
+    fenced_objects_++;
+    options_.log("object " + object.path + " fenced: cannot cut refused lines from it (" + std::strerror(err) +
+                 "); appends to it answer 503 storage_unavailable until the server restarts");
+  }
+
+  static Status fenced_status() {
+    return Status(ErrorCode::storage_unavailable,
+                  "this object cannot be written until the server restarts after a storage failure")
+        .with_retry_after(60);
   }
 
   // ---- wal::Delegate, called on the log thread ----
 
-  void durable(wal::LoggedObject& logged, std::uint64_t /*end*/, wal::DirtySet* dirty) override {
+  void durable(wal::LoggedObject& logged, std::uint64_t end, wal::DirtySet* dirty) override {
     ObjectFile& object = static_cast<ObjectFile&>(logged);
     dirty->files.insert(object.path);
     std::lock_guard<std::mutex> lock(object.mu);
+    if (!object.fenced) object.acked_size = std::max(object.acked_size, std::min(end, object.size));
     if (object.new_file) {
       dirty->directories.insert(options_.data_dir + "/" + object.bucket);
       object.new_file = false;
@@ -389,17 +460,25 @@ class FileStorage final : public Storage, public wal::Delegate {
   void refused(wal::LoggedObject& logged, std::uint64_t offset) override {
     ObjectFile& object = static_cast<ObjectFile&>(logged);
     std::lock_guard<std::mutex> lock(object.mu);
-    cut_back_locked(object, offset);
+    cut_back_locked(object, offset, EIO);
   }
 
   // ---- Recovery ----
 
   // Replays log segments left by a crash into the objects; sets
-  // *last_sequence to the highest segment found (0 for none).
+  // *last_sequence to the highest segment found (0 for none). No segment
+  // is deleted before every object and directory replay touched is synced,
+  // so a crash at any step of recovery leaves a log that a second recovery
+  // replays again (replay is idempotent).
   Status recover(std::uint64_t* last_sequence) {
     const std::string dir = wal_dir();
-    if (io_->mkdir(dir, 0755) != 0 && errno != EEXIST)
+    if (io_->mkdir(dir, 0755) == 0) {
+      if (io_->sync_directory(options_.data_dir) != 0)
+        return Status(ErrorCode::storage_error, "cannot sync data directory " + options_.data_dir + ": " +
+                                                    std::strerror(errno));
+    } else if (errno != EEXIST) {
       return Status(ErrorCode::storage_error, "cannot create log directory " + dir + ": " + std::strerror(errno));
+    }
     wal::DirtySet dirty;
     wal::ReplayResult result;
     Status s = wal::replay_log(
@@ -409,21 +488,22 @@ class FileStorage final : public Storage, public wal::Delegate {
     if (result.segments.empty()) return Status();
     options_.log("recovered " + std::to_string(result.records) + " logged appends from " +
                  std::to_string(result.segments.size()) + " log segment(s)");
-    for (std::size_t i = 0; i + 1 < result.segments.size(); ++i)
-      wal::retire_segments(*io_, dir, {result.segments[i]}, wal::DirtySet(), options_.log);
-    wal::retire_segments(*io_, dir, {result.segments.back()}, dirty, options_.log);
+    // All or none: a kept segment is replayed again at the next start.
+    wal::retire_segments(*io_, dir, result.segments, dirty, options_.log);
     return Status();
   }
 
-  // Writes one logged record back at its offset in its object.
+  // Applies one logged record: writes an append's lines back at their
+  // offset in the object, or cuts the object back for a truncate record.
   Status replay(const wal::Record& record, wal::DirtySet* dirty) {
     std::string_view id = record.id;
     std::size_t slash = id.find('/');
     if (slash == std::string_view::npos || !is_valid_name(id.substr(0, slash)) || !is_valid_name(id.substr(slash + 1)))
       return Status();  // not ours; never written by this store
     std::string bucket_dir = options_.data_dir + "/" + std::string(id.substr(0, slash));
-    if (io_->mkdir(bucket_dir, 0755) == 0) dirty->directories.insert(options_.data_dir);
     std::string path = object_path(id.substr(0, slash), id.substr(slash + 1));
+    if (record.kind == wal::Record::Kind::truncate) return replay_truncate(path, record.offset, dirty);
+    if (io_->mkdir(bucket_dir, 0755) == 0) dirty->directories.insert(options_.data_dir);
     int fd = io_->open(path, O_RDWR | O_CLOEXEC, 0);
     if (fd < 0 && errno == ENOENT) {
       fd = io_->open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
@@ -440,6 +520,27 @@ class FileStorage final : public Storage, public wal::Delegate {
       return Status(ErrorCode::storage_error, "log replay into " + path + " failed: " + std::strerror(err));
     }
     io_->close(fd);
+    dirty->files.insert(path);
+    return Status();
+  }
+
+  Status replay_truncate(const std::string& path, std::uint64_t length, wal::DirtySet* dirty) {
+    int fd = io_->open(path, O_RDWR | O_CLOEXEC, 0);
+    if (fd < 0 && errno == ENOENT) return Status();  // nothing to cut
+    if (fd < 0)
+      return Status(ErrorCode::storage_error, "cannot open " + path + " for log replay: " + std::strerror(errno));
+    struct stat st;
+    int rc = io_->fstat(fd, &st);
+    if (rc == 0 && static_cast<std::uint64_t>(st.st_size) > length) {
+      rc = io_->ftruncate(fd, static_cast<off_t>(length));
+      if (rc == 0)
+        options_.log("log replay: cut " + path + " back to " + std::to_string(length) +
+                     " bytes, removing refused lines");
+    }
+    int err = errno;
+    io_->close(fd);
+    if (rc != 0)
+      return Status(ErrorCode::storage_error, "cannot cut back " + path + " in log replay: " + std::strerror(err));
     dirty->files.insert(path);
     return Status();
   }
@@ -507,7 +608,8 @@ class FileStorage final : public Storage, public wal::Delegate {
   bool stopping_ = false;
   std::thread interval_thread_;
 
-  std::atomic<std::uint64_t> appends_{0}, bytes_written_{0}, syncs_{0}, torn_tails_{0}, write_errors_{0};
+  std::atomic<std::uint64_t> appends_{0}, bytes_written_{0}, syncs_{0}, torn_tails_{0}, write_errors_{0},
+      fenced_objects_{0};
 };
 
 }  // namespace

@@ -19,6 +19,33 @@ std::uint64_t get_le(const char* p, int bytes) {
   return v;
 }
 
+// Fills in the payload length and checksum of the record starting at `start`.
+void finish(std::string* out, std::size_t start) {
+  const std::size_t payload = out->size() - start - kHeaderBytes;
+  for (int i = 0; i < 4; ++i) (*out)[start + 8 + i] = static_cast<char>((payload >> (8 * i)) & 0xFF);
+  uLong crc = crc32(0L, reinterpret_cast<const Bytef*>(out->data() + start + kHeaderBytes), static_cast<uInt>(payload));
+  for (int i = 0; i < 4; ++i) (*out)[start + 4 + i] = static_cast<char>((crc >> (8 * i)) & 0xFF);
+}
+
+void begin(std::string* out, const char* magic) {
+  out->append(magic, 4);
+  put_u32(out, 0);  // crc, filled by finish()
+  put_u32(out, 0);  // payload length, filled by finish()
+}
+
+void encode_object_record(std::string* out, const char* magic, std::string_view bucket, std::string_view key,
+                          std::uint64_t offset, std::string_view lines) {
+  const std::size_t id_length = bucket.size() + 1 + key.size();
+  const std::size_t start = out->size();
+  begin(out, magic);
+  out->push_back(static_cast<char>(id_length & 0xFF));
+  out->push_back(static_cast<char>(id_length >> 8));
+  out->append(bucket).append("/").append(key);
+  put_u64(out, offset);
+  out->append(lines);
+  finish(out, start);
+}
+
 }  // namespace
 
 std::uint32_t get_u32(const char* p) { return static_cast<std::uint32_t>(get_le(p, 4)); }
@@ -26,19 +53,19 @@ std::uint64_t get_u64(const char* p) { return get_le(p, 8); }
 
 void encode_record(std::string* out, std::string_view bucket, std::string_view key, std::uint64_t offset,
                    std::string_view lines) {
-  const std::size_t id_length = bucket.size() + 1 + key.size();
-  const std::size_t payload = 2 + id_length + 8 + lines.size();
+  encode_object_record(out, kRecordMagic, bucket, key, offset, lines);
+}
+
+void encode_truncate(std::string* out, std::string_view bucket, std::string_view key, std::uint64_t length) {
+  encode_object_record(out, kTruncateMagic, bucket, key, length, {});
+}
+
+void encode_limit(std::string* out, std::uint64_t sequence, std::uint64_t length) {
   const std::size_t start = out->size();
-  out->append(kRecordMagic, 4);
-  put_u32(out, 0);  // crc, filled below
-  put_u32(out, static_cast<std::uint32_t>(payload));
-  out->push_back(static_cast<char>(id_length & 0xFF));
-  out->push_back(static_cast<char>(id_length >> 8));
-  out->append(bucket).append("/").append(key);
-  put_u64(out, offset);
-  out->append(lines);
-  uLong crc = crc32(0L, reinterpret_cast<const Bytef*>(out->data() + start + kHeaderBytes), static_cast<uInt>(payload));
-  for (int i = 0; i < 4; ++i) (*out)[start + 4 + i] = static_cast<char>((crc >> (8 * i)) & 0xFF);
+  begin(out, kLimitMagic);
+  put_u64(out, sequence);
+  put_u64(out, length);
+  finish(out, start);
 }
 
 std::string segment_file_name(std::uint64_t sequence) {

@@ -7,13 +7,17 @@
 // records, then anything (segments are preallocated: usually zeros):
 //
 //   offset  size  field
-//   0       4     magic "WAL1"
+//   0       4     magic: "WAL1" (append), "WALT" (truncate), "WALS" (segment limit)
 //   4       4     CRC-32 (zlib's crc32) of the payload, little endian
 //   8       4     payload length in bytes, little endian
-//   12      n     payload:
-//                   u16 id length (little endian), id "bucket/key",
-//                   u64 offset of the lines in the object (little endian),
-//                   the lines (complete JSON Lines, each ending in '\n')
+//   12      n     payload, by kind (integers little endian):
+//                   append:   u16 id length, id "bucket/key", u64 offset of
+//                             the lines in the object, the lines
+//                   truncate: u16 id length, id, u64 length the object is
+//                             cut back to (refused lines removed)
+//                   limit:    u64 sequence of an earlier segment, u64 length:
+//                             that segment's records from this byte on were
+//                             refused and must not be replayed
 //
 // Thread-safety: everything here is a pure function.
 #ifndef WRITEAPI_SRC_WAL_FORMAT_H_
@@ -26,7 +30,10 @@
 
 namespace writeapi::wal {
 
-inline constexpr char kRecordMagic[4] = {'W', 'A', 'L', '1'};
+inline constexpr char kRecordMagic[4] = {'W', 'A', 'L', '1'};    // append
+inline constexpr char kTruncateMagic[4] = {'W', 'A', 'L', 'T'};  // truncate
+inline constexpr char kLimitMagic[4] = {'W', 'A', 'L', 'S'};     // segment limit
+inline constexpr std::size_t kLimitPayloadBytes = 16;
 inline constexpr std::size_t kHeaderBytes = 12;
 // Payload before the lines: the id length, the shortest id ("b/k" is 3
 // bytes but the reader only requires the fields), the offset.
@@ -34,15 +41,20 @@ inline constexpr std::size_t kMinPayloadBytes = 2 + 8;
 inline constexpr std::size_t kMaxIdBytes = 0xFFFF;
 inline constexpr std::uint64_t kMaxPayloadBytes = 0xFFFFFFFFull;
 
-// One append as the log holds it. The views point into the segment's bytes.
+// One record as the log holds it. The views point into the segment's bytes.
 struct Record {
-  std::string_view id;    // "bucket/key"
-  std::uint64_t offset;   // where the lines start in the object
-  std::string_view lines;
+  enum class Kind { append, truncate, limit };
+  Kind kind = Kind::append;
+  std::string_view id;        // "bucket/key" (append, truncate)
+  std::uint64_t offset = 0;   // append: where the lines start; truncate:
+                              // the object's new length; limit: the byte
+                              // of `segment` from which records are void
+  std::string_view lines;     // append
+  std::uint64_t segment = 0;  // limit
 };
 
 // Bytes a record of these fields takes in a segment.
-inline std::size_t encoded_size(std::size_t id_bytes, std::size_t line_bytes) {
+constexpr std::size_t encoded_size(std::size_t id_bytes, std::size_t line_bytes) {
   return kHeaderBytes + 2 + id_bytes + 8 + line_bytes;
 }
 
@@ -50,6 +62,12 @@ inline std::size_t encoded_size(std::size_t id_bytes, std::size_t line_bytes) {
 // Preconditions: the id fits kMaxIdBytes and the payload kMaxPayloadBytes.
 void encode_record(std::string* out, std::string_view bucket, std::string_view key, std::uint64_t offset,
                    std::string_view lines);
+
+// Appends a truncate record: object bucket/key is cut back to `length`.
+void encode_truncate(std::string* out, std::string_view bucket, std::string_view key, std::uint64_t length);
+// Appends a limit record: records of segment `sequence` at or after byte
+// `length` were refused.
+void encode_limit(std::string* out, std::uint64_t sequence, std::uint64_t length);
 
 // "00000000000000000042.wal" for 42.
 std::string segment_file_name(std::uint64_t sequence);

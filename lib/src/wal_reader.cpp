@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <map>
 
 namespace writeapi::wal {
 
@@ -20,7 +21,12 @@ bool Reader::next(Record* record) {
     stop_ = Stop::padding;
     return false;
   }
-  if (std::memcmp(p, kRecordMagic, std::min<std::size_t>(left, 4)) != 0) {
+  Record::Kind kind = Record::Kind::append;
+  const std::size_t magic_bytes = std::min<std::size_t>(left, 4);
+  if (std::memcmp(p, kRecordMagic, magic_bytes) == 0) kind = Record::Kind::append;
+  else if (std::memcmp(p, kTruncateMagic, magic_bytes) == 0) kind = Record::Kind::truncate;
+  else if (std::memcmp(p, kLimitMagic, magic_bytes) == 0) kind = Record::Kind::limit;
+  else {
     stop_ = Stop::bad_magic;
     return false;
   }
@@ -43,14 +49,26 @@ bool Reader::next(Record* record) {
     stop_ = Stop::checksum_mismatch;
     return false;
   }
-  const std::size_t id_length = static_cast<unsigned char>(body[0]) | (static_cast<std::size_t>(static_cast<unsigned char>(body[1])) << 8);
-  if (2 + id_length + 8 > payload) {
-    stop_ = Stop::bad_length;
-    return false;
+  *record = Record();
+  record->kind = kind;
+  if (kind == Record::Kind::limit) {
+    if (payload != kLimitPayloadBytes) {
+      stop_ = Stop::bad_length;
+      return false;
+    }
+    record->segment = get_u64(body);
+    record->offset = get_u64(body + 8);
+  } else {
+    const std::size_t id_length =
+        static_cast<unsigned char>(body[0]) | (static_cast<std::size_t>(static_cast<unsigned char>(body[1])) << 8);
+    if (2 + id_length + 8 > payload || (kind == Record::Kind::truncate && 2 + id_length + 8 != payload)) {
+      stop_ = Stop::bad_length;
+      return false;
+    }
+    record->id = std::string_view(body + 2, id_length);
+    record->offset = get_u64(body + 2 + id_length);
+    record->lines = std::string_view(body + 2 + id_length + 8, payload - 2 - id_length - 8);
   }
-  record->id = std::string_view(body + 2, id_length);
-  record->offset = get_u64(body + 2 + id_length);
-  record->lines = std::string_view(body + 2 + id_length + 8, payload - 2 - id_length - 8);
   position_ += kHeaderBytes + payload;
   return true;
 }
@@ -82,6 +100,9 @@ Status replay_log(FileIo& io, const std::string& dir, const std::function<Status
     if (parse_segment_file_name(name, &sequence)) result->segments.push_back(sequence);
   }
   std::sort(result->segments.begin(), result->segments.end());
+  // Pass 1: limit records (written after a failed group, in a later
+  // segment) void the refused records of an earlier segment.
+  std::map<std::uint64_t, std::uint64_t> limits;
   std::string contents;
   for (std::uint64_t sequence : result->segments) {
     const std::string path = dir + "/" + segment_file_name(sequence);
@@ -90,10 +111,36 @@ Status replay_log(FileIo& io, const std::string& dir, const std::function<Status
     Reader reader(contents);
     Record record;
     while (reader.next(&record)) {
+      if (record.kind != Record::Kind::limit) continue;
+      auto [it, inserted] = limits.emplace(record.segment, record.offset);
+      if (!inserted) it->second = std::min(it->second, record.offset);
+    }
+  }
+  // Pass 2: apply.
+  for (std::uint64_t sequence : result->segments) {
+    const std::string path = dir + "/" + segment_file_name(sequence);
+    if (io.read_file(path, &contents) != 0)
+      return Status(ErrorCode::storage_error, "cannot read log segment " + path + ": " + std::strerror(errno));
+    auto limit = limits.find(sequence);
+    const std::uint64_t end = limit == limits.end() ? UINT64_MAX : limit->second;
+    Reader reader(contents);
+    Record record;
+    bool limited = false;
+    for (;;) {
+      const std::size_t start = reader.valid_bytes();
+      if (!reader.next(&record)) break;
+      if (start >= end) {
+        limited = true;
+        break;
+      }
+      if (record.kind == Record::Kind::limit) continue;
       if (Status s = apply(record); !s.ok()) return s;
       ++result->records;
     }
-    if (reader.stop() != Reader::Stop::end && reader.stop() != Reader::Stop::padding)
+    if (limited)
+      log("log segment " + std::to_string(sequence) + ": ignoring records from byte " + std::to_string(end) +
+          " on, refused after a failed sync");
+    else if (reader.stop() != Reader::Stop::end && reader.stop() != Reader::Stop::padding)
       log("log segment " + std::to_string(sequence) + ": ignoring " +
           std::to_string(contents.size() - reader.valid_bytes()) + " bytes from " + stop_name(reader.stop()) +
           " after the last complete record");

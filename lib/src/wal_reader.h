@@ -63,8 +63,9 @@ struct ReplayResult {
 };
 
 // Reads every segment of the log directory `dir` in sequence order and
-// calls `apply` for each intact record, stopping each segment at its first
-// bad record (logged through `log` with the bytes ignored, unless they are
+// calls `apply` for each intact append and truncate record, stopping each
+// segment at its first bad record and at the byte a limit record (from any
+// segment) names for it (logged through `log` with the bytes ignored, unless they are
 // only preallocated zeros). Returns ok, the first error `apply` returns, or
 // storage_error when the directory or a segment cannot be read. A missing
 // directory is an empty log.

@@ -9,7 +9,13 @@
 
 #include "wal_format.h"
 
+#include "writeapi/ingest.h"
+#include "writeapi/names.h"
+
 namespace writeapi::wal {
+
+// The largest request's record fits the format's 32-bit payload length.
+static_assert(encoded_size(2 * kMaxNameLength + 1, kMaxBodyBytesLimit) - kHeaderBytes <= kMaxPayloadBytes);
 
 int sync_dirty_set(FileIo& io, const DirtySet& dirty) {
   int err = 0;
@@ -81,8 +87,9 @@ void Writer::stop() {
   checkpoint_cv_.notify_all();
   checkpoint_thread_.join();  // after retiring what is queued
   if (fd_ >= 0) {
-    // Clean shutdown: make the objects durable and empty the log.
-    retire_segments(*io_, options_.dir, {sequence_}, dirty_, options_.log);
+    // Clean shutdown: make the objects durable and empty the log (unless an
+    // earlier segment is kept: then this one is replayed after it).
+    if (!checkpoints_blocked_) retire_segments(*io_, options_.dir, {sequence_}, dirty_, options_.log);
     io_->close(fd_);
     fd_ = -1;
   }
@@ -109,14 +116,31 @@ Status Writer::open_segment(std::uint64_t sequence) {
   return Status();
 }
 
-bool Writer::add(const std::shared_ptr<LoggedObject>& object, std::string_view bucket, std::string_view key,
-                 std::uint64_t offset, std::string_view lines, Waiter* waiter) {
+Status Writer::refusal_locked() const {
+  if (fenced_)
+    return Status(ErrorCode::storage_unavailable,
+                  "the server cannot store data until it is restarted after a storage failure")
+        .with_retry_after(60);
+  return storage_status(EIO);
+}
+
+Status Writer::add(const std::shared_ptr<LoggedObject>& object, std::uint64_t offset, std::string_view lines,
+                   Waiter* waiter) {
   std::lock_guard<std::mutex> lock(mu_);
-  if (failing_) return false;
-  encode_record(&pending_, bucket, key, offset, lines);
+  if (failing_) return refusal_locked();
+  encode_record(&pending_, object->bucket, object->key, offset, lines);
   records_.push_back({object, offset, offset + lines.size(), waiter});
   cv_.notify_one();
-  return true;
+  return Status();
+}
+
+Status Writer::add_truncate(const std::shared_ptr<LoggedObject>& object, std::uint64_t length, Waiter* waiter) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (failing_) return refusal_locked();
+  encode_truncate(&pending_, object->bucket, object->key, length);
+  records_.push_back({object, length, length, waiter});
+  cv_.notify_one();
+  return Status();
 }
 
 Status Writer::wait(Waiter* waiter) {
@@ -186,24 +210,56 @@ void Writer::failed(std::vector<Pending>& records, int err) {
     if (!inserted) it->second = std::min(it->second, record.offset);
   }
   for (auto [object, offset] : cut) delegate_->refused(*object, offset);
-  // The segment's tail is unknown now: keep what was synced, move on.
-  if (io_->ftruncate(fd_, static_cast<off_t>(size_)) != 0)
-    options_.log("cannot cut back the log segment; recovery will stop at its first bad record");
-  rotate();
+  // The segment's tail is unknown now: keep what was synced, and record
+  // durably, first thing in the next segment, what was refused.
+  const std::uint64_t old_sequence = sequence_;
+  const std::uint64_t synced = size_;
+  if (io_->ftruncate(fd_, static_cast<off_t>(synced)) != 0)
+    options_.log(std::string("cannot cut back log segment ") + std::to_string(old_sequence) + ": " +
+                 std::strerror(errno) + "; its limit record voids the refused records");
+  bool recorded = false;
+  DirtySet old_dirty = std::move(dirty_);
+  dirty_ = DirtySet();
+  if (Status s = open_segment(old_sequence + 1); !s.ok()) {
+    options_.log(s.message());
+  } else {
+    std::string control;
+    encode_limit(&control, old_sequence, synced);
+    for (auto [object, offset] : cut) {
+      encode_truncate(&control, object->bucket, object->key, offset);
+      delegate_->durable(*object, offset, &dirty_);  // the cut must be synced before this segment goes
+    }
+    if (io_->pwrite_all(fd_, control.data(), control.size(), 0) == 0 && io_->fdatasync(fd_) == 0) {
+      size_ = control.size();
+      recorded = true;
+    } else {
+      options_.log(std::string("cannot record the refused appends in the new log segment: ") + std::strerror(errno));
+    }
+  }
+  {
+    std::lock_guard<std::mutex> lock(checkpoint_mu_);
+    checkpoints_.emplace_back(old_sequence, std::move(old_dirty));
+  }
+  checkpoint_cv_.notify_one();
+  if (!recorded) {
+    fenced_ = true;
+    options_.log("write-ahead log fenced: every append is refused (503 storage_unavailable) until the server "
+                 "restarts; the log is replayed then");
+  }
   {
     std::lock_guard<std::mutex> lock(mu_);
-    failing_ = false;
+    failing_ = fenced_;
   }
   answer(records, storage_status(err));
 }
 
 // Starts a new segment; the checkpoint thread retires the old one, so
 // writers do not wait for the objects' syncs.
-void Writer::rotate() {
+bool Writer::rotate() {
   const std::uint64_t old_sequence = sequence_;
   if (Status s = open_segment(old_sequence + 1); !s.ok()) {
     options_.log(s.message() + "; keeping the current segment");
-    return;
+    return false;
   }
   {
     std::lock_guard<std::mutex> lock(checkpoint_mu_);
@@ -211,6 +267,7 @@ void Writer::rotate() {
   }
   dirty_ = DirtySet();
   checkpoint_cv_.notify_one();
+  return true;
 }
 
 void Writer::checkpoint_loop() {
@@ -223,7 +280,12 @@ void Writer::checkpoint_loop() {
       job = std::move(checkpoints_.front());
       checkpoints_.pop_front();
     }
-    retire_segments(*io_, options_.dir, {job.first}, job.second, options_.log);
+    if (checkpoints_blocked_) {
+      options_.log("keeping log segment " + std::to_string(job.first) +
+                   " for replay: an earlier segment could not be retired");
+      continue;
+    }
+    if (!retire_segments(*io_, options_.dir, {job.first}, job.second, options_.log)) checkpoints_blocked_ = true;
   }
 }
 

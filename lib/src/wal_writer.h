@@ -13,7 +13,15 @@
 // A failed log write or sync is not retried (the kernel may have dropped
 // the dirty pages): every unsynced record is refused through
 // Delegate::refused, the segment is cut back to its synced length, and the
-// log continues in a new segment.
+// log continues in a new segment that first records, durably, what was
+// refused (a limit record for the old segment, a truncate record per
+// object; see wal_format.h), so neither a failed truncation nor a power
+// failure lets replay bring refused lines back. If even that cannot be
+// written the log is fenced: every append is refused until a restart.
+//
+// Checkpoints retire segments in order; once one fails (a sync error),
+// later segments are kept too, so a limit record is never deleted before
+// the segment it refers to.
 //
 // Every file system call goes through the FileIo given at construction.
 //
@@ -43,12 +51,12 @@ namespace writeapi {
 
 namespace wal {
 
-// What the log knows of an object: nothing but its identity. The object
-// store derives its per-object state from it and gets it back through
-// Delegate.
-class LoggedObject {
- public:
+// What the log knows of an object: its identity. The object store derives
+// its per-object state from it and gets it back through Delegate.
+struct LoggedObject {
   virtual ~LoggedObject() = default;
+  std::string bucket;
+  std::string key;
 };
 
 // What must be durable before a segment may be deleted: object files and
@@ -82,7 +90,9 @@ class Delegate {
   // add what the segment's checkpoint must sync to *dirty.
   virtual void durable(LoggedObject& object, std::uint64_t end, DirtySet* dirty) = 0;
   // A record of `object` starting at `offset` (the smallest refused offset
-  // of that object) was refused: remove its lines and everything after.
+  // of that object) was refused: remove its lines and everything after
+  // (or fence the object when that fails). A truncate record of the
+  // refusal follows in the next segment.
   virtual void refused(LoggedObject& object, std::uint64_t offset) = 0;
 };
 
@@ -109,12 +119,16 @@ class Writer {
   // threads. Returns storage_error when the segment cannot be created.
   Status start(std::uint64_t first_sequence);
 
-  // Queues the record of `lines` at `offset` in `object` (bucket/key).
-  // Precondition: the caller holds the object's lock. Returns false, and
-  // queues nothing, while the log is refusing writes after a failure: the
-  // caller undoes its write and answers storage_error.
-  bool add(const std::shared_ptr<LoggedObject>& object, std::string_view bucket, std::string_view key,
-           std::uint64_t offset, std::string_view lines, Waiter* waiter);
+  // Queues the record of `lines` at `offset` in `object`. Precondition: the
+  // caller holds the object's lock. Returns ok, or (queueing nothing)
+  // storage_error while the log is refusing writes after a failure and
+  // storage_unavailable once it is fenced: the caller undoes its write.
+  Status add(const std::shared_ptr<LoggedObject>& object, std::uint64_t offset, std::string_view lines,
+             Waiter* waiter);
+  // Queues a truncate record: replay cuts `object` back to `length`. For a
+  // refused append whose lines could not be cut from the object file.
+  // Same precondition and results as add().
+  Status add_truncate(const std::shared_ptr<LoggedObject>& object, std::uint64_t length, Waiter* waiter);
 
   // Blocks until the group holding the waiter's record is synced or
   // refused; returns ok or the refusal (storage_error, insufficient_storage).
@@ -127,6 +141,8 @@ class Writer {
   std::uint64_t syncs() const { return syncs_.load(); }
   std::uint64_t synced_records() const { return synced_records_.load(); }
   std::uint64_t failures() const { return failures_.load(); }
+  // True once the log could not record a refusal (see above).
+  bool fenced() const { return fenced_.load(); }
 
  private:
   struct Pending {
@@ -139,7 +155,8 @@ class Writer {
   Status open_segment(std::uint64_t sequence);
   void log_loop();
   void failed(std::vector<Pending>& records, int err);
-  void rotate();
+  bool rotate();
+  Status refusal_locked() const;
   void checkpoint_loop();
   void answer(std::vector<Pending>& records, const Status& result);
   std::string segment_path(std::uint64_t sequence) const;
@@ -173,7 +190,10 @@ class Writer {
   std::mutex done_mu_;
   std::condition_variable done_cv_;  // wakes writers whose group was answered
 
+  bool checkpoints_blocked_ = false;  // the checkpoint thread's (then stop()'s)
+
   std::atomic<std::uint64_t> syncs_{0}, synced_records_{0}, failures_{0};
+  std::atomic<bool> fenced_{false};
 };
 
 }  // namespace wal

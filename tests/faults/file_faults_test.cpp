@@ -12,12 +12,14 @@
 #include <atomic>
 #include <catch2/catch.hpp>
 #include <cerrno>
+#include <condition_variable>
 #include <filesystem>
 #include <fstream>
 #include <mutex>
 #include <sstream>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "fault_injecting_io.h"
@@ -517,4 +519,279 @@ TEST_CASE("list_keys and read_object report a failing directory listing or read"
   s.io->heal();
   REQUIRE(s.storage->read_object("b", "o", &contents).ok());
   CHECK(contents == "1\n");
+}
+
+// ---- Recovery that cannot lose, all or nothing under double faults ----
+
+namespace {
+
+std::string numbered(const char* tag, int from, int to) {
+  std::string s;
+  for (int i = from; i < to; ++i) s += "{\"" + std::string(tag) + "\":" + std::to_string(i) + "}\n";
+  return s;
+}
+
+}  // namespace
+
+TEST_CASE("A crash at each step of recovery, then another recovery: every acknowledged line exactly once",
+          "[faults][wal][recovery]") {
+  // The state a power failure leaves after acknowledged appends to three
+  // objects spread over several segments.
+  MemoryStore base;
+  base.options.wal_segment_bytes = 300;
+  REQUIRE(base.open().ok());
+  // Objects are never synced: checkpoints keep every segment.
+  base.io->fail(FaultRule{Call::fdatasync, EIO, ".jsonl"});
+  std::string expected[3];
+  const char* keys[3] = {"o0", "o1", "o2"};
+  for (int i = 0; i < 30; ++i) {
+    std::string line = numbered("i", i, i + 1);
+    REQUIRE(base.append(line, 1, keys[i % 3]).ok());
+    expected[i % 3] += line;
+  }
+  base.kill();
+  base.memory->power_failure();
+  REQUIRE(base.segments().size() >= 2);
+
+  std::size_t steps = 0;
+  for (std::size_t crash_at = 0;; ++crash_at) {
+    INFO("crash after " << crash_at << " calls of recovery");
+    auto memory = base.memory->clone();  // a copy of the disk
+    MemoryStore s;
+    s.options.wal_segment_bytes = 300;
+    s.memory = memory;
+    s.io = std::make_shared<FaultInjectingIo>(memory);
+    s.io->crash_after(crash_at);
+    (void)s.reopen();
+    const bool finished = !s.io->crashed();
+    s.kill();
+    s.memory->power_failure();
+    // Whatever the crash left, the next recovery restores everything once.
+    REQUIRE(s.open().ok());
+    for (int k = 0; k < 3; ++k) CHECK(s.object(keys[k]) == expected[k]);
+    s.storage.reset();
+    CHECK(s.segments().empty());
+    s.memory->power_failure();  // and what it restored is durable
+    for (int k = 0; k < 3; ++k) CHECK(s.object(keys[k]) == expected[k]);
+    ++steps;
+    if (finished) break;
+  }
+  CHECK(steps > 20);  // every call of a real recovery was a crash point
+}
+
+TEST_CASE("A failed sync after replay keeps every segment for the next recovery", "[faults][wal][recovery]") {
+  MemoryStore s;
+  s.options.wal_segment_bytes = 200;
+  REQUIRE(s.open().ok());
+  s.io->fail(FaultRule{Call::fdatasync, EIO, ".jsonl"});  // checkpoints keep every segment
+  std::string expected;
+  for (int i = 0; i < 20; ++i) {
+    std::string line = numbered("i", i, i + 1);
+    REQUIRE(s.append(line).ok());
+    expected += line;
+  }
+  s.kill();
+  s.memory->power_failure();
+  const auto segments = s.segments();
+  REQUIRE(segments.size() >= 2);
+  s.io = std::make_shared<FaultInjectingIo>(s.memory);
+  s.io->fail(FaultRule{Call::fdatasync, EIO, ".jsonl"});
+  REQUIRE(s.reopen().ok());  // serves; the log stays
+  CHECK(s.logged("checkpoint sync failed"));
+  s.kill();
+  for (const auto& name : segments) CHECK(s.memory->exists("/data/.wal/" + name));
+  s.memory->power_failure();
+  REQUIRE(s.open().ok());
+  CHECK(s.object() == expected);
+}
+
+TEST_CASE("A new data directory and its log directory are durable before anything is acknowledged",
+          "[faults][wal][recovery]") {
+  MemoryStore s;
+  REQUIRE(s.open().ok());
+  REQUIRE(s.append("{\"a\":1}\n").ok());
+  s.kill();
+  s.memory->power_failure();
+  REQUIRE(s.open().ok());
+  CHECK(s.object() == "{\"a\":1}\n");
+}
+
+TEST_CASE("Double fault: a failed append whose cut-back also fails fences the object until a restart",
+          "[faults][fence]") {
+  const FsyncPolicy policy = GENERATE(FsyncPolicy::always, FsyncPolicy::never);
+  INFO("policy " << static_cast<int>(policy));
+  MemoryStore s(policy);
+  REQUIRE(s.open().ok());
+  REQUIRE(s.append("{\"a\":1}\n").ok());
+  // Two of three lines reach the file, then ENOSPC; and the cut fails.
+  s.io->short_writes(16, ENOSPC, ".jsonl");
+  s.io->fail(FaultRule{Call::ftruncate, EIO, ".jsonl"});
+  writeapi::Status refused = s.append("{\"b\":2}\n{\"c\":3}\n{\"d\":4}\n", 3);
+  CHECK(refused.code() == ErrorCode::insufficient_storage);
+  s.io->heal();
+  CHECK(s.logged("fenced"));
+  CHECK(s.storage->stats().fenced_objects == 1);
+  CHECK(s.storage->stats().appends == 1);  // only what was stored
+  // The refused lines are in the file but never visible.
+  CHECK(s.object().find("{\"b\":2}") != std::string::npos);
+  std::string contents;
+  REQUIRE(s.storage->read_object("b", "o", &contents).ok());
+  CHECK(contents == "{\"a\":1}\n");
+  // Fenced: further appends answer 503 and store nothing; other objects work.
+  writeapi::Status fenced = s.append("{\"e\":5}\n");
+  CHECK(fenced.code() == ErrorCode::storage_unavailable);
+  CHECK(fenced.http_status() == 503);
+  CHECK(s.append("1\n", 1, "other").ok());
+  REQUIRE(s.storage->read_object("b", "o", &contents).ok());
+  CHECK(contents == "{\"a\":1}\n");
+  if (policy == FsyncPolicy::always) {
+    // The log recorded the cut: a restart, even after a power failure,
+    // removes the refused lines and the object works again.
+    s.kill();
+    s.memory->power_failure();
+    REQUIRE(s.open().ok());
+    CHECK(s.object() == "{\"a\":1}\n");
+    REQUIRE(s.append("{\"f\":6}\n").ok());
+    CHECK(s.object() == "{\"a\":1}\n{\"f\":6}\n");
+  }
+}
+
+TEST_CASE("Double fault: a failed log sync whose object cut-back fails fences the object; restart repairs it",
+          "[faults][fence][wal]") {
+  MemoryStore s;
+  REQUIRE(s.open().ok());
+  REQUIRE(s.append("{\"a\":1}\n").ok());
+  s.io->fail(FaultRule{Call::fdatasync, EIO, ".wal", 0, 1, /*perform=*/true});
+  s.io->fail(FaultRule{Call::ftruncate, EIO});  // neither the object nor the segment can be cut
+  CHECK(s.append("{\"refused\":2}\n").code() == ErrorCode::storage_error);
+  s.io->heal();
+  CHECK(s.storage->stats().fenced_objects == 1);
+  CHECK(s.append("{\"b\":3}\n").code() == ErrorCode::storage_unavailable);
+  std::string contents;
+  REQUIRE(s.storage->read_object("b", "o", &contents).ok());
+  CHECK(contents == "{\"a\":1}\n");
+  // The refused record was synced into segment 1 and its truncation failed:
+  // replay must not apply it, and must cut it from the object.
+  s.kill();
+  s.memory->power_failure();
+  REQUIRE(s.open().ok());
+  CHECK(s.object() == "{\"a\":1}\n");
+  REQUIRE(s.append("{\"c\":4}\n").ok());
+  CHECK(s.object() == "{\"a\":1}\n{\"c\":4}\n");
+}
+
+namespace {
+
+// The kernel may write an object's dirty pages back at any time: here,
+// just before the store cuts refused lines from it.
+class WritebackBeforeCutIo : public FaultInjectingIo {
+ public:
+  explicit WritebackBeforeCutIo(std::shared_ptr<MemoryFileIo> memory)
+      : FaultInjectingIo(memory), memory_(std::move(memory)) {}
+  int ftruncate(int fd, off_t length) override {
+    memory_->fdatasync(fd);
+    return FaultInjectingIo::ftruncate(fd, length);
+  }
+
+ private:
+  std::shared_ptr<MemoryFileIo> memory_;
+};
+
+}  // namespace
+
+TEST_CASE("A refused append never survives a power failure, even when its bytes reached the disk",
+          "[faults][wal]") {
+  MemoryStore s;
+  s.io = std::make_shared<WritebackBeforeCutIo>(s.memory);
+  REQUIRE(s.reopen().ok());
+  REQUIRE(s.append("{\"a\":1}\n").ok());
+  s.io->fail(FaultRule{Call::fdatasync, EIO, ".jsonl"});  // no checkpoint makes the object durable
+  // The failing sync wrote the record anyway, and the segment's truncation
+  // is not durable either.
+  s.io->fail(FaultRule{Call::fdatasync, EIO, ".wal", 0, 1, /*perform=*/true});
+  CHECK(s.append("{\"refused\":2}\n").code() == ErrorCode::storage_error);
+  CHECK(s.storage->stats().fenced_objects == 0);
+  REQUIRE(s.append("{\"b\":3}\n").ok());  // shorter than the refused line
+  s.kill();
+  s.memory->power_failure();
+  CHECK(s.object() == "{\"a\":1}\n{\"refused\":2}\n");  // what the disk holds
+  REQUIRE(s.open().ok());
+  CHECK(s.object() == "{\"a\":1}\n{\"b\":3}\n");
+}
+
+namespace {
+
+// Holds the log's fdatasync until released, so a test can look at the
+// store while an append is in flight.
+class HeldSyncIo : public FaultInjectingIo {
+ public:
+  using FaultInjectingIo::FaultInjectingIo;
+  void hold() {
+    std::lock_guard<std::mutex> lock(mu_);
+    hold_ = true;
+  }
+  void wait_until_held() {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [&] { return waiting_; });
+  }
+  void release(int error) {
+    std::lock_guard<std::mutex> lock(mu_);
+    hold_ = false;
+    error_ = error;
+    cv_.notify_all();
+  }
+  int fdatasync(int fd) override {
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      if (hold_) {
+        waiting_ = true;
+        cv_.notify_all();
+        cv_.wait(lock, [&] { return !hold_; });
+        waiting_ = false;
+        if (int error = std::exchange(error_, 0); error != 0) {
+          errno = error;
+          return -1;
+        }
+      }
+    }
+    return FaultInjectingIo::fdatasync(fd);
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool hold_ = false, waiting_ = false;
+  int error_ = 0;
+};
+
+}  // namespace
+
+TEST_CASE("Readers never see lines whose append is still in flight or then refused", "[faults][wal]") {
+  const int outcome = GENERATE(0, EIO);
+  MemoryStore s;
+  auto held = std::make_shared<HeldSyncIo>(s.memory);
+  s.io = held;
+  REQUIRE(s.reopen().ok());
+  REQUIRE(s.append("{\"a\":1}\n").ok());
+  held->hold();
+  writeapi::Status in_flight;
+  std::thread writer([&] { in_flight = s.append("{\"b\":2}\n"); });
+  held->wait_until_held();
+  CHECK(s.object() == "{\"a\":1}\n{\"b\":2}\n");  // in the file already
+  std::string contents;
+  REQUIRE(s.storage->read_object("b", "o", &contents).ok());
+  CHECK(contents == "{\"a\":1}\n");  // but not visible
+  held->release(outcome);
+  writer.join();
+  REQUIRE(s.storage->read_object("b", "o", &contents).ok());
+  if (outcome == 0) {
+    CHECK(in_flight.ok());
+    CHECK(contents == "{\"a\":1}\n{\"b\":2}\n");
+    CHECK(s.storage->stats().appends == 2);
+  } else {
+    CHECK(in_flight.code() == ErrorCode::storage_error);
+    CHECK(contents == "{\"a\":1}\n");
+    CHECK(s.storage->stats().appends == 1);  // counters count only what was stored
+    CHECK(s.storage->stats().bytes_written == 8);
+  }
 }

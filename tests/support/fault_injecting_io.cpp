@@ -31,9 +31,10 @@ void FaultInjectingIo::fail(FaultRule rule) {
   rules_.push_back(std::move(rule));
 }
 
-void FaultInjectingIo::short_writes(std::size_t bytes, int error) {
+void FaultInjectingIo::short_writes(std::size_t bytes, int error, std::string path_contains) {
   std::lock_guard<std::mutex> lock(mu_);
   budget_active_ = true;
+  budget_path_ = std::move(path_contains);
   budget_ = bytes;
   budget_error_ = error;
 }
@@ -156,9 +157,10 @@ ssize_t FaultInjectingIo::pread(int fd, void* data, std::size_t length, off_t of
 ssize_t FaultInjectingIo::pwrite(int fd, const void* data, std::size_t length, off_t offset) {
   {
     std::unique_lock<std::mutex> lock(mu_);
-    if (budget_active_ && calls_ < crash_at_) {
+    const std::string path = paths_.count(fd) ? paths_[fd] : std::string();
+    if (budget_active_ && calls_ < crash_at_ && path.find(budget_path_) != std::string::npos) {
       ++calls_;
-      trace_.push_back("pwrite " + (paths_.count(fd) ? paths_[fd] : std::string()));
+      trace_.push_back("pwrite " + path);
       if (budget_ == 0) {
         errno = budget_error_;
         return -1;

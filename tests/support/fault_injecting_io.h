@@ -56,9 +56,9 @@ class FaultInjectingIo : public FileIo {
 
   void fail(Call call, int error) { fail(FaultRule{call, error}); }
   void fail(FaultRule rule);
-  // pwrites write `bytes` more bytes in all (short writes), then fail with
-  // `error` until heal().
-  void short_writes(std::size_t bytes, int error);
+  // pwrites (to paths containing `path_contains`) write `bytes` more bytes
+  // in all (short writes), then fail with `error` until heal().
+  void short_writes(std::size_t bytes, int error, std::string path_contains = "");
   // Removes every rule and short-write budget (not a crash).
   void heal();
   // The first `calls` calls from now pass; every later call fails with EIO.
@@ -96,6 +96,7 @@ class FaultInjectingIo : public FileIo {
   bool budget_active_ = false;
   std::size_t budget_ = 0;
   int budget_error_ = 0;
+  std::string budget_path_;
   std::size_t calls_ = 0;
   std::size_t crash_at_ = static_cast<std::size_t>(-1);
   std::vector<std::string> trace_;

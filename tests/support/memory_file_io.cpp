@@ -256,6 +256,23 @@ void MemoryFileIo::power_failure() {
   }
 }
 
+std::shared_ptr<MemoryFileIo> MemoryFileIo::clone() {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto copy = std::make_shared<MemoryFileIo>();
+  std::map<Node*, std::shared_ptr<Node>> copies;
+  auto copy_of = [&](const std::shared_ptr<Node>& node) {
+    auto& c = copies[node.get()];
+    if (!c) {
+      c = std::make_shared<Node>(*node);
+      c->locked = false;
+    }
+    return c;
+  };
+  for (auto& [path, node] : names_) copy->names_[path] = copy_of(node);
+  for (auto& [path, node] : durable_) copy->durable_[path] = copy_of(node);
+  return copy;
+}
+
 std::string MemoryFileIo::contents(const std::string& path) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = names_.find(path);

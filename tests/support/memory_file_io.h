@@ -42,6 +42,10 @@ class MemoryFileIo : public FileIo {
   int lock(int fd) override;
   int list_directory(const std::string& path, std::vector<std::string>* names) override;
 
+  // A deep copy of the files (current and durable state), without open
+  // descriptors: the same disk, for another run.
+  std::shared_ptr<MemoryFileIo> clone();
+
   // Drops every byte and directory entry that was not made durable, and
   // every open descriptor (and lock).
   void power_failure();

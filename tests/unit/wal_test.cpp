@@ -154,7 +154,10 @@ Replayed replay(FileIo& io, const std::string& dir) {
   out.status = wal::replay_log(
       io, dir,
       [&](const wal::Record& r) {
-        out.records.push_back(std::string(r.id) + "@" + std::to_string(r.offset) + ":" + std::string(r.lines));
+        if (r.kind == wal::Record::Kind::truncate)
+          out.records.push_back("cut " + std::string(r.id) + " to " + std::to_string(r.offset));
+        else
+          out.records.push_back(std::string(r.id) + "@" + std::to_string(r.offset) + ":" + std::string(r.lines));
         return Status();
       },
       [&](std::string_view line) { out.log.emplace_back(line); }, &out.result);
@@ -203,7 +206,10 @@ TEST_CASE("wal replay: a missing directory is an empty log; unreadable segments 
 namespace {
 
 struct FakeObject final : wal::LoggedObject {
-  explicit FakeObject(std::string path) : path(std::move(path)) {}
+  explicit FakeObject(std::string path) : path(std::move(path)) {
+    bucket = "b";
+    key = "k";
+  }
   std::string path;
   std::uint64_t durable_end = 0;
   std::vector<std::uint64_t> refused;
@@ -242,7 +248,7 @@ struct WriterHarness {
       int fd = memory->open("/obj", O_RDWR, 0);
       memory->pwrite(fd, lines.data(), lines.size(), static_cast<off_t>(object_size));
       memory->close(fd);
-      if (!writer->add(object, "b", "k", object_size, lines, &waiter)) return Status(ErrorCode::storage_error, "failing");
+      if (Status s = writer->add(object, object_size, lines, &waiter); !s.ok()) return s;
       object_size += lines.size();
     }
     return writer->wait(&waiter);
@@ -318,8 +324,15 @@ TEST_CASE("wal writer: a failed sync refuses the group, cuts the segment back an
   CHECK(h.memory->contents("/wal/" + wal::segment_file_name(1)) == record("b", "k", 0, "kept\n"));
   REQUIRE(h.memory->exists("/wal/" + wal::segment_file_name(2)));
   REQUIRE(h.append("next\n").ok());
+  // The new segment opens with the refusal: a limit for segment 1 and the
+  // object's cut. The refused record was synced (the failing fdatasync did
+  // write it) and the truncation of segment 1 never was: a power failure
+  // brings it back into segment 1, and the limit record voids it.
+  CHECK(h.memory->contents("/wal/" + wal::segment_file_name(2)).substr(0, 4) == "WALS");
+  h.memory->power_failure();
+  CHECK(h.memory->contents("/wal/" + wal::segment_file_name(1)).find("refused") != std::string::npos);
   Replayed r = replay(*h.memory, "/wal");
-  CHECK(r.records == std::vector<std::string>{"b/k@0:kept\n", "b/k@13:next\n"});
+  CHECK(r.records == std::vector<std::string>{"b/k@0:kept\n", "cut b/k to 5", "b/k@13:next\n"});
 }
 
 TEST_CASE("wal writer: a segment is deleted only after the objects it covers are synced", "[wal]") {
@@ -359,6 +372,58 @@ TEST_CASE("wal writer: a segment is deleted only after the objects it covers are
   CHECK(deletions > 3);
   ok.memory->power_failure();
   CHECK(ok.memory->contents("/obj").size() == ok.object_size);
+}
+
+TEST_CASE("wal format: truncate and limit records round-trip", "[wal]") {
+  std::string bytes;
+  wal::encode_truncate(&bytes, "b", "k", 77);
+  wal::encode_limit(&bytes, 5, 4096);
+  CHECK(bytes.substr(0, 4) == "WALT");
+  wal::Reader reader(bytes);
+  wal::Record r;
+  REQUIRE(reader.next(&r));
+  CHECK(r.kind == wal::Record::Kind::truncate);
+  CHECK(r.id == "b/k");
+  CHECK(r.offset == 77);
+  CHECK(r.lines.empty());
+  REQUIRE(reader.next(&r));
+  CHECK(r.kind == wal::Record::Kind::limit);
+  CHECK(r.segment == 5);
+  CHECK(r.offset == 4096);
+  CHECK_FALSE(reader.next(&r));
+  CHECK(reader.stop() == wal::Reader::Stop::end);
+}
+
+TEST_CASE("wal replay: a limit record voids an earlier segment's records from its byte on", "[wal]") {
+  MemoryFileIo fs;
+  fs.mkdir("/wal", 0755);
+  const std::string kept = record("b", "k", 0, "1\n");
+  fs.put("/wal/" + wal::segment_file_name(1), kept + record("b", "k", 2, "refused\n") + record("b", "k", 10, "x\n"));
+  std::string second;
+  wal::encode_limit(&second, 1, kept.size());
+  wal::encode_truncate(&second, "b", "k", 2);
+  second += record("b", "k", 2, "2\n");
+  fs.put("/wal/" + wal::segment_file_name(2), second);
+  Replayed r = replay(fs, "/wal");
+  REQUIRE(r.status.ok());
+  CHECK(r.records == std::vector<std::string>{"b/k@0:1\n", "cut b/k to 2", "b/k@2:2\n"});
+  REQUIRE(r.log.size() == 1);
+  CHECK(r.log[0].find("refused after a failed sync") != std::string::npos);
+}
+
+TEST_CASE("wal writer: when the refusal cannot be recorded the log is fenced", "[wal]") {
+  WriterHarness h;
+  REQUIRE(h.writer->start(1).ok());
+  REQUIRE(h.append("kept\n").ok());
+  h.io->fail(FaultRule{Call::fdatasync, EIO, ".wal", 0, 1});
+  h.io->fail(FaultRule{Call::pwrite, EIO, wal::segment_file_name(2)});
+  CHECK(h.append("refused\n").code() == ErrorCode::storage_error);
+  CHECK(h.writer->fenced());
+  CHECK(h.logged("write-ahead log fenced"));
+  h.io->heal();
+  Status later = h.append("later\n");
+  CHECK(later.code() == ErrorCode::storage_unavailable);
+  CHECK(later.http_status() == 503);
 }
 
 TEST_CASE("wal writer: a failed directory sync when creating a segment keeps the current one", "[wal]") {
