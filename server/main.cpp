@@ -1,7 +1,6 @@
 // writeapi-server: the Write API over HTTP, on top of libwriteapi.
 #include <fmt/core.h>
 #include <signal.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -14,6 +13,7 @@
 #include "metrics.h"
 #include "writeapi/auth.h"
 #include "writeapi/clickhouse.h"
+#include "writeapi/keys_reloader.h"
 #include "writeapi/limits.h"
 #include "writeapi/storage.h"
 
@@ -21,39 +21,6 @@ namespace {
 
 using writeapi::server::HttpServer;
 using writeapi::server::ServerConfig;
-
-// Identity of the keys file on disk, to notice edits and replacements.
-struct FileStamp {
-  dev_t device = 0;
-  ino_t inode = 0;
-  off_t size = -1;
-  timespec modified{};
-  bool operator==(const FileStamp& o) const {
-    return device == o.device && inode == o.inode && size == o.size && modified.tv_sec == o.modified.tv_sec &&
-           modified.tv_nsec == o.modified.tv_nsec;
-  }
-};
-
-FileStamp stamp_of(const std::string& path) {
-  FileStamp stamp;
-  struct stat st;
-  if (::stat(path.c_str(), &st) == 0) {
-    stamp.device = st.st_dev;
-    stamp.inode = st.st_ino;
-    stamp.size = st.st_size;
-    stamp.modified = st.st_mtim;
-  }
-  return stamp;
-}
-
-void reload_keys(writeapi::KeysFileAuthorizer* keys, const char* why) {
-  writeapi::Status s = keys->reload();
-  if (s.ok()) {
-    fmt::print(stderr, "writeapi-server: reloaded keys file {} ({})\n", keys->path(), why);
-  } else {
-    fmt::print(stderr, "writeapi-server: keeping previous keys; reload failed: {}\n", s.message());
-  }
-}
 
 }  // namespace
 
@@ -122,9 +89,14 @@ int main(int argc, char** argv) {
   fmt::print(stderr, "writeapi-server: listening on {}://{}:{} (data {}, keys {})\n", server.tls() ? "https" : "http",
              config.host, server.port(), data_location, config.keys_path);
 
+  // The library watches the keys file (polling once a second); SIGHUP asks
+  // it to reload at once.
+  writeapi::KeysReloaderOptions reloader_options;
+  reloader_options.log = log;
+  writeapi::KeysReloader reloader(keys.get(), reloader_options);
+
   std::atomic<bool> stopping{false};
   std::thread signal_thread([&] {
-    FileStamp last = stamp_of(config.keys_path);
     const timespec poll{1, 0};
     while (!stopping.load()) {
       int signal = ::sigtimedwait(&signals, nullptr, &poll);
@@ -135,14 +107,7 @@ int main(int argc, char** argv) {
         server.stop();
         return;
       }
-      FileStamp now = stamp_of(config.keys_path);
-      if (signal == SIGHUP) {
-        reload_keys(keys.get(), "SIGHUP");
-        last = now;
-      } else if (!(now == last)) {
-        reload_keys(keys.get(), "file changed");
-        last = now;
-      }
+      if (signal == SIGHUP) (void)reloader.reload("SIGHUP");
     }
   });
 
