@@ -88,8 +88,13 @@ void Writer::stop() {
   checkpoint_thread_.join();  // after retiring what is queued
   if (fd_ >= 0) {
     // Clean shutdown: make the objects durable and empty the log (unless an
-    // earlier segment is kept: then this one is replayed after it).
-    if (!checkpoints_blocked_) retire_segments(*io_, options_.dir, {sequence_}, dirty_, options_.log);
+    // earlier segment is kept: then this one is replayed after it; or a
+    // refusal could not be recorded: the objects may hold refused lines).
+    bool recorded = control_.empty() || flush_control();
+    if (!recorded)
+      options_.log("keeping the log: refused appends could not be recorded; the next start replays it");
+    else if (!checkpoints_blocked_)
+      retire_segments(*io_, options_.dir, {sequence_}, dirty_, options_.log);
     io_->close(fd_);
     fd_ = -1;
   }
@@ -116,18 +121,10 @@ Status Writer::open_segment(std::uint64_t sequence) {
   return Status();
 }
 
-Status Writer::refusal_locked() const {
-  if (fenced_)
-    return Status(ErrorCode::storage_unavailable,
-                  "the server cannot store data until it is restarted after a storage failure")
-        .with_retry_after(60);
-  return storage_status(EIO);
-}
-
 Status Writer::add(const std::shared_ptr<LoggedObject>& object, std::uint64_t offset, std::string_view lines,
                    Waiter* waiter) {
   std::lock_guard<std::mutex> lock(mu_);
-  if (failing_) return refusal_locked();
+  if (failing_) return storage_status(EIO);
   encode_record(&pending_, object->bucket, object->key, offset, lines);
   records_.push_back({object, offset, offset + lines.size(), waiter});
   cv_.notify_one();
@@ -136,7 +133,7 @@ Status Writer::add(const std::shared_ptr<LoggedObject>& object, std::uint64_t of
 
 Status Writer::add_truncate(const std::shared_ptr<LoggedObject>& object, std::uint64_t length, Waiter* waiter) {
   std::lock_guard<std::mutex> lock(mu_);
-  if (failing_) return refusal_locked();
+  if (failing_) return storage_status(EIO);
   encode_truncate(&pending_, object->bucket, object->key, length);
   records_.push_back({object, length, length, waiter});
   cv_.notify_one();
@@ -173,7 +170,9 @@ void Writer::log_loop() {
       records.swap(records_);
     }
     int err = 0;
-    if (io_->pwrite_all(fd_, buffer.data(), buffer.size(), static_cast<off_t>(size_)) != 0) err = errno;
+    // An earlier refusal must be durable before anything else is acknowledged.
+    if (!control_.empty() && !flush_control()) err = errno;
+    if (err == 0 && io_->pwrite_all(fd_, buffer.data(), buffer.size(), static_cast<off_t>(size_)) != 0) err = errno;
     if (err == 0 && io_->fdatasync(fd_) != 0) err = errno;
     syncs_++;
     if (err == 0) {
@@ -211,46 +210,64 @@ void Writer::failed(std::vector<Pending>& records, int err) {
   }
   for (auto [object, offset] : cut) delegate_->refused(*object, offset);
   // The segment's tail is unknown now: keep what was synced, and record
-  // durably, first thing in the next segment, what was refused.
-  const std::uint64_t old_sequence = sequence_;
-  const std::uint64_t synced = size_;
-  if (io_->ftruncate(fd_, static_cast<off_t>(synced)) != 0)
-    options_.log(std::string("cannot cut back log segment ") + std::to_string(old_sequence) + ": " +
-                 std::strerror(errno) + "; its limit record voids the refused records");
-  bool recorded = false;
-  DirtySet old_dirty = std::move(dirty_);
-  dirty_ = DirtySet();
-  if (Status s = open_segment(old_sequence + 1); !s.ok()) {
-    options_.log(s.message());
-  } else {
-    std::string control;
-    encode_limit(&control, old_sequence, synced);
-    for (auto [object, offset] : cut) {
-      encode_truncate(&control, object->bucket, object->key, offset);
-      delegate_->durable(*object, offset, &dirty_);  // the cut must be synced before this segment goes
-    }
-    if (io_->pwrite_all(fd_, control.data(), control.size(), 0) == 0 && io_->fdatasync(fd_) == 0) {
-      size_ = control.size();
-      recorded = true;
-    } else {
-      options_.log(std::string("cannot record the refused appends in the new log segment: ") + std::strerror(errno));
-    }
+  // durably, first thing in a fresh segment, what was refused.
+  if (!need_segment_) {
+    if (io_->ftruncate(fd_, static_cast<off_t>(size_)) != 0)
+      options_.log(std::string("cannot cut back log segment ") + std::to_string(sequence_) + ": " +
+                   std::strerror(errno) + "; its limit record voids the refused records");
+    encode_limit(&control_, sequence_, size_);
+    need_segment_ = true;
   }
-  {
-    std::lock_guard<std::mutex> lock(checkpoint_mu_);
-    checkpoints_.emplace_back(old_sequence, std::move(old_dirty));
+  for (Pending& record : records) {
+    auto it = cut.find(record.object.get());
+    if (it == cut.end()) continue;  // one truncate per object, at its smallest offset
+    encode_truncate(&control_, record.object->bucket, record.object->key, it->second);
+    control_objects_.emplace_back(record.object, it->second);
+    cut.erase(it);
   }
-  checkpoint_cv_.notify_one();
-  if (!recorded) {
-    fenced_ = true;
-    options_.log("write-ahead log fenced: every append is refused (503 storage_unavailable) until the server "
-                 "restarts; the log is replayed then");
-  }
+  recording_refusal_ = true;
+  if (!flush_control())
+    options_.log(std::string("cannot record the refused appends in a new log segment: ") + std::strerror(errno) +
+                 "; every append is refused until that succeeds");
   {
     std::lock_guard<std::mutex> lock(mu_);
-    failing_ = fenced_;
+    failing_ = false;
   }
   answer(records, storage_status(err));
+}
+
+// Writes the pending refusal at the start of a fresh segment and syncs it.
+// Returns false (errno set) when it cannot: the next group tries again.
+bool Writer::flush_control() {
+  if (need_segment_) {
+    const std::uint64_t old_sequence = sequence_;
+    if (Status s = open_segment(old_sequence + 1); !s.ok()) {
+      errno = EIO;
+      return false;
+    }
+    {
+      std::lock_guard<std::mutex> lock(checkpoint_mu_);
+      checkpoints_.emplace_back(old_sequence, std::move(dirty_));
+    }
+    dirty_ = DirtySet();
+    checkpoint_cv_.notify_one();
+    need_segment_ = false;
+  }
+  if (io_->pwrite_all(fd_, control_.data(), control_.size(), static_cast<off_t>(size_)) != 0 ||
+      io_->fdatasync(fd_) != 0) {
+    int err = errno;
+    need_segment_ = true;  // this segment's tail is unknown too
+    errno = err;
+    return false;
+  }
+  size_ += control_.size();
+  // The cuts must be synced before this segment is deleted.
+  for (auto& [object, offset] : control_objects_) delegate_->durable(*object, offset, &dirty_);
+  control_.clear();
+  control_objects_.clear();
+  recording_refusal_ = false;
+  options_.log("refused appends recorded in log segment " + std::to_string(sequence_));
+  return true;
 }
 
 // Starts a new segment; the checkpoint thread retires the old one, so

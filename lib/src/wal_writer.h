@@ -16,8 +16,10 @@
 // log continues in a new segment that first records, durably, what was
 // refused (a limit record for the old segment, a truncate record per
 // object; see wal_format.h), so neither a failed truncation nor a power
-// failure lets replay bring refused lines back. If even that cannot be
-// written the log is fenced: every append is refused until a restart.
+// failure lets replay bring refused lines back. Until that record is
+// durable no group is acknowledged: each group first retries it (in a
+// fresh segment) and is refused with the error when it fails again, so a
+// full disk refuses appends (507) and the log heals once space returns.
 //
 // Checkpoints retire segments in order; once one fails (a sync error),
 // later segments are kept too, so a limit record is never deleted before
@@ -121,8 +123,8 @@ class Writer {
 
   // Queues the record of `lines` at `offset` in `object`. Precondition: the
   // caller holds the object's lock. Returns ok, or (queueing nothing)
-  // storage_error while the log is refusing writes after a failure and
-  // storage_unavailable once it is fenced: the caller undoes its write.
+  // storage_error while the log is handling a failure: the caller undoes
+  // its write.
   Status add(const std::shared_ptr<LoggedObject>& object, std::uint64_t offset, std::string_view lines,
              Waiter* waiter);
   // Queues a truncate record: replay cuts `object` back to `length`. For a
@@ -141,8 +143,9 @@ class Writer {
   std::uint64_t syncs() const { return syncs_.load(); }
   std::uint64_t synced_records() const { return synced_records_.load(); }
   std::uint64_t failures() const { return failures_.load(); }
-  // True once the log could not record a refusal (see above).
-  bool fenced() const { return fenced_.load(); }
+  // True while a refusal is not yet durably recorded (see above): groups
+  // are refused until it is.
+  bool recording_refusal() const { return recording_refusal_.load(); }
 
  private:
   struct Pending {
@@ -156,7 +159,7 @@ class Writer {
   void log_loop();
   void failed(std::vector<Pending>& records, int err);
   bool rotate();
-  Status refusal_locked() const;
+  bool flush_control();
   void checkpoint_loop();
   void answer(std::vector<Pending>& records, const Status& result);
   std::string segment_path(std::uint64_t sequence) const;
@@ -190,10 +193,17 @@ class Writer {
   std::mutex done_mu_;
   std::condition_variable done_cv_;  // wakes writers whose group was answered
 
+  // The refusal still to record (log thread): limit and truncate records,
+  // the objects they cut (synced by the next checkpoint), and whether they
+  // must go to a fresh segment first.
+  std::string control_;
+  std::vector<std::pair<std::shared_ptr<LoggedObject>, std::uint64_t>> control_objects_;
+  bool need_segment_ = false;
+
   bool checkpoints_blocked_ = false;  // the checkpoint thread's (then stop()'s)
 
   std::atomic<std::uint64_t> syncs_{0}, synced_records_{0}, failures_{0};
-  std::atomic<bool> fenced_{false};
+  std::atomic<bool> recording_refusal_{false};
 };
 
 }  // namespace wal

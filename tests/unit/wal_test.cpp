@@ -411,19 +411,30 @@ TEST_CASE("wal replay: a limit record voids an earlier segment's records from it
   CHECK(r.log[0].find("refused after a failed sync") != std::string::npos);
 }
 
-TEST_CASE("wal writer: when the refusal cannot be recorded the log is fenced", "[wal]") {
+TEST_CASE("wal writer: until the refusal is recorded every group is refused; then the log heals", "[wal]") {
   WriterHarness h;
   REQUIRE(h.writer->start(1).ok());
+  h.io->fail(FaultRule{Call::fdatasync, EIO, "/obj"});  // no checkpoint deletes a segment
   REQUIRE(h.append("kept\n").ok());
-  h.io->fail(FaultRule{Call::fdatasync, EIO, ".wal", 0, 1});
-  h.io->fail(FaultRule{Call::pwrite, EIO, wal::segment_file_name(2)});
-  CHECK(h.append("refused\n").code() == ErrorCode::storage_error);
-  CHECK(h.writer->fenced());
-  CHECK(h.logged("write-ahead log fenced"));
+  // A full disk: the group's sync fails, and so does every log write.
+  h.io->fail(FaultRule{Call::fdatasync, ENOSPC, ".wal", 0, 1, /*perform=*/true});
+  h.io->fail(FaultRule{Call::pwrite, ENOSPC, ".wal"});
+  CHECK(h.append("refused\n").code() == ErrorCode::insufficient_storage);
+  CHECK(h.writer->recording_refusal());
+  CHECK(h.logged("cannot record the refused appends"));
+  CHECK(h.append("also refused\n").code() == ErrorCode::insufficient_storage);
+  // Space returns: the next group records the refusals first, then is acknowledged.
   h.io->heal();
-  Status later = h.append("later\n");
-  CHECK(later.code() == ErrorCode::storage_unavailable);
-  CHECK(later.http_status() == 503);
+  h.io->fail(FaultRule{Call::fdatasync, EIO, "/obj"});
+  REQUIRE(h.append("later\n").ok());
+  CHECK_FALSE(h.writer->recording_refusal());
+  h.memory->power_failure();
+  Replayed r = replay(*h.memory, "/wal");
+  CHECK(std::find(r.records.begin(), r.records.end(), "b/k@0:kept\n") != r.records.end());
+  CHECK(std::find(r.records.begin(), r.records.end(), "cut b/k to 5") != r.records.end());
+  CHECK(std::find(r.records.begin(), r.records.end(), "cut b/k to 13") != r.records.end());
+  CHECK(r.records.back() == "b/k@26:later\n");
+  for (const auto& record : r.records) CHECK(record.find("refused") == std::string::npos);
 }
 
 TEST_CASE("wal writer: a failed directory sync when creating a segment keeps the current one", "[wal]") {
