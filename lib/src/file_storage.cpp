@@ -161,9 +161,12 @@ class FileStorage final : public Storage, public wal::Delegate {
       }
       const std::uint64_t offset = object->size;
       if (Status s = write_locked(*object, batch.lines); !s.ok()) {
-        // Refused lines left in a fenced object: with a log, record the cut
-        // so that replay after a restart removes them.
-        if (!wal_ || !object->fenced || !wal_->add_truncate(object, offset, &waiter).ok()) return s;
+        // The file may still hold refused lines: cut back but not durably
+        // (written back before the cut, a power failure can restore them),
+        // or not at all (fenced). With a log, record the cut, so that replay
+        // after a crash or restart removes them.
+        const bool file_kept = object->handle != nullptr || object->fenced;
+        if (!wal_ || !file_kept || !wal_->add_truncate(object, offset, &waiter).ok()) return s;
         result = s;
       } else if (wal_) {
         // Log the lines while the object is locked, so the log holds an

@@ -795,3 +795,25 @@ TEST_CASE("Readers never see lines whose append is still in flight or then refus
     CHECK(s.storage->stats().bytes_written == 8);
   }
 }
+
+TEST_CASE("Complete lines of a failed object write never come back after a power failure", "[faults][wal]") {
+  MemoryStore s;
+  REQUIRE(s.open().ok());
+  REQUIRE(s.append("{\"a\":1}\n").ok());
+  s.storage.reset();  // a clean shutdown: the object is durable
+  s.io = std::make_shared<WritebackBeforeCutIo>(s.memory);
+  REQUIRE(s.reopen().ok());
+  s.io->fail(FaultRule{Call::fdatasync, EIO, ".jsonl"});  // no checkpoint syncs the object
+  // Two complete lines reach the file (and the disk, by writeback) before
+  // ENOSPC; the cut back succeeds, but is not durable.
+  s.io->short_writes(16, ENOSPC, ".jsonl");
+  CHECK(s.append("{\"b\":2}\n{\"c\":3}\n{\"d\":4}\n", 3).code() == ErrorCode::insufficient_storage);
+  CHECK(s.storage->stats().fenced_objects == 0);
+  s.io->heal();
+  s.io->fail(FaultRule{Call::fdatasync, EIO, ".jsonl"});
+  s.kill();
+  s.memory->power_failure();
+  CHECK(s.object() == "{\"a\":1}\n{\"b\":2}\n{\"c\":3}\n");  // what the disk holds
+  REQUIRE(s.open().ok());
+  CHECK(s.object() == "{\"a\":1}\n");
+}
