@@ -1,5 +1,7 @@
 #include "flags.h"
 
+static_assert(writeapi::kMaxBodyBytesLimit == 1073741824, "update the --max-body message and help");
+
 #include <fmt/core.h>
 
 #include <sys/resource.h>
@@ -29,7 +31,7 @@ Flags:
   --data-dir DIR           objects go to DIR/<bucket>/<key>.jsonl (default ./data)
   --keys FILE              keys file with SHA-256 hashes of access keys (default ./keys.json)
   --max-body BYTES         largest request body, after gzip decompression
-                           (default 10485760 = 10 MiB; suffixes K, M, KiB, MiB accepted)
+                           (default 10485760 = 10 MiB, at most 1 GiB; suffixes K, M, KiB, MiB accepted)
   --threads N              workers: requests run at once (default 32); idle connections
                            and requests still arriving cost no worker
   --fsync MODE             always (default): answer after fdatasync, with group commit;
@@ -304,6 +306,8 @@ int parse_flags(int argc, char** argv, ServerConfig* config) {
     } else if (flag == "--max-body") {
       if (!parse_size(value, &config->max_body_bytes) || config->max_body_bytes == 0)
         return bad("a positive size in bytes");
+      if (config->max_body_bytes > writeapi::kMaxBodyBytesLimit)
+        return bad("at most 1073741824 bytes (1 GiB): the write-ahead log and zlib cannot represent larger bodies");
     } else if (flag == "--threads") {
       if (!parse_int(value, 1, 65536, &config->threads)) return bad("a thread count 1-65536");
     } else if (flag == "--fsync") {

@@ -1,6 +1,6 @@
 // writeapi-keys: manages the keys file that writeapi-server reads.
 //
-// Every change goes through update_keys_file (lib/src/keys_file.h): an
+// Every change goes through update_keys_file (writeapi/keys_file.h): an
 // exclusive lock on "<file>.lock", read, change, write to a temporary file,
 // fsync, rename, fsync the directory. So concurrent runs never lose each
 // other's changes and a crash never leaves a half-written file; the server
@@ -12,7 +12,7 @@
 #include <string_view>
 #include <vector>
 
-#include "keys_file.h"
+#include "writeapi/keys_file.h"
 #include "writeapi/auth.h"
 #include "writeapi/names.h"
 #include "writeapi/version.h"

@@ -2,7 +2,6 @@
 #include <fmt/core.h>
 #include <malloc.h>
 #include <signal.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -18,6 +17,7 @@
 #include "systemd_notify.h"
 #include "writeapi/auth.h"
 #include "writeapi/clickhouse.h"
+#include "writeapi/keys_reloader.h"
 #include "writeapi/limits.h"
 #include "writeapi/storage.h"
 
@@ -25,39 +25,6 @@ namespace {
 
 using writeapi::server::HttpServer;
 using writeapi::server::ServerConfig;
-
-// Identity of the keys file on disk, to notice edits and replacements.
-struct FileStamp {
-  dev_t device = 0;
-  ino_t inode = 0;
-  off_t size = -1;
-  timespec modified{};
-  bool operator==(const FileStamp& o) const {
-    return device == o.device && inode == o.inode && size == o.size && modified.tv_sec == o.modified.tv_sec &&
-           modified.tv_nsec == o.modified.tv_nsec;
-  }
-};
-
-FileStamp stamp_of(const std::string& path) {
-  FileStamp stamp;
-  struct stat st;
-  if (::stat(path.c_str(), &st) == 0) {
-    stamp.device = st.st_dev;
-    stamp.inode = st.st_ino;
-    stamp.size = st.st_size;
-    stamp.modified = st.st_mtim;
-  }
-  return stamp;
-}
-
-void reload_keys(writeapi::KeysFileAuthorizer* keys, const char* why) {
-  writeapi::Status s = keys->reload();
-  if (s.ok()) {
-    fmt::print(stderr, "writeapi-server: reloaded keys file {} ({})\n", keys->path(), why);
-  } else {
-    fmt::print(stderr, "writeapi-server: keeping previous keys; reload failed: {}\n", s.message());
-  }
-}
 
 }  // namespace
 
@@ -142,10 +109,15 @@ int main(int argc, char** argv) {
     fmt::print(stderr, "writeapi-server: metrics on http://{}:{}/metrics\n", config.metrics_listen_host,
                server.metrics_port());
 
+  // The library watches the keys file (polling once a second); SIGHUP asks
+  // it to reload at once.
+  writeapi::KeysReloaderOptions reloader_options;
+  reloader_options.log = log;
+  writeapi::KeysReloader reloader(keys.get(), reloader_options);
+
   std::atomic<bool> stopping{false};
   std::thread signal_thread([&] {
-    FileStamp last = stamp_of(config.keys_path);
-    // This thread wakes at least every second (keys file check) and, under
+    // This thread wakes at least every second and, under
     // a unit with WatchdogSec=, tells systemd at half that period that the
     // process is alive.
     using Clock = std::chrono::steady_clock;
@@ -169,14 +141,7 @@ int main(int argc, char** argv) {
         server.stop();
         return;
       }
-      FileStamp now = stamp_of(config.keys_path);
-      if (signal == SIGHUP) {
-        reload_keys(keys.get(), "SIGHUP");
-        last = now;
-      } else if (!(now == last)) {
-        reload_keys(keys.get(), "file changed");
-        last = now;
-      }
+      if (signal == SIGHUP) (void)reloader.reload("SIGHUP");
     }
   });
 

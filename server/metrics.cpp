@@ -58,6 +58,9 @@ std::string Metrics::render(const StorageStats& storage) const {
   counter("writeapi_storage_torn_tails_repaired_total", "Objects whose torn last line was cut on open.",
           storage.torn_tails_repaired);
   counter("writeapi_storage_write_errors_total", "Appends or syncs that failed.", storage.write_errors);
+  counter("writeapi_storage_objects_fenced_total",
+          "Objects refusing appends until a restart: refused lines could not be cut from them.",
+          storage.fenced_objects);
   fmt::format_to(it, "# HELP writeapi_storage_open_objects Objects with an open file handle.\n"
                      "# TYPE writeapi_storage_open_objects gauge\nwriteapi_storage_open_objects {}\n",
                  storage.open_objects);

@@ -2,6 +2,8 @@
 
 #include <zlib.h>
 
+#include <algorithm>
+#include <limits>
 #include <string>
 
 #include "writeapi/names.h"
@@ -64,8 +66,12 @@ Status check_content_encoding(std::string_view content_encoding) {
   return Status(ErrorCode::unsupported_encoding, "Content-Encoding must be gzip, deflate or absent");
 }
 
+static_assert(kMaxBodyBytesLimit <= std::numeric_limits<uInt>::max(), "zlib counts bytes in uInt");
+
 Status gunzip(std::string_view compressed, std::size_t max_bytes, std::string* out) {
   out->clear();
+  if (compressed.size() > kMaxBodyBytesLimit)
+    return Status(ErrorCode::payload_too_large, "the body exceeds the size limit");
   z_stream stream{};
   if (inflateInit2(&stream, 15 + 32) != Z_OK)  // 15 + 32: gzip or zlib header
     return Status(ErrorCode::internal_error, "cannot initialise zlib");
@@ -113,17 +119,18 @@ Status Ingestor::ingest(const IngestRequest& request, IngestResult* result) cons
   std::string_view body = request.body;
   if (Status s = check_content_encoding(request.content_encoding); !s.ok()) return s;
   std::string_view encoding = trim(request.content_encoding);
+  const std::size_t max_body_bytes = std::min(options_.max_body_bytes, kMaxBodyBytesLimit);
   if (!encoding.empty() && !iequals(encoding, "identity")) {
-    Status s = gunzip(body, options_.max_body_bytes, &buffers.inflated);
+    Status s = gunzip(body, max_body_bytes, &buffers.inflated);
     if (!s.ok()) {
       trim_buffer(&buffers.inflated);
       return s;
     }
     body = buffers.inflated;
   }
-  if (body.size() > options_.max_body_bytes)
+  if (body.size() > max_body_bytes)
     return Status(ErrorCode::payload_too_large, "the body exceeds the size limit of " +
-                                                    std::to_string(options_.max_body_bytes) + " bytes");
+                                                    std::to_string(max_body_bytes) + " bytes");
 
   if (Status s = validate_name(request.bucket, "bucket"); !s.ok()) return s;
   if (Status s = validate_name(request.key, "key"); !s.ok()) return s;

@@ -1,4 +1,4 @@
-#include "keys_file.h"
+#include "writeapi/keys_file.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -12,7 +12,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "keys_file.h"
+#include "writeapi/keys_file.h"
 #include "writeapi/auth.h"
 #include "writeapi/limits.h"
 

@@ -1,6 +1,8 @@
-// FileStorage under injected write and sync failures (see lib/src/file_io.h):
-// a failed append leaves no byte behind, is answered with the documented
-// code, is logged once per object, and the object works again afterwards.
+// FileStorage under injected failures of its file system calls (the seam is
+// lib/src/file_io.h, the injector tests/support/fault_injecting_io.h): a
+// failed append leaves no byte behind, is answered with the documented code,
+// is logged once per object, and the object works again afterwards; failed
+// directory syncs and failures during log replay lose nothing.
 #include <fcntl.h>
 #include <sys/wait.h>
 #include <stdlib.h>
@@ -10,15 +12,19 @@
 #include <atomic>
 #include <catch2/catch.hpp>
 #include <cerrno>
+#include <condition_variable>
 #include <filesystem>
 #include <fstream>
 #include <mutex>
 #include <sstream>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
+#include "fault_injecting_io.h"
 #include "file_io.h"
+#include "memory_file_io.h"
 #include "writeapi/storage.h"
 
 namespace fs = std::filesystem;
@@ -26,51 +32,12 @@ using writeapi::AppendBatch;
 using writeapi::ErrorCode;
 using writeapi::FileIo;
 using writeapi::FsyncPolicy;
+using writeapi::testing::Call;
+using writeapi::testing::FaultInjectingIo;
+using writeapi::testing::FaultRule;
+using writeapi::testing::MemoryFileIo;
 
 namespace {
-
-// Real calls, with failures switched on by the test.
-class FaultyIo : public FileIo {
- public:
-  // The next pwrite writes at most `bytes` bytes, then later calls fail
-  // with `error` until heal().
-  void fail_writes_after(std::size_t bytes, int error) {
-    std::lock_guard<std::mutex> lock(mu_);
-    budget_ = bytes;
-    write_error_ = error;
-  }
-  void fail_next_sync(int error) { sync_error_ = error; }
-  void heal() {
-    std::lock_guard<std::mutex> lock(mu_);
-    write_error_ = 0;
-  }
-
-  ssize_t pwrite(int fd, const void* data, std::size_t length, off_t offset) override {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (write_error_ == 0) return ::pwrite(fd, data, length, offset);
-    if (budget_ == 0) {
-      errno = write_error_;
-      return -1;
-    }
-    std::size_t n = std::min(length, budget_);
-    budget_ -= n;
-    return ::pwrite(fd, data, n, offset);  // a short write
-  }
-  int fdatasync(int fd) override {
-    if (int error = sync_error_.exchange(0); error != 0) {
-      ::fdatasync(fd);
-      errno = error;
-      return -1;
-    }
-    return ::fdatasync(fd);
-  }
-
- private:
-  std::mutex mu_;
-  std::size_t budget_ = 0;
-  int write_error_ = 0;
-  std::atomic<int> sync_error_{0};
-};
 
 struct TempDir {
   TempDir() {
@@ -118,7 +85,7 @@ struct Harness {
   }
 
   TempDir dir;
-  std::shared_ptr<FaultyIo> io = std::make_shared<FaultyIo>();
+  std::shared_ptr<FaultInjectingIo> io = std::make_shared<FaultInjectingIo>();
   writeapi::FileStorageOptions options;
   std::unique_ptr<writeapi::Storage> storage;
   std::mutex log_mu;
@@ -133,7 +100,7 @@ TEST_CASE("ENOSPC after a short write leaves the object as it was and answers 50
   REQUIRE(h.append("o", "{\"a\":1}\n", 1).ok());
   const std::string before = h.object("o");
 
-  h.io->fail_writes_after(5, ENOSPC);
+  h.io->short_writes(5, ENOSPC);
   writeapi::Status s = h.append("o", "{\"b\":2}\n{\"c\":3}\n", 2);
   CHECK(s.code() == ErrorCode::insufficient_storage);
   CHECK(s.http_status() == 507);
@@ -154,14 +121,14 @@ TEST_CASE("ENOSPC after a short write leaves the object as it was and answers 50
 TEST_CASE("EDQUOT is insufficient_storage, EIO and EFBIG are storage_error with Retry-After", "[faults]") {
   Harness h(FsyncPolicy::never);
   REQUIRE(h.append("o", "1\n", 1).ok());
-  h.io->fail_writes_after(0, EDQUOT);
+  h.io->short_writes(0, EDQUOT);
   CHECK(h.append("o", "2\n", 1).code() == ErrorCode::insufficient_storage);
-  h.io->fail_writes_after(1, EIO);
+  h.io->short_writes(1, EIO);
   writeapi::Status s = h.append("o", "333\n", 1);
   CHECK(s.code() == ErrorCode::storage_error);
   CHECK(s.http_status() == 503);
   CHECK(s.retry_after_seconds() > 0);
-  h.io->fail_writes_after(0, EFBIG);
+  h.io->short_writes(0, EFBIG);
   CHECK(h.append("o", "4\n", 1).code() == ErrorCode::storage_error);
   CHECK(h.object("o") == "1\n");
 }
@@ -170,7 +137,7 @@ TEST_CASE("A failed write to one object does not affect another", "[faults]") {
   Harness h(FsyncPolicy::never);
   REQUIRE(h.append("full", "1\n", 1).ok());
   REQUIRE(h.append("other", "1\n", 1).ok());
-  h.io->fail_writes_after(0, ENOSPC);
+  h.io->short_writes(0, ENOSPC);
   CHECK_FALSE(h.append("full", "2\n", 1).ok());
   h.io->heal();
   CHECK(h.append("other", "2\n", 1).ok());
@@ -181,7 +148,7 @@ TEST_CASE("A failed write to one object does not affect another", "[faults]") {
 TEST_CASE("A failed log sync is not acknowledged and the object is cut back", "[faults]") {
   Harness h(FsyncPolicy::always);
   REQUIRE(h.append("o", "{\"synced\":1}\n", 1).ok());
-  h.io->fail_next_sync(EIO);
+  h.io->fail(FaultRule{Call::fdatasync, EIO, "", 0, 1, /*perform=*/true});
   writeapi::Status s = h.append("o", "{\"lost\":2}\n", 1);
   CHECK(s.code() == ErrorCode::storage_error);
   CHECK(s.retry_after_seconds() > 0);
@@ -387,4 +354,466 @@ TEST_CASE("Log segments rotate and are retired in the background without losing 
   storage.reset();  // a clean shutdown checkpoints everything
   CHECK(wal_segments(options.data_dir).empty());
   for (int k = 0; k < 4; ++k) CHECK(slurp(options.data_dir + "/b/o" + std::to_string(k) + ".jsonl") == expected[k]);
+}
+
+namespace {
+
+// A store over the in-memory file system, for the faults a real disk cannot
+// be made to produce on demand. `io` is replaced to start a store with
+// other faults on the same files.
+struct MemoryStore {
+  explicit MemoryStore(FsyncPolicy policy = FsyncPolicy::always) { options.fsync = policy; }
+  writeapi::Status open() {
+    storage.reset();
+    io = std::make_shared<FaultInjectingIo>(memory);
+    return reopen();
+  }
+  // Opens with the current `io` (faults already set).
+  writeapi::Status reopen() {
+    storage.reset();
+    options.data_dir = "/data";
+    options.log = [this](std::string_view line) {
+      std::lock_guard<std::mutex> lock(log_mu);
+      log.emplace_back(line);
+    };
+    writeapi::Status status;
+    storage = writeapi::make_file_storage_with_io(options, io, &status);
+    return status;
+  }
+  writeapi::Status append(const std::string& lines, std::size_t items = 1, const char* key = "o") {
+    AppendBatch batch;
+    batch.bucket = "b";
+    batch.key = key;
+    batch.lines = lines;
+    batch.item_count = items;
+    return storage->append(batch);
+  }
+  // Stops the store as kill -9 would: nothing it would do on a clean
+  // shutdown reaches the files.
+  void kill() {
+    io->crash_after(0);
+    storage.reset();
+  }
+  std::string object(const char* key = "o") { return memory->contents(std::string("/data/b/") + key + ".jsonl"); }
+  std::vector<std::string> segments() { return memory->list("/data/.wal", ".wal"); }
+  bool logged(const std::string& text) {
+    std::lock_guard<std::mutex> lock(log_mu);
+    for (auto& line : log)
+      if (line.find(text) != std::string::npos) return true;
+    return false;
+  }
+  ~MemoryStore() { storage.reset(); }
+
+  std::shared_ptr<MemoryFileIo> memory = std::make_shared<MemoryFileIo>();
+  std::shared_ptr<FaultInjectingIo> io;
+  writeapi::FileStorageOptions options;
+  std::mutex log_mu;
+  std::vector<std::string> log;
+  std::unique_ptr<writeapi::Storage> storage;
+};
+
+}  // namespace
+
+TEST_CASE("A failed directory sync at a checkpoint keeps the log segment, and the next start replays it",
+          "[faults][wal]") {
+  MemoryStore s;
+  REQUIRE(s.open().ok());
+  REQUIRE(s.append("{\"a\":1}\n").ok());
+  REQUIRE(s.append("{\"a\":2}\n").ok());
+  // The new object's directory entry cannot be made durable.
+  s.io->fail(FaultRule{Call::fsync, EIO, "/data/b"});
+  s.storage.reset();  // a clean shutdown tries to retire the log
+  CHECK(s.logged("checkpoint sync failed"));
+  CHECK(s.segments().size() == 1);
+  s.memory->put("/data/b/o.jsonl", "");  // what a power failure may leave
+  REQUIRE(s.open().ok());
+  CHECK(s.object() == "{\"a\":1}\n{\"a\":2}\n");
+  s.storage.reset();
+  CHECK(s.segments().empty());
+}
+
+TEST_CASE("A failed directory sync in interval mode is logged, counted and retried", "[faults]") {
+  MemoryStore s(FsyncPolicy::interval);
+  s.options.fsync_interval = std::chrono::milliseconds(1);
+  REQUIRE(s.open().ok());
+  s.io->fail(FaultRule{Call::fsync, EIO, "/data/b", 0, 1});
+  REQUIRE(s.append("1\n").ok());
+  s.storage.reset();  // stops the background thread after its last round
+  CHECK(s.logged("background sync of /data/b/o.jsonl failed"));
+  // The directory sync is retried by the next round that sees the object.
+  auto trace = s.io->trace();
+  std::size_t directory_syncs = std::count(trace.begin(), trace.end(), "fsync /data/b");
+  CHECK(directory_syncs >= 1);
+}
+
+TEST_CASE("A failure during log replay refuses to start and loses nothing", "[faults][wal]") {
+  const FaultRule rule = GENERATE(FaultRule{Call::pwrite, EIO, ".jsonl"}, FaultRule{Call::open, EACCES, ".jsonl"},
+                                  FaultRule{Call::read, EIO, ".wal"}, FaultRule{Call::list_directory, EIO, "/.wal"});
+  INFO("failing " << writeapi::testing::call_name(rule.call) << " on " << rule.path_contains);
+  MemoryStore s;
+  REQUIRE(s.open().ok());
+  for (int i = 0; i < 5; ++i) REQUIRE(s.append("{\"i\":" + std::to_string(i) + "}\n").ok());
+  s.kill();
+  s.memory->unlink("/data/b/o.jsonl");
+  s.memory->unlink("/data/b");  // not a file: the directory stays
+  const auto segments = s.segments();
+  REQUIRE(segments.size() == 1);
+
+  s.io = std::make_shared<FaultInjectingIo>(s.memory);
+  s.io->fail(rule);
+  writeapi::Status status = s.reopen();
+  CHECK(status.code() == ErrorCode::storage_error);
+  CHECK(s.segments() == segments);  // the log is kept for the next attempt
+
+  REQUIRE(s.open().ok());
+  CHECK(s.object() == "{\"i\":0}\n{\"i\":1}\n{\"i\":2}\n{\"i\":3}\n{\"i\":4}\n");
+}
+
+TEST_CASE("Failures of open, fstat and pread on an object answer 503 and leave it intact", "[faults]") {
+  const FaultRule rule =
+      GENERATE(FaultRule{Call::open, EIO, ".jsonl"}, FaultRule{Call::fstat, EIO, ".jsonl"},
+               FaultRule{Call::pread, EIO, ".jsonl"}, FaultRule{Call::mkdir, EIO, "/data/b"});
+  INFO("failing " << writeapi::testing::call_name(rule.call));
+  MemoryStore s(FsyncPolicy::never);
+  s.options.max_open_files = 1;
+  REQUIRE(s.open().ok());
+  if (rule.call != Call::mkdir) {
+    REQUIRE(s.append("{\"a\":1}\n").ok());
+    REQUIRE(s.append("x\n", 1, "other").ok());  // evicts o: its next append reopens it
+  }
+  s.io->fail(rule);
+  writeapi::Status status = s.append("{\"b\":2}\n");
+  CHECK(status.code() == ErrorCode::storage_error);
+  CHECK(s.object() == (rule.call == Call::mkdir ? "" : "{\"a\":1}\n"));
+  s.io->heal();
+  REQUIRE(s.append("{\"c\":3}\n").ok());
+  CHECK(s.object() == (rule.call == Call::mkdir ? "{\"c\":3}\n" : "{\"a\":1}\n{\"c\":3}\n"));
+}
+
+TEST_CASE("A store that cannot take its lock, list its log or create a segment does not start", "[faults]") {
+  const FaultRule rule = GENERATE(FaultRule{Call::lock, EWOULDBLOCK}, FaultRule{Call::open, EACCES, ".writeapi.lock"},
+                                  FaultRule{Call::open, EIO, ".wal"}, FaultRule{Call::fsync, EIO, "/.wal"},
+                                  FaultRule{Call::mkdir, EIO, "/.wal"}, FaultRule{Call::list_directory, EIO, "/.wal"});
+  INFO("failing " << writeapi::testing::call_name(rule.call) << " on " << rule.path_contains);
+  MemoryStore s;
+  s.io = std::make_shared<FaultInjectingIo>(s.memory);
+  s.io->fail(rule);
+  CHECK(s.reopen().code() == ErrorCode::storage_error);
+  CHECK(s.storage == nullptr);
+  REQUIRE(s.open().ok());
+  REQUIRE(s.append("1\n").ok());
+}
+
+TEST_CASE("list_keys and read_object report a failing directory listing or read", "[faults]") {
+  MemoryStore s(FsyncPolicy::never);
+  REQUIRE(s.open().ok());
+  REQUIRE(s.append("1\n").ok());
+  s.io->fail(FaultRule{Call::list_directory, EIO, "/data/b"});
+  std::vector<std::string> keys;
+  CHECK(s.storage->list_keys("b", &keys).code() == ErrorCode::storage_error);
+  s.io->heal();
+  s.io->fail(FaultRule{Call::read, EIO, ".jsonl"});
+  std::string contents;
+  CHECK(s.storage->read_object("b", "o", &contents).code() == ErrorCode::storage_error);
+  CHECK(contents.empty());
+  s.io->heal();
+  REQUIRE(s.storage->read_object("b", "o", &contents).ok());
+  CHECK(contents == "1\n");
+}
+
+// ---- Recovery that cannot lose, all or nothing under double faults ----
+
+namespace {
+
+std::string numbered(const char* tag, int from, int to) {
+  std::string s;
+  for (int i = from; i < to; ++i) s += "{\"" + std::string(tag) + "\":" + std::to_string(i) + "}\n";
+  return s;
+}
+
+}  // namespace
+
+TEST_CASE("A crash at each step of recovery, then another recovery: every acknowledged line exactly once",
+          "[faults][wal][recovery]") {
+  // The state a power failure leaves after acknowledged appends to three
+  // objects spread over several segments.
+  MemoryStore base;
+  base.options.wal_segment_bytes = 300;
+  REQUIRE(base.open().ok());
+  // Objects are never synced: checkpoints keep every segment.
+  base.io->fail(FaultRule{Call::fdatasync, EIO, ".jsonl"});
+  std::string expected[3];
+  const char* keys[3] = {"o0", "o1", "o2"};
+  for (int i = 0; i < 30; ++i) {
+    std::string line = numbered("i", i, i + 1);
+    REQUIRE(base.append(line, 1, keys[i % 3]).ok());
+    expected[i % 3] += line;
+  }
+  base.kill();
+  base.memory->power_failure();
+  REQUIRE(base.segments().size() >= 2);
+
+  std::size_t steps = 0;
+  for (std::size_t crash_at = 0;; ++crash_at) {
+    INFO("crash after " << crash_at << " calls of recovery");
+    auto memory = base.memory->clone();  // a copy of the disk
+    MemoryStore s;
+    s.options.wal_segment_bytes = 300;
+    s.memory = memory;
+    s.io = std::make_shared<FaultInjectingIo>(memory);
+    s.io->crash_after(crash_at);
+    (void)s.reopen();
+    const bool finished = !s.io->crashed();
+    s.kill();
+    s.memory->power_failure();
+    // Whatever the crash left, the next recovery restores everything once.
+    REQUIRE(s.open().ok());
+    for (int k = 0; k < 3; ++k) CHECK(s.object(keys[k]) == expected[k]);
+    s.storage.reset();
+    CHECK(s.segments().empty());
+    s.memory->power_failure();  // and what it restored is durable
+    for (int k = 0; k < 3; ++k) CHECK(s.object(keys[k]) == expected[k]);
+    ++steps;
+    if (finished) break;
+  }
+  CHECK(steps > 20);  // every call of a real recovery was a crash point
+}
+
+TEST_CASE("A failed sync after replay keeps every segment for the next recovery", "[faults][wal][recovery]") {
+  MemoryStore s;
+  s.options.wal_segment_bytes = 200;
+  REQUIRE(s.open().ok());
+  s.io->fail(FaultRule{Call::fdatasync, EIO, ".jsonl"});  // checkpoints keep every segment
+  std::string expected;
+  for (int i = 0; i < 20; ++i) {
+    std::string line = numbered("i", i, i + 1);
+    REQUIRE(s.append(line).ok());
+    expected += line;
+  }
+  s.kill();
+  s.memory->power_failure();
+  const auto segments = s.segments();
+  REQUIRE(segments.size() >= 2);
+  s.io = std::make_shared<FaultInjectingIo>(s.memory);
+  s.io->fail(FaultRule{Call::fdatasync, EIO, ".jsonl"});
+  REQUIRE(s.reopen().ok());  // serves; the log stays
+  CHECK(s.logged("checkpoint sync failed"));
+  s.kill();
+  for (const auto& name : segments) CHECK(s.memory->exists("/data/.wal/" + name));
+  s.memory->power_failure();
+  REQUIRE(s.open().ok());
+  CHECK(s.object() == expected);
+}
+
+TEST_CASE("A new data directory and its log directory are durable before anything is acknowledged",
+          "[faults][wal][recovery]") {
+  MemoryStore s;
+  REQUIRE(s.open().ok());
+  REQUIRE(s.append("{\"a\":1}\n").ok());
+  s.kill();
+  s.memory->power_failure();
+  REQUIRE(s.open().ok());
+  CHECK(s.object() == "{\"a\":1}\n");
+}
+
+TEST_CASE("Double fault: a failed append whose cut-back also fails fences the object until a restart",
+          "[faults][fence]") {
+  const FsyncPolicy policy = GENERATE(FsyncPolicy::always, FsyncPolicy::never);
+  INFO("policy " << static_cast<int>(policy));
+  MemoryStore s(policy);
+  REQUIRE(s.open().ok());
+  REQUIRE(s.append("{\"a\":1}\n").ok());
+  // Two of three lines reach the file, then ENOSPC; and the cut fails.
+  s.io->short_writes(16, ENOSPC, ".jsonl");
+  s.io->fail(FaultRule{Call::ftruncate, EIO, ".jsonl"});
+  writeapi::Status refused = s.append("{\"b\":2}\n{\"c\":3}\n{\"d\":4}\n", 3);
+  CHECK(refused.code() == ErrorCode::insufficient_storage);
+  s.io->heal();
+  CHECK(s.logged("fenced"));
+  CHECK(s.storage->stats().fenced_objects == 1);
+  CHECK(s.storage->stats().appends == 1);  // only what was stored
+  // The refused lines are in the file but never visible.
+  CHECK(s.object().find("{\"b\":2}") != std::string::npos);
+  std::string contents;
+  REQUIRE(s.storage->read_object("b", "o", &contents).ok());
+  CHECK(contents == "{\"a\":1}\n");
+  // Fenced: further appends answer 503 and store nothing; other objects work.
+  writeapi::Status fenced = s.append("{\"e\":5}\n");
+  CHECK(fenced.code() == ErrorCode::storage_unavailable);
+  CHECK(fenced.http_status() == 503);
+  CHECK(s.append("1\n", 1, "other").ok());
+  REQUIRE(s.storage->read_object("b", "o", &contents).ok());
+  CHECK(contents == "{\"a\":1}\n");
+  if (policy == FsyncPolicy::always) {
+    // The log recorded the cut: a restart, even after a power failure,
+    // removes the refused lines and the object works again.
+    s.kill();
+    s.memory->power_failure();
+    REQUIRE(s.open().ok());
+    CHECK(s.object() == "{\"a\":1}\n");
+    REQUIRE(s.append("{\"f\":6}\n").ok());
+    CHECK(s.object() == "{\"a\":1}\n{\"f\":6}\n");
+  }
+}
+
+TEST_CASE("Double fault: a failed log sync whose object cut-back fails fences the object; restart repairs it",
+          "[faults][fence][wal]") {
+  MemoryStore s;
+  REQUIRE(s.open().ok());
+  REQUIRE(s.append("{\"a\":1}\n").ok());
+  s.io->fail(FaultRule{Call::fdatasync, EIO, ".wal", 0, 1, /*perform=*/true});
+  s.io->fail(FaultRule{Call::ftruncate, EIO});  // neither the object nor the segment can be cut
+  CHECK(s.append("{\"refused\":2}\n").code() == ErrorCode::storage_error);
+  s.io->heal();
+  CHECK(s.storage->stats().fenced_objects == 1);
+  CHECK(s.append("{\"b\":3}\n").code() == ErrorCode::storage_unavailable);
+  std::string contents;
+  REQUIRE(s.storage->read_object("b", "o", &contents).ok());
+  CHECK(contents == "{\"a\":1}\n");
+  // The refused record was synced into segment 1 and its truncation failed:
+  // replay must not apply it, and must cut it from the object.
+  s.kill();
+  s.memory->power_failure();
+  REQUIRE(s.open().ok());
+  CHECK(s.object() == "{\"a\":1}\n");
+  REQUIRE(s.append("{\"c\":4}\n").ok());
+  CHECK(s.object() == "{\"a\":1}\n{\"c\":4}\n");
+}
+
+namespace {
+
+// The kernel may write an object's dirty pages back at any time: here,
+// just before the store cuts refused lines from it.
+class WritebackBeforeCutIo : public FaultInjectingIo {
+ public:
+  explicit WritebackBeforeCutIo(std::shared_ptr<MemoryFileIo> memory)
+      : FaultInjectingIo(memory), memory_(std::move(memory)) {}
+  int ftruncate(int fd, off_t length) override {
+    memory_->fdatasync(fd);
+    return FaultInjectingIo::ftruncate(fd, length);
+  }
+
+ private:
+  std::shared_ptr<MemoryFileIo> memory_;
+};
+
+}  // namespace
+
+TEST_CASE("A refused append never survives a power failure, even when its bytes reached the disk",
+          "[faults][wal]") {
+  MemoryStore s;
+  s.io = std::make_shared<WritebackBeforeCutIo>(s.memory);
+  REQUIRE(s.reopen().ok());
+  REQUIRE(s.append("{\"a\":1}\n").ok());
+  s.io->fail(FaultRule{Call::fdatasync, EIO, ".jsonl"});  // no checkpoint makes the object durable
+  // The failing sync wrote the record anyway, and the segment's truncation
+  // is not durable either.
+  s.io->fail(FaultRule{Call::fdatasync, EIO, ".wal", 0, 1, /*perform=*/true});
+  CHECK(s.append("{\"refused\":2}\n").code() == ErrorCode::storage_error);
+  CHECK(s.storage->stats().fenced_objects == 0);
+  REQUIRE(s.append("{\"b\":3}\n").ok());  // shorter than the refused line
+  s.kill();
+  s.memory->power_failure();
+  CHECK(s.object() == "{\"a\":1}\n{\"refused\":2}\n");  // what the disk holds
+  REQUIRE(s.open().ok());
+  CHECK(s.object() == "{\"a\":1}\n{\"b\":3}\n");
+}
+
+namespace {
+
+// Holds the log's fdatasync until released, so a test can look at the
+// store while an append is in flight.
+class HeldSyncIo : public FaultInjectingIo {
+ public:
+  using FaultInjectingIo::FaultInjectingIo;
+  void hold() {
+    std::lock_guard<std::mutex> lock(mu_);
+    hold_ = true;
+  }
+  void wait_until_held() {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [&] { return waiting_; });
+  }
+  void release(int error) {
+    std::lock_guard<std::mutex> lock(mu_);
+    hold_ = false;
+    error_ = error;
+    cv_.notify_all();
+  }
+  int fdatasync(int fd) override {
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      if (hold_) {
+        waiting_ = true;
+        cv_.notify_all();
+        cv_.wait(lock, [&] { return !hold_; });
+        waiting_ = false;
+        if (int error = std::exchange(error_, 0); error != 0) {
+          errno = error;
+          return -1;
+        }
+      }
+    }
+    return FaultInjectingIo::fdatasync(fd);
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool hold_ = false, waiting_ = false;
+  int error_ = 0;
+};
+
+}  // namespace
+
+TEST_CASE("Readers never see lines whose append is still in flight or then refused", "[faults][wal]") {
+  const int outcome = GENERATE(0, EIO);
+  MemoryStore s;
+  auto held = std::make_shared<HeldSyncIo>(s.memory);
+  s.io = held;
+  REQUIRE(s.reopen().ok());
+  REQUIRE(s.append("{\"a\":1}\n").ok());
+  held->hold();
+  writeapi::Status in_flight;
+  std::thread writer([&] { in_flight = s.append("{\"b\":2}\n"); });
+  held->wait_until_held();
+  CHECK(s.object() == "{\"a\":1}\n{\"b\":2}\n");  // in the file already
+  std::string contents;
+  REQUIRE(s.storage->read_object("b", "o", &contents).ok());
+  CHECK(contents == "{\"a\":1}\n");  // but not visible
+  held->release(outcome);
+  writer.join();
+  REQUIRE(s.storage->read_object("b", "o", &contents).ok());
+  if (outcome == 0) {
+    CHECK(in_flight.ok());
+    CHECK(contents == "{\"a\":1}\n{\"b\":2}\n");
+    CHECK(s.storage->stats().appends == 2);
+  } else {
+    CHECK(in_flight.code() == ErrorCode::storage_error);
+    CHECK(contents == "{\"a\":1}\n");
+    CHECK(s.storage->stats().appends == 1);  // counters count only what was stored
+    CHECK(s.storage->stats().bytes_written == 8);
+  }
+}
+
+TEST_CASE("Complete lines of a failed object write never come back after a power failure", "[faults][wal]") {
+  MemoryStore s;
+  REQUIRE(s.open().ok());
+  REQUIRE(s.append("{\"a\":1}\n").ok());
+  s.storage.reset();  // a clean shutdown: the object is durable
+  s.io = std::make_shared<WritebackBeforeCutIo>(s.memory);
+  REQUIRE(s.reopen().ok());
+  s.io->fail(FaultRule{Call::fdatasync, EIO, ".jsonl"});  // no checkpoint syncs the object
+  // Two complete lines reach the file (and the disk, by writeback) before
+  // ENOSPC; the cut back succeeds, but is not durable.
+  s.io->short_writes(16, ENOSPC, ".jsonl");
+  CHECK(s.append("{\"b\":2}\n{\"c\":3}\n{\"d\":4}\n", 3).code() == ErrorCode::insufficient_storage);
+  CHECK(s.storage->stats().fenced_objects == 0);
+  s.io->heal();
+  s.io->fail(FaultRule{Call::fdatasync, EIO, ".jsonl"});
+  s.kill();
+  s.memory->power_failure();
+  CHECK(s.object() == "{\"a\":1}\n{\"b\":2}\n{\"c\":3}\n");  // what the disk holds
+  REQUIRE(s.open().ok());
+  CHECK(s.object() == "{\"a\":1}\n");
 }

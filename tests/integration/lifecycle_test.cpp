@@ -118,6 +118,13 @@ TEST_CASE("bad flags stop startup with a message", "[integration][lifecycle]") {
   }
 }
 
+TEST_CASE("a --max-body above the format's 1 GiB bound stops startup with a message", "[integration][lifecycle]") {
+  auto result = run_server_to_exit({"--max-body", "1073741825"}, 10s);
+  REQUIRE(result.exited);
+  CHECK(result.exit_code != 0);
+  CHECK(result.err.find("at most 1073741824 bytes (1 GiB)") != std::string::npos);
+}
+
 TEST_CASE("SIGTERM and SIGINT exit 0", "[integration][lifecycle][signals]") {
   for (int sig : {SIGTERM, SIGINT}) {
     INFO("signal " << sig);

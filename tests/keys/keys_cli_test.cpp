@@ -17,7 +17,7 @@
 #include <thread>
 #include <vector>
 
-#include "keys_file.h"
+#include "writeapi/keys_file.h"
 #include "writeapi/auth.h"
 
 #ifndef WRITEAPI_KEYS_PATH

@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "keys_file.h"
+#include "writeapi/keys_file.h"
 #include "writeapi/auth.h"
 #include "writeapi/clock.h"
 #include "writeapi/limits.h"

@@ -4,6 +4,8 @@
 #include "writeapi/clickhouse.h"
 #include "writeapi/clock.h"
 #include "writeapi/ingest.h"
+#include "writeapi/keys_file.h"
+#include "writeapi/keys_reloader.h"
 #include "writeapi/limits.h"
 #include "writeapi/names.h"
 #include "writeapi/parse.h"

@@ -29,9 +29,17 @@ namespace writeapi {
 // Default request body limit: 10 MiB.
 inline constexpr std::size_t kDefaultMaxBodyBytes = 10 * 1024 * 1024;
 
+// The largest max_body_bytes that means what it says: 1 GiB. A request's
+// lines are never longer than its decompressed body, and the file store's
+// log record holds them behind a 32-bit length (docs/WAL_FORMAT.md); zlib
+// counts input and output in 32-bit uInt. A larger max_body_bytes acts as
+// this limit. Servers should refuse a larger setting at startup.
+inline constexpr std::size_t kMaxBodyBytesLimit = std::size_t{1} << 30;
+
 struct IngestOptions {
   // Largest body accepted, in bytes, after gzip decompression. Bigger
-  // bodies get payload_too_large. Default 10 MiB (the API's limit).
+  // bodies get payload_too_large. Default 10 MiB (the API's limit); at most
+  // kMaxBodyBytesLimit (a larger value acts as that limit).
   std::size_t max_body_bytes = kDefaultMaxBodyBytes;
   ParseOptions parse;
 };
@@ -85,8 +93,8 @@ Status check_content_type(std::string_view content_type);
 Status check_content_encoding(std::string_view content_encoding);
 
 // Inflates a gzip (or zlib, for "deflate") stream into *out, failing with
-// payload_too_large as soon as the output would exceed `max_bytes`, and with
-// bad_request on corrupt data.
+// payload_too_large as soon as the output would exceed `max_bytes` (or the
+// input kMaxBodyBytesLimit), and with bad_request on corrupt data.
 Status gunzip(std::string_view compressed, std::size_t max_bytes,
               std::string* out);
 

@@ -10,7 +10,8 @@
 // Contract every backend honours (tests/unit/storage_contract_test.cpp runs
 // the same suite against each):
 //   - append() returns ok only once the lines are stored as promised by the
-//     backend's durability policy; on error, none of the batch is visible.
+//     backend's durability policy; on error, none of the batch is visible,
+//     and read_object() never shows lines of an append that fails.
 //   - The lines of one append are contiguous in the object: concurrent
 //     appends to one object never interleave.
 //   - read_object() returns the object's lines in append order, byte for
@@ -44,13 +45,16 @@ struct AppendBatch {
 
 // Counters a backend exposes for monitoring. All monotonic since start.
 struct StorageStats {
-  std::uint64_t appends = 0;          // batches stored
-  std::uint64_t bytes_written = 0;    // bytes of lines stored
+  std::uint64_t appends = 0;          // batches stored (acknowledged)
+  std::uint64_t bytes_written = 0;    // bytes of lines stored (acknowledged)
   std::uint64_t syncs = 0;            // durability syncs (fdatasync rounds)
   std::uint64_t synced_appends = 0;   // batches covered by those syncs
   std::uint64_t torn_tails_repaired = 0;
   std::uint64_t write_errors = 0;     // failed appends (any cause)
   std::uint64_t open_objects = 0;     // gauge: objects with an open handle
+  // Objects fenced since start: refused lines could not be cut from their
+  // file, so they answer storage_unavailable until a restart repairs them.
+  std::uint64_t fenced_objects = 0;
 };
 
 class Storage {

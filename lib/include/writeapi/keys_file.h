@@ -1,5 +1,9 @@
-// Reading and writing the keys file (private to libwriteapi and its tools:
-// the server's authorizer reads it, writeapi-keys rewrites it).
+// The keys file as data: reading, validating, editing and rewriting it.
+//
+// KeysFileAuthorizer (auth.h) reads the file to answer requests; this
+// header is for tools that maintain it (writeapi-keys is built on it alone)
+// and for embedders that edit keys from their own code. KeysReloader
+// (keys_reloader.h) picks up the changes while serving.
 //
 // The file is JSON:
 //   {"buckets": {"<bucket>": {
@@ -19,13 +23,18 @@
 // then read, change, write a temporary file in the same directory, fsync,
 // rename over the file, fsync the directory. Readers never lock: they see
 // either the old file or the new one, never a mix.
-#ifndef WRITEAPI_SRC_KEYS_FILE_H_
-#define WRITEAPI_SRC_KEYS_FILE_H_
+//
+// Thread-safety: the functions are reentrant; update_keys_file serializes
+// writers across threads and processes. A KeysFileContents is plain data,
+// not to be shared between threads while one changes it.
+#ifndef WRITEAPI_KEYS_FILE_H_
+#define WRITEAPI_KEYS_FILE_H_
 
 #include <cstdint>
 #include <functional>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "writeapi/limits.h"
@@ -118,4 +127,4 @@ std::string utc_now_iso8601();
 
 }  // namespace writeapi
 
-#endif  // WRITEAPI_SRC_KEYS_FILE_H_
+#endif  // WRITEAPI_KEYS_FILE_H_
