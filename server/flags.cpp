@@ -147,13 +147,30 @@ bool read_config_file(const std::string& path, std::vector<Setting>* settings, s
     *error = fmt::format("cannot read config file {}: {}", path, std::strerror(errno));
     return false;
   }
+  // A configuration is a few hundred bytes: a larger "file" (/dev/zero, a
+  // wrong path) is refused before it can take the machine's memory.
+  constexpr std::size_t kMaxConfigBytes = 1 << 20;
   std::string text;
   char buffer[4096];
-  for (std::size_t n; (n = std::fread(buffer, 1, sizeof buffer, file)) > 0;) text.append(buffer, n);
+  for (std::size_t n; text.size() <= kMaxConfigBytes && (n = std::fread(buffer, 1, sizeof buffer, file)) > 0;)
+    text.append(buffer, n);
   const bool read_error = std::ferror(file);
+  const int read_errno = errno;
   std::fclose(file);
   if (read_error) {
-    *error = fmt::format("cannot read config file {}", path);
+    *error = fmt::format("cannot read config file {}: {}", path, std::strerror(read_errno));
+    return false;
+  }
+  if (text.size() > kMaxConfigBytes) {
+    *error = fmt::format("config file {} is larger than {} bytes: not a configuration file", path, kMaxConfigBytes);
+    return false;
+  }
+  if (text.find('\0') != std::string::npos) {
+    *error = fmt::format("config file {} contains a NUL byte: not a text file", path);
+    return false;
+  }
+  if (text.find('\r') != std::string::npos && text.find('\n') == std::string::npos) {
+    *error = fmt::format("config file {} has CR line ends only: use LF (or CRLF) line ends", path);
     return false;
   }
   std::map<std::string, int, std::less<>> first_line;
@@ -184,6 +201,10 @@ bool read_config_file(const std::string& path, std::vector<Setting>* settings, s
     }
     if (name == "config" || name == "help" || name == "version") {
       *error = fmt::format("{}: {} is a command-line flag only, not a setting", origin, name);
+      return false;
+    }
+    if (value.empty()) {
+      *error = fmt::format("{}: {} has no value (leave the line out for the default)", origin, name);
       return false;
     }
     if (auto seen = first_line.find(name); seen != first_line.end()) {

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <climits>
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 #include <simdjson.h>
@@ -331,7 +332,16 @@ std::string format_keys_file(const KeysFileContents& contents) {
   return out;
 }
 
-Status write_keys_file(const std::string& path, const KeysFileContents& contents) {
+Status write_keys_file(const std::string& link_path, const KeysFileContents& contents) {
+  // A keys file that is a symbolic link is written where it points (the
+  // rename below would replace the link itself).
+  std::string path = link_path;
+  struct stat link;
+  if (::lstat(link_path.c_str(), &link) == 0 && S_ISLNK(link.st_mode)) {
+    char resolved[PATH_MAX];
+    if (!::realpath(link_path.c_str(), resolved)) return io_error("cannot follow the symbolic link", link_path);
+    path = resolved;
+  }
   const std::string text = format_keys_file(contents);
   KeysFileContents check;
   if (Status s = parse_keys_file(text, path + " (new contents)", &check); !s.ok()) return s;
@@ -340,7 +350,9 @@ Status write_keys_file(const std::string& path, const KeysFileContents& contents
   // crashed writer with a recycled pid is simply replaced.
   const std::string temporary = path + ".tmp." + std::to_string(::getpid());
   ::unlink(temporary.c_str());
-  int fd = ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+  // A new keys file is readable by its owner and group only (0640 before
+  // the umask), like the one the package creates.
+  int fd = ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
   if (fd < 0) return io_error("cannot create", temporary);
   auto fail = [&](const std::string& what) {
     Status s = io_error(what, temporary);

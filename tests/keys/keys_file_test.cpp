@@ -335,3 +335,30 @@ TEST_CASE("keys file authorizer: limits follow reloads, counters count", "[keys_
   CHECK(stats.reloads == 1);
   CHECK(stats.reload_failures == 2);
 }
+
+TEST_CASE("keys file: a new file is 0640 whatever the umask; a symbolic link is written through", "[keys_file]") {
+  TempDir dir;
+  const std::string path = dir.path() + "/keys.json";
+  const mode_t old_umask = ::umask(022);
+  REQUIRE(writeapi::update_keys_file(path, true, [](KeysFileContents*) { return Status(); }).ok());
+  ::umask(old_umask);
+  struct stat st;
+  REQUIRE(::stat(path.c_str(), &st) == 0);
+  CHECK((st.st_mode & 0777) == 0640);
+
+  // A link to the real file: the file changes, the link stays a link.
+  const std::string link = dir.path() + "/link.json";
+  REQUIRE(::symlink(path.c_str(), link.c_str()) == 0);
+  REQUIRE(writeapi::update_keys_file(link, false, [](KeysFileContents* c) {
+            c->buckets.emplace_back();
+            c->buckets.back().name = "viaLink";
+            return Status();
+          }).ok());
+  struct stat lst;
+  REQUIRE(::lstat(link.c_str(), &lst) == 0);
+  CHECK(S_ISLNK(lst.st_mode));
+  KeysFileContents contents;
+  REQUIRE(writeapi::read_keys_file(path, &contents).ok());
+  REQUIRE(contents.buckets.size() == 1);
+  CHECK(contents.buckets[0].name == "viaLink");
+}

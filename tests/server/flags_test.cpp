@@ -105,3 +105,26 @@ TEST_CASE("flags: --version and --help print and stop", "[flags]") {
   CHECK(parse({"--version"}, &config) == -1);
   CHECK(parse({"--help"}, &config) == -1);
 }
+
+TEST_CASE("config file: empty values, NUL bytes, CR-only line ends and huge files are refused", "[flags][config]") {
+  TempDir dir;
+  const std::string path = dir.path() + "/writeapi.conf";
+  for (const std::string& text : {std::string("data-dir =\n"), std::string("keys = \n"), std::string("host=\n"),
+                                  std::string("access-log =\n"), std::string("data-dir = /tmp/a\0b\n", 20),
+                                  std::string("port = 9000\rkeys = k.json\r"),
+                                  std::string(2u << 20, '#')}) {
+    INFO("config file: " << text.substr(0, 40));
+    write_file(path, text);
+    ServerConfig config;
+    CHECK(parse({"--config", path}, &config) == 2);
+  }
+  // /dev/zero never ends: refused at the size cap, not read until memory runs out.
+  ServerConfig config;
+  CHECK(parse({"--config", "/dev/zero"}, &config) == 2);
+  // CRLF line ends are fine.
+  write_file(path, "port = 9000\r\nkeys = k.json\r\n");
+  ServerConfig crlf;
+  CHECK(parse({"--config", path}, &crlf) == 0);
+  CHECK(crlf.port == 9000);
+  CHECK(crlf.keys_path == "k.json");
+}
