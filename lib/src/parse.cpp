@@ -5,18 +5,29 @@
 // converts every number (and rejects integers beyond 64 bits and exponents
 // beyond double range, which the Write API must keep as written); On-Demand
 // does not validate what it skips. Validation plus a copy needs neither a
-// tape nor conversions, so one forward pass does it: simdjson checks UTF-8
-// with SIMD over the whole body first, strings are scanned 16 bytes at a
-// time, and items are copied in runs between whitespace (one memcpy per
-// item for compact bodies).
+// tape nor conversions, so one forward pass does it:
+//   - UTF-8 is checked for the whole body first (simdjson's SIMD validator;
+//     a word-at-a-time ASCII test for small bodies).
+//   - The grammar walk keeps its position, output position and container
+//     stack in registers (locals, never members: a store through the char
+//     output pointer would otherwise force them back to memory).
+//   - Strings are scanned 16 bytes at a time (SSE2) for quotes, backslashes
+//     and control characters; whitespace runs are skipped 16 bytes at a
+//     time; digits 8 at a time (SWAR).
+//   - Items are copied in runs between whitespace straight into the output
+//     buffer, sized once per request: one memcpy per compact item, one
+//     16- or 32-byte store per short run of a pretty-printed item.
 #include "writeapi/parse.h"
 
 #include <simdjson.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <cstring>
 #include <forward_list>
+#include <memory>
+#include <new>
 #include <string>
 #include <string_view>
 #include <unordered_set>
@@ -26,108 +37,81 @@
 #include <emmintrin.h>
 #endif
 
+#define WRITEAPI_INLINE inline __attribute__((always_inline))
+
 namespace writeapi {
 namespace {
 
-inline bool is_ws(uint8_t c) { return c == ' ' || c == '\n' || c == '\r' || c == '\t'; }
-inline bool is_digit(uint8_t c) { return static_cast<uint8_t>(c - '0') < 10; }
+using Byte = uint8_t;
 
-inline int hex_value(uint8_t c) {
+WRITEAPI_INLINE bool is_ws(Byte c) { return c == ' ' || c == '\n' || c == '\r' || c == '\t'; }
+WRITEAPI_INLINE bool is_digit(Byte c) { return static_cast<Byte>(c - '0') < 10; }
+
+inline int hex_value(Byte c) {
   if (is_digit(c)) return c - '0';
   c |= 0x20;
   if (c >= 'a' && c <= 'f') return c - 'a' + 10;
   return -1;
 }
 
-enum class Scan { ok, invalid_json, too_deep };
+// Output slack: short runs are copied with 16- or 32-byte stores that may
+// write past the run's end (never past the buffer).
+constexpr std::size_t kOutputSlack = 32;
 
-// How a scanned string ended: its raw bytes (without quotes) and whether
-// they contain escapes.
-struct StringSpan {
-  const char* begin;
-  const char* end;
-  bool has_escapes;
-};
-
-class Scanner {
- public:
-  Scanner(std::string_view body, std::size_t max_depth, std::string* out,
-          std::vector<uint8_t>* stack)
-      : p_(reinterpret_cast<const uint8_t*>(body.data())),
-        end_(p_ + body.size()),
-        max_depth_(max_depth),
-        out_(out),
-        stack_(*stack) {
-    stack_.clear();
+// Returns the first byte at or after `p` that is not JSON whitespace.
+WRITEAPI_INLINE const Byte* skip_ws_run(const Byte* p, const Byte* end) {
+#if defined(__SSE2__)
+  const __m128i space = _mm_set1_epi8(' '), newline = _mm_set1_epi8('\n');
+  const __m128i cr = _mm_set1_epi8('\r'), tab = _mm_set1_epi8('\t');
+  while (end - p >= 16) {
+    __m128i chunk = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+    __m128i ws = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(chunk, space), _mm_cmpeq_epi8(chunk, newline)),
+                              _mm_or_si128(_mm_cmpeq_epi8(chunk, cr), _mm_cmpeq_epi8(chunk, tab)));
+    unsigned other = ~static_cast<unsigned>(_mm_movemask_epi8(ws)) & 0xFFFFu;
+    if (other != 0) return p + __builtin_ctz(other);
+    p += 16;
   }
+#endif
+  while (p < end && is_ws(*p)) ++p;
+  return p;
+}
 
-  Status run(ParsedRequest* request);
-
- private:
-  // Skips whitespace. While copying an item, whitespace splits the copy run.
-  // The common case is a structural character right away: one compare.
-  inline __attribute__((always_inline)) void skip_ws() {
-    if (p_ < end_ && *p_ <= ' ' && is_ws(*p_)) skip_ws_slow();
+// Copies [from, to) to `w` and returns the end of the copy. `end` is the
+// end of the input: a wide load must stay inside it.
+WRITEAPI_INLINE char* copy_run(char* w, const Byte* from, const Byte* to, const Byte* end) {
+  const std::size_t n = static_cast<std::size_t>(to - from);
+#if defined(__SSE2__)
+  if (n <= 16 && end - from >= 16) {
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(w), _mm_loadu_si128(reinterpret_cast<const __m128i*>(from)));
+    return w + n;
   }
-  void skip_ws_slow() {
-    if (copying_) flush_run(p_);
-    // Pretty-printed bodies indent with runs of spaces: skip 8 at a time.
-    while (end_ - p_ >= 8) {
-      uint64_t word;
-      std::memcpy(&word, p_, 8);
-      if (word != 0x2020202020202020ULL) break;
-      p_ += 8;
-    }
-    while (p_ < end_ && is_ws(*p_)) ++p_;
-    if (copying_) run_start_ = p_;
+  if (n <= 32 && end - from >= 32) {
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(w), _mm_loadu_si128(reinterpret_cast<const __m128i*>(from)));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(w + 16),
+                     _mm_loadu_si128(reinterpret_cast<const __m128i*>(from + 16)));
+    return w + n;
   }
-  void flush_run(const uint8_t* until) {
-    out_->append(reinterpret_cast<const char*>(run_start_), until - run_start_);
-  }
-  void begin_item() {
-    copying_ = true;
-    run_start_ = p_;
-  }
-  void end_item() {
-    flush_run(p_);
-    out_->push_back('\n');
-    copying_ = false;
-  }
+#else
+  (void)end;
+#endif
+  std::memcpy(w, from, n);
+  return w + n;
+}
 
-  inline __attribute__((always_inline)) Scan scan_string(StringSpan* span);
-  __attribute__((noinline)) Scan scan_escape();
-  Scan scan_number();
-  Scan scan_literal(const char* word, std::size_t length);
-  // Scans one complete value (any depth) starting at p_. `depth` is the
-  // nesting depth of the container holding it.
-  Scan scan_value(std::size_t depth);
-  Scan scan_data(std::size_t* items, bool* null_item);
-
-  bool unescape(const StringSpan& span, std::string* out);
-
-  const uint8_t* p_;
-  const uint8_t* end_;
-  std::size_t max_depth_;
-  std::string* out_;
-  bool copying_ = false;
-  const uint8_t* run_start_ = nullptr;
-  std::vector<uint8_t>& stack_;  // container kinds below the current value
-};
-
-Scan Scanner::scan_escape() {
-  // p_ at the backslash.
-  if (end_ - p_ < 2) return Scan::invalid_json;
-  switch (p_[1]) {
+// Validates an escape at `p` (the backslash). Returns the byte after it, or
+// nullptr when it is invalid.
+__attribute__((noinline)) const Byte* scan_escape(const Byte* p, const Byte* end) {
+  if (end - p < 2) return nullptr;
+  switch (p[1]) {
     case '"': case '\\': case '/': case 'b': case 'f': case 'n': case 'r': case 't':
-      p_ += 2;
-      return Scan::ok;
+      return p + 2;
     case 'u':
       break;
     default:
-      return Scan::invalid_json;
+      return nullptr;
   }
-  auto read_u = [&](const uint8_t* at, uint32_t* code) {
-    if (end_ - at < 6 || at[0] != '\\' || at[1] != 'u') return false;
+  auto read_u = [&](const Byte* at, uint32_t* code) {
+    if (end - at < 6 || at[0] != '\\' || at[1] != 'u') return false;
     uint32_t value = 0;
     for (int i = 2; i < 6; ++i) {
       int h = hex_value(at[i]);
@@ -138,176 +122,269 @@ Scan Scanner::scan_escape() {
     return true;
   };
   uint32_t code;
-  if (!read_u(p_, &code)) return Scan::invalid_json;
-  p_ += 6;
+  if (!read_u(p, &code)) return nullptr;
+  p += 6;
   // Escaped surrogates must pair up, as simdjson (and I-JSON) require:
   // a lone half cannot become UTF-8 in any reader of the stored line.
-  if (code >= 0xDC00 && code <= 0xDFFF) return Scan::invalid_json;
+  if (code >= 0xDC00 && code <= 0xDFFF) return nullptr;
   if (code >= 0xD800 && code <= 0xDBFF) {
     uint32_t low;
-    if (!read_u(p_, &low) || low < 0xDC00 || low > 0xDFFF) return Scan::invalid_json;
-    p_ += 6;
+    if (!read_u(p, &low) || low < 0xDC00 || low > 0xDFFF) return nullptr;
+    p += 6;
   }
-  return Scan::ok;
+  return p;
 }
 
-inline __attribute__((always_inline)) Scan Scanner::scan_string(StringSpan* span) {
-  // p_ at the opening quote. UTF-8 was validated for the whole body, so
-  // only quotes, backslashes and control characters matter here.
-  ++p_;
-  span->begin = reinterpret_cast<const char*>(p_);
-  span->has_escapes = false;
+// Scans a string whose opening quote is at `p`. Returns the byte after the
+// closing quote, or nullptr when the string is invalid. UTF-8 was validated
+// for the whole body, so only quotes, backslashes and control characters
+// matter. `*escapes` is set when the string holds a backslash.
+WRITEAPI_INLINE const Byte* scan_string(const Byte* p, const Byte* end, bool* escapes) {
+  ++p;
   for (;;) {
 #if defined(__SSE2__)
     const __m128i quote = _mm_set1_epi8('"');
     const __m128i backslash = _mm_set1_epi8('\\');
     const __m128i control_max = _mm_set1_epi8(0x1F);
-    while (end_ - p_ >= 16) {
-      __m128i chunk = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p_));
+    while (end - p >= 16) {
+      __m128i chunk = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
       __m128i special = _mm_or_si128(
           _mm_or_si128(_mm_cmpeq_epi8(chunk, quote), _mm_cmpeq_epi8(chunk, backslash)),
           _mm_cmpeq_epi8(_mm_max_epu8(chunk, control_max), control_max));
       unsigned mask = static_cast<unsigned>(_mm_movemask_epi8(special));
       if (mask != 0) {
-        p_ += __builtin_ctz(mask);
+        p += __builtin_ctz(mask);
         goto special_byte;
       }
-      p_ += 16;
+      p += 16;
     }
 #endif
-    while (p_ < end_ && *p_ != '"' && *p_ != '\\' && *p_ >= 0x20) ++p_;
-    if (p_ == end_) return Scan::invalid_json;  // unterminated
+    while (p < end && *p != '"' && *p != '\\' && *p >= 0x20) ++p;
+    if (p == end) return nullptr;  // unterminated
 #if defined(__SSE2__)
   special_byte:
 #endif
-    uint8_t c = *p_;
-    if (c == '"') {
-      span->end = reinterpret_cast<const char*>(p_);
-      ++p_;
-      return Scan::ok;
-    }
-    if (c < 0x20) return Scan::invalid_json;  // raw control character
-    span->has_escapes = true;
-    if (Scan s = scan_escape(); s != Scan::ok) return s;
+    Byte c = *p;
+    if (c == '"') return p + 1;
+    if (c < 0x20) return nullptr;  // raw control character
+    *escapes = true;
+    p = scan_escape(p, end);
+    if (p == nullptr) return nullptr;
   }
 }
 
-Scan Scanner::scan_number() {
-  const uint8_t* p = p_;
-  if (p < end_ && *p == '-') ++p;
-  if (p == end_) return Scan::invalid_json;
+// Returns the first byte at or after `p` that is not an ASCII digit.
+WRITEAPI_INLINE const Byte* skip_digits(const Byte* p, const Byte* end) {
+  while (end - p >= 8) {
+    uint64_t word;
+    std::memcpy(&word, p, 8);
+    // A byte is a digit when its high nibble is 3 and its low nibble is
+    // below 10 (adding 6 does not carry into the high nibble).
+    uint64_t other = ((word & 0xF0F0F0F0F0F0F0F0ULL) ^ 0x3030303030303030ULL) |
+                     (((word & 0x0F0F0F0F0F0F0F0FULL) + 0x0606060606060606ULL) & 0xF0F0F0F0F0F0F0F0ULL);
+    if (other != 0) return p + (__builtin_ctzll(other) >> 3);
+    p += 8;
+  }
+  while (p < end && is_digit(*p)) ++p;
+  return p;
+}
+
+// Scans a number starting at `p`. Returns the byte after it, or nullptr
+// when it breaks the grammar. What follows must be a delimiter; the caller
+// checks that ("01", "1x").
+WRITEAPI_INLINE const Byte* scan_number(const Byte* p, const Byte* end) {
+  if (*p == '-') ++p;
+  if (p == end) return nullptr;
   if (*p == '0') {
     ++p;
   } else if (is_digit(*p)) {
-    do ++p; while (p < end_ && is_digit(*p));
+    p = skip_digits(p + 1, end);
   } else {
-    return Scan::invalid_json;
+    return nullptr;
   }
-  if (p < end_ && *p == '.') {
+  if (p < end && *p == '.') {
     ++p;
-    if (p == end_ || !is_digit(*p)) return Scan::invalid_json;
-    do ++p; while (p < end_ && is_digit(*p));
+    if (p == end || !is_digit(*p)) return nullptr;
+    p = skip_digits(p + 1, end);
   }
-  if (p < end_ && (*p == 'e' || *p == 'E')) {
+  if (p < end && (*p | 0x20) == 'e') {
     ++p;
-    if (p < end_ && (*p == '+' || *p == '-')) ++p;
-    if (p == end_ || !is_digit(*p)) return Scan::invalid_json;
-    do ++p; while (p < end_ && is_digit(*p));
+    if (p < end && (*p == '+' || *p == '-')) ++p;
+    if (p == end || !is_digit(*p)) return nullptr;
+    p = skip_digits(p + 1, end);
   }
-  // What follows must be a delimiter; the caller checks it ("01", "1x").
-  p_ = p;
-  return Scan::ok;
+  return p;
 }
 
-Scan Scanner::scan_literal(const char* word, std::size_t length) {
-  if (static_cast<std::size_t>(end_ - p_) < length || std::memcmp(p_, word, length) != 0)
-    return Scan::invalid_json;
-  p_ += length;
-  return Scan::ok;
+WRITEAPI_INLINE bool starts_with_word(const Byte* p, const Byte* end, const char (&word)[5]) {
+  if (end - p < 4) return false;
+  uint32_t have, want;
+  std::memcpy(&have, p, 4);
+  std::memcpy(&want, word, 4);
+  return have == want;
 }
 
-// Container kinds on stack_.
-constexpr uint8_t kInObject = 1;
-constexpr uint8_t kInArray = 2;
+enum class Scan { ok, invalid_json, too_deep };
 
+// Container kinds on the stack.
+constexpr Byte kInObject = 1;
+constexpr Byte kInArray = 2;
+
+// A string's raw bytes (without quotes) and whether they contain escapes.
+struct StringSpan {
+  const char* begin;
+  const char* end;
+  bool has_escapes;
+};
+
+class Scanner {
+ public:
+  // `stack` has room for min(max_depth, body size) + 1 entries; `output`
+  // for body size + 1 + kOutputSlack bytes.
+  Scanner(std::string_view body, std::size_t max_depth, char* output, Byte* stack)
+      : p_(reinterpret_cast<const Byte*>(body.data())),
+        end_(p_ + body.size()),
+        max_depth_(max_depth),
+        w_(output),
+        stack_(stack) {}
+
+  Status run(ParsedRequest* request);
+  // Bytes written to the output.
+  char* output_end() const { return w_; }
+
+ private:
+  void skip_ws() {
+    if (p_ < end_ && is_ws(*p_)) p_ = skip_ws_run(p_, end_);
+  }
+  Scan scan_string_at(StringSpan* span) {
+    span->begin = reinterpret_cast<const char*>(p_ + 1);
+    span->has_escapes = false;
+    const Byte* next = scan_string(p_, end_, &span->has_escapes);
+    if (next == nullptr) return Scan::invalid_json;
+    span->end = reinterpret_cast<const char*>(next - 1);
+    p_ = next;
+    return Scan::ok;
+  }
+
+  // Scans one complete value (any depth) starting at p_, whitespace
+  // skipped. `depth` is the nesting depth of the container holding it.
+  // kCopy: the value is an item, copied minified to the output.
+  template <bool kCopy>
+  Scan scan_value(std::size_t depth);
+  Scan scan_data(std::size_t* items, bool* null_item);
+
+  const Byte* p_;
+  const Byte* end_;
+  std::size_t max_depth_;
+  char* w_;
+  Byte* stack_;
+};
+
+template <bool kCopy>
 Scan Scanner::scan_value(std::size_t depth) {
-  // Iterative, so hostile nesting costs one byte of stack_ per level, not a
-  // stack frame. `base` is where this value's own containers start.
-  const std::size_t base = stack_.size();
-  StringSpan span;
+  // Iterative, so hostile nesting costs one byte of stack per level, not a
+  // stack frame.
+  const Byte* p = p_;
+  const Byte* const end = end_;
+  char* w = w_;
+  const Byte* run = p;  // start of the item's bytes not yet copied
+  Byte* const stack = stack_;
+  std::size_t top = 0;  // containers open inside this value
+  const std::size_t room = max_depth_ - depth;  // how many it may open
+  bool escapes = false;
+
+  // Whitespace splits an item's copy into runs. The common case is a
+  // structural character right away: one compare.
+  auto skip_ws = [&]() __attribute__((always_inline)) {
+    if (p < end && *p <= ' ' && is_ws(*p)) {
+      if constexpr (kCopy) w = copy_run(w, run, p, end);
+      p = skip_ws_run(p, end);
+      if constexpr (kCopy) run = p;
+    }
+  };
+  Scan result = Scan::ok;
   for (;;) {
-    // Parse a value at p_ (whitespace already skipped).
-    if (p_ == end_) return Scan::invalid_json;
-    switch (*p_) {
+    // A value at p.
+    if (p == end) goto invalid;
+    switch (*p) {
       case '{':
-        if (depth + (stack_.size() - base) + 1 > max_depth_) return Scan::too_deep;
-        ++p_;
+        if (top + 1 > room) goto deep;
+        ++p;
         skip_ws();
-        if (p_ < end_ && *p_ == '}') {
-          ++p_;
+        if (p < end && *p == '}') {
+          ++p;
           break;
         }
-        stack_.push_back(kInObject);
+        stack[top++] = kInObject;
         goto object_key;
       case '[':
-        if (depth + (stack_.size() - base) + 1 > max_depth_) return Scan::too_deep;
-        ++p_;
+        if (top + 1 > room) goto deep;
+        ++p;
         skip_ws();
-        if (p_ < end_ && *p_ == ']') {
-          ++p_;
+        if (p < end && *p == ']') {
+          ++p;
           break;
         }
-        stack_.push_back(kInArray);
+        stack[top++] = kInArray;
         continue;  // first element
       case '"':
-        if (Scan s = scan_string(&span); s != Scan::ok) return s;
+        p = scan_string(p, end, &escapes);
+        if (p == nullptr) goto invalid;
         break;
       case 't':
-        if (Scan s = scan_literal("true", 4); s != Scan::ok) return s;
+        if (!starts_with_word(p, end, "true")) goto invalid;
+        p += 4;
         break;
       case 'f':
-        if (Scan s = scan_literal("false", 5); s != Scan::ok) return s;
+        if (end - p < 5 || !starts_with_word(p + 1, end, "alse")) goto invalid;
+        p += 5;
         break;
       case 'n':
-        if (Scan s = scan_literal("null", 4); s != Scan::ok) return s;
+        if (!starts_with_word(p, end, "null")) goto invalid;
+        p += 4;
         break;
       default:
-        if (Scan s = scan_number(); s != Scan::ok) return s;
+        p = scan_number(p, end);
+        if (p == nullptr) goto invalid;
         break;
     }
     // After a complete value: close containers or move to the next member.
     for (;;) {
-      if (stack_.size() == base) return Scan::ok;
+      if (top == 0) goto done;
       skip_ws();
-      if (p_ == end_) return Scan::invalid_json;
-      uint8_t c = *p_;
-      if (stack_.back() == kInArray) {
-        if (c == ',') {
-          ++p_;
-          skip_ws();
-          goto next_value;
-        }
-        if (c != ']') return Scan::invalid_json;
-      } else {
-        if (c == ',') {
-          ++p_;
-          skip_ws();
-          goto object_key;
-        }
-        if (c != '}') return Scan::invalid_json;
+      if (p == end) goto invalid;
+      Byte c = *p;
+      if (c == ',') {
+        ++p;
+        skip_ws();
+        if (stack[top - 1] == kInArray) goto next_value;
+        goto object_key;
       }
-      ++p_;
-      stack_.pop_back();
+      if (c != (stack[top - 1] == kInArray ? ']' : '}')) goto invalid;
+      ++p;
+      --top;
     }
   object_key:
-    if (p_ == end_ || *p_ != '"') return Scan::invalid_json;
-    if (Scan s = scan_string(&span); s != Scan::ok) return s;
+    if (p == end || *p != '"') goto invalid;
+    p = scan_string(p, end, &escapes);
+    if (p == nullptr) goto invalid;
     skip_ws();
-    if (p_ == end_ || *p_ != ':') return Scan::invalid_json;
-    ++p_;
+    if (p == end || *p != ':') goto invalid;
+    ++p;
     skip_ws();
   next_value:;
   }
+deep:
+  result = Scan::too_deep;
+  goto done;
+invalid:
+  result = Scan::invalid_json;
+done:
+  if (result == Scan::ok) {
+    p_ = p;
+    if constexpr (kCopy) w_ = copy_run(w, run, p, end);
+  }
+  return result;
 }
 
 Scan Scanner::scan_data(std::size_t* items, bool* null_item) {
@@ -315,9 +392,8 @@ Scan Scanner::scan_data(std::size_t* items, bool* null_item) {
   *items = 0;
   if (*p_ != '[') {
     if (*p_ == 'n') *null_item = true;
-    begin_item();
-    if (Scan s = scan_value(1); s != Scan::ok) return s;
-    end_item();
+    if (Scan s = scan_value<true>(1); s != Scan::ok) return s;
+    *w_++ = '\n';
     *items = 1;
     return Scan::ok;
   }
@@ -328,30 +404,33 @@ Scan Scanner::scan_data(std::size_t* items, bool* null_item) {
     ++p_;
     return Scan::ok;
   }
+  std::size_t count = 0;
   for (;;) {
-    if (p_ < end_ && *p_ == 'n') *null_item = true;
-    begin_item();
-    if (Scan s = scan_value(2); s != Scan::ok) return s;
-    end_item();
-    ++*items;
+    if (p_ == end_) return Scan::invalid_json;
+    if (*p_ == 'n') *null_item = true;
+    if (Scan s = scan_value<true>(2); s != Scan::ok) return s;
+    *w_++ = '\n';
+    ++count;
     skip_ws();
     if (p_ == end_) return Scan::invalid_json;
-    if (*p_ == ']') {
+    if (*p_ == ',') {
       ++p_;
-      return Scan::ok;
+      skip_ws();
+      continue;
     }
-    if (*p_ != ',') return Scan::invalid_json;
+    if (*p_ != ']') return Scan::invalid_json;
     ++p_;
-    skip_ws();
+    *items = count;
+    return Scan::ok;
   }
 }
 
-bool Scanner::unescape(const StringSpan& span, std::string* out) {
+void unescape(const StringSpan& span, std::string* out) {
   out->clear();
   const char* p = span.begin;
   if (!span.has_escapes) {
     out->assign(p, span.end);
-    return true;
+    return;
   }
   while (p < span.end) {
     if (*p != '\\') {
@@ -400,7 +479,6 @@ bool Scanner::unescape(const StringSpan& span, std::string* out) {
         out->push_back(e);
     }
   }
-  return true;
 }
 
 // True when a device ID has a control character (C0, DEL or C1). The
@@ -424,28 +502,31 @@ Status scan_error(Scan s) {
 enum class Field { access_key, device_id, data, other };
 
 Field classify(std::string_view name) {
-  if (name == "accessKey") return Field::access_key;
-  if (name == "deviceId") return Field::device_id;
-  if (name == "data") return Field::data;
-  return Field::other;
+  switch (name.size()) {
+    case 9: return std::memcmp(name.data(), "accessKey", 9) == 0 ? Field::access_key : Field::other;
+    case 8: return std::memcmp(name.data(), "deviceId", 8) == 0 ? Field::device_id : Field::other;
+    case 4: return std::memcmp(name.data(), "data", 4) == 0 ? Field::data : Field::other;
+    default: return Field::other;
+  }
 }
 
 // Remembers top-level field names to find duplicates. Bodies normally carry
 // two or three fields; a set takes over for hostile ones with thousands.
+// Constructed only for bodies with fields other than the three known ones.
 class FieldNames {
  public:
   // Returns false when `name` was seen before.
   bool insert(std::string_view name) {
-    if (set_.empty()) {
+    if (!set_) {
       for (std::size_t i = 0; i < small_count_; ++i)
         if (small_[i] == name) return false;
-      if (small_count_ < small_.size()) {
+      if (small_count_ < kSmall) {
         small_[small_count_++] = name;
         return true;
       }
-      set_.insert(small_.begin(), small_.end());
+      set_ = std::make_unique<std::unordered_set<std::string_view>>(small_.begin(), small_.end());
     }
-    return set_.insert(name).second;
+    return set_->insert(name).second;
   }
   // Storage for unescaped names, which string_views then point into.
   std::string_view keep(std::string name) {
@@ -454,12 +535,39 @@ class FieldNames {
   }
 
  private:
-  std::array<std::string_view, 16> small_;
+  static constexpr std::size_t kSmall = 8;
+  std::array<std::string_view, kSmall> small_;
   std::size_t small_count_ = 0;
-  std::unordered_set<std::string_view> set_;
+  std::unique_ptr<std::unordered_set<std::string_view>> set_;
   // A forward_list never moves its elements and, unlike std::deque, costs
   // no allocation while empty (the usual case: no escaped field names).
   std::forward_list<std::string> owned_;
+};
+
+// A T constructed on first use. Unlike std::optional, which GCC zero-fills
+// when it is declared, declaring one costs a single store.
+template <class T>
+class Lazy {
+ public:
+  Lazy() {}
+  ~Lazy() {
+    if (constructed_) value_.~T();
+  }
+  Lazy(const Lazy&) = delete;
+  Lazy& operator=(const Lazy&) = delete;
+  T& get() {
+    if (!constructed_) {
+      new (&value_) T();
+      constructed_ = true;
+    }
+    return value_;
+  }
+
+ private:
+  union {
+    T value_;
+  };
+  bool constructed_ = false;
 };
 
 Status Scanner::run(ParsedRequest* request) {
@@ -470,7 +578,7 @@ Status Scanner::run(ParsedRequest* request) {
 
   if (*p_ != '{') {
     // Syntax errors take precedence over the wrong shape.
-    if (Scan s = scan_value(0); s != Scan::ok) return scan_error(s);
+    if (Scan s = scan_value<false>(0); s != Scan::ok) return scan_error(s);
     skip_ws();
     if (p_ != end_) return scan_error(Scan::invalid_json);
     return Status(ErrorCode::not_an_object,
@@ -482,12 +590,15 @@ Status Scanner::run(ParsedRequest* request) {
 
   // Semantic problems are remembered, not returned, until the whole body
   // is known to be valid JSON.
-  Status problem;
-  auto note = [&problem](ErrorCode code, const char* message) {
-    if (problem.ok()) problem = Status(code, message);
+  ErrorCode problem = ErrorCode::ok;
+  const char* problem_message = nullptr;
+  auto note = [&](ErrorCode code, const char* message) {
+    if (problem == ErrorCode::ok) problem = code, problem_message = message;
   };
-  bool seen_access_key = false, seen_data = false;
-  FieldNames names;
+  // The three known fields can only repeat themselves: flags find those.
+  // Other names go to a set, built only when a body has such a field.
+  bool seen_access_key = false, seen_device_id = false, seen_data = false;
+  Lazy<FieldNames> names;
   std::string scratch;
   StringSpan span;
 
@@ -496,11 +607,11 @@ Status Scanner::run(ParsedRequest* request) {
   } else {
     for (;;) {
       if (p_ == end_ || *p_ != '"') return scan_error(Scan::invalid_json);
-      if (Scan s = scan_string(&span); s != Scan::ok) return scan_error(s);
+      if (Scan s = scan_string_at(&span); s != Scan::ok) return scan_error(s);
       std::string_view name(span.begin, span.end - span.begin);
       if (span.has_escapes) {
         unescape(span, &scratch);
-        name = names.keep(scratch);
+        name = scratch;
       }
       skip_ws();
       if (p_ == end_ || *p_ != ':') return scan_error(Scan::invalid_json);
@@ -508,22 +619,31 @@ Status Scanner::run(ParsedRequest* request) {
       skip_ws();
       if (p_ == end_) return scan_error(Scan::invalid_json);
 
-      if (!names.insert(name))
-        note(ErrorCode::duplicate_field, "a top-level field appears twice; send each field once");
-      switch (classify(name)) {
+      const Field field = classify(name);
+      bool duplicate;
+      switch (field) {
+        case Field::access_key: duplicate = seen_access_key; break;
+        case Field::device_id: duplicate = seen_device_id, seen_device_id = true; break;
+        case Field::data: duplicate = seen_data; break;
+        default:
+          if (span.has_escapes) name = names.get().keep(scratch);
+          duplicate = !names.get().insert(name);
+      }
+      if (duplicate) note(ErrorCode::duplicate_field, "a top-level field appears twice; send each field once");
+      switch (field) {
         case Field::access_key:
           seen_access_key = true;
           if (*p_ == '"') {
-            if (Scan s = scan_string(&span); s != Scan::ok) return scan_error(s);
+            if (Scan s = scan_string_at(&span); s != Scan::ok) return scan_error(s);
             unescape(span, &request->access_key);
           } else {
-            if (Scan s = scan_value(1); s != Scan::ok) return scan_error(s);
+            if (Scan s = scan_value<false>(1); s != Scan::ok) return scan_error(s);
             note(ErrorCode::invalid_field, "accessKey must be a string");
           }
           break;
         case Field::device_id:
           if (*p_ == '"') {
-            if (Scan s = scan_string(&span); s != Scan::ok) return scan_error(s);
+            if (Scan s = scan_string_at(&span); s != Scan::ok) return scan_error(s);
             request->has_device_id = true;
             unescape(span, &request->device_id);
             if (request->device_id.empty() || request->device_id.size() > kMaxDeviceIdBytes ||
@@ -531,7 +651,7 @@ Status Scanner::run(ParsedRequest* request) {
               note(ErrorCode::invalid_device_id,
                    "deviceId must be a non-empty string of at most 256 bytes without control characters");
           } else {
-            if (Scan s = scan_value(1); s != Scan::ok) return scan_error(s);
+            if (Scan s = scan_value<false>(1); s != Scan::ok) return scan_error(s);
             note(ErrorCode::invalid_field, "deviceId must be a string");
           }
           break;
@@ -545,7 +665,7 @@ Status Scanner::run(ParsedRequest* request) {
           break;
         }
         case Field::other:
-          if (Scan s = scan_value(1); s != Scan::ok) return scan_error(s);
+          if (Scan s = scan_value<false>(1); s != Scan::ok) return scan_error(s);
           break;
       }
       skip_ws();
@@ -562,7 +682,7 @@ Status Scanner::run(ParsedRequest* request) {
   skip_ws();
   if (p_ != end_) return Status(ErrorCode::invalid_json, "unexpected content after the JSON object");
 
-  if (!problem.ok()) return problem;
+  if (problem != ErrorCode::ok) return Status(problem, problem_message);
   if (!seen_data) return Status(ErrorCode::missing_field, "the body has no data field; send \"data\": value");
   if (!seen_access_key || request->access_key.empty())
     return Status(ErrorCode::missing_access_key, "the body has no accessKey; send \"accessKey\": \"<your key>\"");
@@ -588,21 +708,36 @@ bool is_ascii_small(std::string_view body) {
 }  // namespace
 
 Status parse(std::string_view body, ParsedRequest* out, const ParseOptions& options) {
-  out->clear();
-  if (!is_ascii_small(body) && !simdjson::validate_utf8(body.data(), body.size()))
+  // Like out->clear(), but `lines` keeps its size: it is resized below, and
+  // growing a string writes zeros over everything past its old size. A
+  // reused ParsedRequest then zeroes only what the last body's lines did
+  // not cover (its whitespace), not the whole buffer.
+  out->access_key.clear();
+  out->has_device_id = false;
+  out->device_id.clear();
+  out->item_count = 0;
+  std::string& lines = out->lines;
+  if (!is_ascii_small(body) && !simdjson::validate_utf8(body.data(), body.size())) {
+    lines.clear();
     return Status(ErrorCode::invalid_utf8, "the request body is not valid UTF-8");
-  // Lines are never longer than the body plus one newline; reserving once
-  // keeps the copy loop free of reallocation.
-  out->lines.reserve(body.size() + 1);
+  }
+  // Lines are never longer than the body plus one newline.
+  const std::size_t capacity = body.size() + 1 + kOutputSlack;
+  if (lines.size() < capacity) lines.resize(capacity);
   // The container stack is reused per thread: no allocation per request.
+  // Nesting never exceeds the body's size.
   thread_local std::vector<uint8_t> stack;
-  Scanner scanner(body, options.max_depth, &out->lines, &stack);
+  const std::size_t stack_size = std::min(options.max_depth, body.size()) + 1;
+  if (stack.size() < stack_size) stack.resize(stack_size);
+  Scanner scanner(body, options.max_depth, lines.data(), stack.data());
   Status status = scanner.run(out);
   if (!status.ok()) {
-    out->lines.clear();
+    lines.clear();
     out->item_count = 0;
     out->access_key.clear();
+    return status;
   }
+  lines.resize(static_cast<std::size_t>(scanner.output_end() - lines.data()));
   return status;
 }
 
