@@ -12,8 +12,7 @@
 //     stack in registers (locals, never members: a store through the char
 //     output pointer would otherwise force them back to memory).
 //   - Strings are scanned 16 bytes at a time (SSE2) for quotes, backslashes
-//     and control characters; whitespace runs are skipped 16 bytes at a
-//     time.
+//     and control characters.
 //   - Items are copied in runs between whitespace straight into the output
 //     buffer, sized once per request: one memcpy per compact item, one
 //     16- or 32-byte store per short run of a pretty-printed item.
@@ -58,22 +57,18 @@ inline int hex_value(Byte c) {
 // write past the run's end (never past the buffer).
 constexpr std::size_t kOutputSlack = 32;
 
-// Returns the first byte at or after `p` that is not JSON whitespace.
+// Returns the first byte at or after `p` that is not JSON whitespace. Byte
+// by byte on purpose: the loop's branches are predicted, so the next token
+// does not wait for a SIMD compare (measured: an SSE2 version made P1p 10 %
+// slower).
 WRITEAPI_INLINE const Byte* skip_ws_run(const Byte* p, const Byte* end) {
-  // A single space (after a colon or comma) is the commonest run.
-  if (end - p >= 2 && !is_ws(p[1])) return p + 1;
-#if defined(__SSE2__)
-  const __m128i space = _mm_set1_epi8(' '), newline = _mm_set1_epi8('\n');
-  const __m128i cr = _mm_set1_epi8('\r'), tab = _mm_set1_epi8('\t');
-  while (end - p >= 16) {
-    __m128i chunk = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-    __m128i ws = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(chunk, space), _mm_cmpeq_epi8(chunk, newline)),
-                              _mm_or_si128(_mm_cmpeq_epi8(chunk, cr), _mm_cmpeq_epi8(chunk, tab)));
-    unsigned other = ~static_cast<unsigned>(_mm_movemask_epi8(ws)) & 0xFFFFu;
-    if (other != 0) return p + __builtin_ctz(other);
-    p += 16;
+  // Deep indentation: 8 spaces at a time.
+  while (end - p >= 9) {
+    uint64_t word;
+    std::memcpy(&word, p + 1, 8);
+    if (word != 0x2020202020202020ULL) break;
+    p += 8;
   }
-#endif
   while (p < end && is_ws(*p)) ++p;
   return p;
 }
