@@ -697,10 +697,6 @@ bool is_ascii_small(std::string_view body) {
 }  // namespace
 
 Status parse(std::string_view body, ParsedRequest* out, const ParseOptions& options) {
-  // Like out->clear(), but `lines` keeps its size: it is resized below, and
-  // growing a string writes zeros over everything past its old size. A
-  // reused ParsedRequest then zeroes only what the last body's lines did
-  // not cover (its whitespace), not the whole buffer.
   out->access_key.clear();
   out->has_device_id = false;
   out->device_id.clear();
@@ -710,23 +706,35 @@ Status parse(std::string_view body, ParsedRequest* out, const ParseOptions& opti
     lines.clear();
     return Status(ErrorCode::invalid_utf8, "the request body is not valid UTF-8");
   }
-  // Lines are never longer than the body plus one newline.
-  const std::size_t capacity = body.size() + 1 + kOutputSlack;
-  if (lines.size() < capacity) lines.resize(capacity);
   // The container stack is reused per thread: no allocation per request.
   // Nesting never exceeds the body's size.
   thread_local std::vector<uint8_t> stack;
   const std::size_t stack_size = std::min(options.max_depth, body.size()) + 1;
   if (stack.size() < stack_size) stack.resize(stack_size);
+  // Lines are never longer than the body plus one newline; the scanner
+  // writes them straight into `lines`.
+  const std::size_t capacity = body.size() + 1 + kOutputSlack;
+  Status status;
+#if defined(__cpp_lib_string_resize_and_overwrite)
+  lines.clear();  // nothing to keep: resize_and_overwrite would copy it
+  lines.resize_and_overwrite(capacity, [&](char* buffer, std::size_t) {
+    Scanner scanner(body, options.max_depth, buffer, stack.data());
+    status = scanner.run(out);
+    return status.ok() ? static_cast<std::size_t>(scanner.output_end() - buffer) : 0;
+  });
+#else
+  // Before C++23, growing a string writes zeros over everything past its
+  // old size. A reused ParsedRequest keeps the last lines' size, so only
+  // what they did not cover (the last body's whitespace) is zeroed.
+  if (lines.size() < capacity) lines.resize(capacity);
   Scanner scanner(body, options.max_depth, lines.data(), stack.data());
-  Status status = scanner.run(out);
+  status = scanner.run(out);
+  lines.resize(status.ok() ? static_cast<std::size_t>(scanner.output_end() - lines.data()) : 0);
+#endif
   if (!status.ok()) {
-    lines.clear();
     out->item_count = 0;
     out->access_key.clear();
-    return status;
   }
-  lines.resize(static_cast<std::size_t>(scanner.output_end() - lines.data()));
   return status;
 }
 
