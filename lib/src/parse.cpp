@@ -5,17 +5,20 @@
 // converts every number (and rejects integers beyond 64 bits and exponents
 // beyond double range, which the Write API must keep as written); On-Demand
 // does not validate what it skips. Validation plus a copy needs neither a
-// tape nor conversions, so one forward pass does it:
-//   - UTF-8 is checked for the whole body first (simdjson's SIMD validator;
-//     a word-at-a-time ASCII test for small bodies).
-//   - The grammar walk keeps its position, output position and container
-//     stack in registers (locals, never members: a store through the char
-//     output pointer would otherwise force them back to memory).
-//   - Strings are scanned 16 bytes at a time (SSE2) for quotes, backslashes
-//     and control characters.
-//   - Items are copied in runs between whitespace straight into the output
-//     buffer, sized once per request: one memcpy per compact item, one
-//     16- or 32-byte store per short run of a pretty-printed item.
+// tape nor conversions. Two passes:
+//   1. simdjson's stage 1 (the first half of its DOM parser) validates
+//      UTF-8 and builds the structural index with SIMD: where each token
+//      starts, whitespace and string contents skipped.
+//   2. A grammar walk over the index checks the syntax, scans strings 16
+//      bytes at a time (SSE2) for escapes and control characters, checks
+//      numbers against the JSON grammar without converting them, and copies
+//      each item straight into the output buffer. Whitespace costs nothing
+//      here: it is a gap between one token's end and the next token's start,
+//      and only a gap inside an item splits its copy (one memcpy per compact
+//      item, one 16- or 32-byte store per run of a pretty-printed one).
+// The walk keeps its position, output position and container stack in
+// locals, never members: a store through the char output pointer would
+// otherwise force them back to memory.
 #include "writeapi/parse.h"
 
 #include <simdjson.h>
@@ -56,22 +59,6 @@ inline int hex_value(Byte c) {
 // Output slack: short runs are copied with 16- or 32-byte stores that may
 // write past the run's end (never past the buffer).
 constexpr std::size_t kOutputSlack = 32;
-
-// Returns the first byte at or after `p` that is not JSON whitespace. Byte
-// by byte on purpose: the loop's branches are predicted, so the next token
-// does not wait for a SIMD compare (measured: an SSE2 version made P1p 10 %
-// slower).
-WRITEAPI_INLINE const Byte* skip_ws_run(const Byte* p, const Byte* end) {
-  // Deep indentation: 8 spaces at a time.
-  while (end - p >= 9) {
-    uint64_t word;
-    std::memcpy(&word, p + 1, 8);
-    if (word != 0x2020202020202020ULL) break;
-    p += 8;
-  }
-  while (p < end && is_ws(*p)) ++p;
-  return p;
-}
 
 // Copies [from, to) to `w` and returns the end of the copy. `end` is the
 // end of the input: a wide load must stay inside it.
@@ -170,6 +157,33 @@ WRITEAPI_INLINE const Byte* scan_string(const Byte* p, const Byte* end, bool* es
   }
 }
 
+// Checks the string whose opening quote is at `p`, given `next`, the start
+// of the token after it in the structural index. Returns the byte after
+// its closing quote, or nullptr when it is invalid. Stage 1 has already
+// refused unclosed strings and raw control characters, so the closing quote
+// is the last byte before `next` that is not whitespace, and the string
+// needs a closer look only when it holds a backslash: the next token's
+// position never waits for a scan of the string.
+WRITEAPI_INLINE const Byte* check_string(const Byte* p, const Byte* next, const Byte* end, bool* escapes) {
+  const Byte* close = next - 1;
+  while (close > p && *close != '"') --close;  // whitespace: stage 1 put nothing else there
+  if (close == p) return nullptr;
+  const Byte* q = p + 1;
+  const std::size_t length = static_cast<std::size_t>(close - q);
+#if defined(__SSE2__)
+  if (length <= 16 && end - q >= 16) {
+    __m128i chunk = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q));
+    unsigned mask = static_cast<unsigned>(_mm_movemask_epi8(_mm_cmpeq_epi8(chunk, _mm_set1_epi8('\\'))));
+    if ((mask & ((1u << length) - 1)) == 0) return close + 1;
+  } else
+#endif
+  if (std::memchr(q, '\\', length) == nullptr) {
+    return close + 1;
+  }
+  const Byte* after = scan_string(p, end, escapes);
+  return after == close + 1 ? after : nullptr;
+}
+
 // Returns the first byte at or after `p` that is not an ASCII digit. (A
 // SWAR version, 8 digits per step, measured slower: most numbers in sensor
 // data are a few digits long.)
@@ -226,13 +240,66 @@ struct StringSpan {
   bool has_escapes;
 };
 
+// The structural index of a body: simdjson's stage 1, which validates UTF-8
+// and finds, 64 bytes per step with SIMD, the position of every structural
+// character ({ } [ ] : ,), every string's opening quote and the first byte
+// of every other token, skipping whitespace and string contents. Reused per
+// thread; it holds 4 bytes per byte of the largest body seen.
+class StructuralIndex {
+ public:
+  // Indexes `body`. Returns ok, or the status parse() must return.
+  Status build(const Byte* body, std::size_t length) {
+    if (!implementation_ || implementation_->capacity() < length) {
+      // Grow geometrically, so a body slightly larger than the last one
+      // does not reallocate each time.
+      std::size_t capacity = std::max<std::size_t>(length, 2 * (implementation_ ? implementation_->capacity() : 0));
+      capacity = std::min<std::size_t>(std::max<std::size_t>(capacity, 4096), simdjson::SIMDJSON_MAXSIZE_BYTES);
+      if (length > capacity) return Status(ErrorCode::invalid_json, "the request body is too large to parse");
+      if (!implementation_) {
+        if (simdjson::get_active_implementation()->create_dom_parser_implementation(capacity, 1, implementation_) !=
+            simdjson::SUCCESS)
+          return Status(ErrorCode::internal_error, "out of memory for the structural index");
+      } else if (implementation_->set_capacity(capacity) != simdjson::SUCCESS) {
+        implementation_.reset();
+        return Status(ErrorCode::internal_error, "out of memory for the structural index");
+      }
+    }
+    simdjson::error_code e = implementation_->stage1(body, length, simdjson::stage1_mode::regular);
+    if (e == simdjson::SUCCESS) {
+      // simdjson ends the index with `length` (the end of the body); set it
+      // here too, as parse() relies on it.
+      implementation_->structural_indexes[implementation_->n_structural_indexes] = static_cast<uint32_t>(length);
+      return Status();
+    }
+    // Stage 1 may stop at a string error before it has seen all of the
+    // UTF-8: the contract puts invalid_utf8 first.
+    if (e == simdjson::UTF8_ERROR ||
+        !simdjson::validate_utf8(reinterpret_cast<const char*>(body), length))
+      return Status(ErrorCode::invalid_utf8, "the request body is not valid UTF-8");
+    if (e == simdjson::EMPTY)
+      return Status(ErrorCode::invalid_json, "the request body is empty; send a JSON object");
+    return Status(ErrorCode::invalid_json, "the request body is not valid JSON");
+  }
+  const uint32_t* begin() const { return implementation_->structural_indexes.get(); }
+  const uint32_t* end() const { return begin() + implementation_->n_structural_indexes; }
+
+ private:
+  std::unique_ptr<simdjson::internal::dom_parser_implementation> implementation_;
+};
+
+// The grammar walk over the structural index. `p_` is the current token
+// and `ix_` its entry in the index; the entry after the last token holds the
+// body's length, so past the last token p_ == end_.
 class Scanner {
  public:
   // `stack` has room for min(max_depth, body size) + 1 entries; `output`
   // for body size + 1 + kOutputSlack bytes.
-  Scanner(std::string_view body, std::size_t max_depth, char* output, Byte* stack)
-      : p_(reinterpret_cast<const Byte*>(body.data())),
-        end_(p_ + body.size()),
+  Scanner(const Byte* body, std::size_t length, const uint32_t* index, std::size_t max_depth, char* output,
+          Byte* stack)
+      : buf_(body),
+        end_(body + length),
+        ix_(index),
+        p_(body + *index),
         max_depth_(max_depth),
         w_(output),
         stack_(stack) {}
@@ -242,28 +309,29 @@ class Scanner {
   char* output_end() const { return w_; }
 
  private:
-  void skip_ws() {
-    if (p_ < end_ && is_ws(*p_)) p_ = skip_ws_run(p_, end_);
-  }
+  // Moves to the next token. The current one must be < end_.
+  void next() { p_ = buf_ + *++ix_; }
   Scan scan_string_at(StringSpan* span) {
     span->begin = reinterpret_cast<const char*>(p_ + 1);
     span->has_escapes = false;
-    const Byte* next = scan_string(p_, end_, &span->has_escapes);
-    if (next == nullptr) return Scan::invalid_json;
-    span->end = reinterpret_cast<const char*>(next - 1);
-    p_ = next;
+    const Byte* after = check_string(p_, buf_ + ix_[1], end_, &span->has_escapes);
+    if (after == nullptr) return Scan::invalid_json;
+    span->end = reinterpret_cast<const char*>(after - 1);
+    next();
     return Scan::ok;
   }
 
-  // Scans one complete value (any depth) starting at p_, whitespace
-  // skipped. `depth` is the nesting depth of the container holding it.
-  // kCopy: the value is an item, copied minified to the output.
+  // Scans one complete value (any depth) at the current token. `depth` is
+  // the nesting depth of the container holding it. kCopy: the value is an
+  // item, copied minified to the output.
   template <bool kCopy>
   Scan scan_value(std::size_t depth);
   Scan scan_data(std::size_t* items, bool* null_item);
 
-  const Byte* p_;
+  const Byte* buf_;
   const Byte* end_;
+  const uint32_t* ix_;
+  const Byte* p_;
   std::size_t max_depth_;
   char* w_;
   Byte* stack_;
@@ -272,24 +340,37 @@ class Scanner {
 template <bool kCopy>
 Scan Scanner::scan_value(std::size_t depth) {
   // Iterative, so hostile nesting costs one byte of stack per level, not a
-  // stack frame.
-  const Byte* p = p_;
+  // stack frame. Locals, not members: a store through the char output
+  // pointer would otherwise force them back to memory.
+  const Byte* const buf = buf_;
   const Byte* const end = end_;
+  const uint32_t* ix = ix_;
+  const Byte* p = p_;
   char* w = w_;
   const Byte* run = p;  // start of the item's bytes not yet copied
+  const Byte* token_end = p;
   Byte* const stack = stack_;
   std::size_t top = 0;  // containers open inside this value
   const std::size_t room = max_depth_ - depth;  // how many it may open
   bool escapes = false;
 
-  // Whitespace splits an item's copy into runs. The common case is a
-  // structural character right away: one compare.
-  auto skip_ws = [&]() __attribute__((always_inline)) {
-    if (p < end && *p <= ' ' && is_ws(*p)) {
-      if constexpr (kCopy) w = copy_run(w, run, p, end);
-      p = skip_ws_run(p, end);
-      if constexpr (kCopy) run = p;
+  // Moves past the current token, which ends at `after`. Whitespace shows
+  // as a gap before the next token: it splits the item's copy into runs.
+  auto next = [&](const Byte* after) __attribute__((always_inline)) {
+    const Byte* following = buf + *++ix;
+    if constexpr (kCopy) {
+      if (following != after) {
+        w = copy_run(w, run, after, end);
+        run = following;
+      }
     }
+    token_end = after;
+    p = following;
+  };
+  // After a number or literal: the next byte must end the token. (Stage 1
+  // makes "1x" or "truex" one token, so the next index lies beyond it.)
+  auto delimited = [&](const Byte* after) __attribute__((always_inline)) {
+    return after == buf + ix[1] || is_ws(*after);
   };
   Scan result = Scan::ok;
   for (;;) {
@@ -298,69 +379,70 @@ Scan Scanner::scan_value(std::size_t depth) {
     switch (*p) {
       case '{':
         if (top + 1 > room) goto deep;
-        ++p;
-        skip_ws();
+        next(p + 1);
         if (p < end && *p == '}') {
-          ++p;
+          next(p + 1);
           break;
         }
         stack[top++] = kInObject;
         goto object_key;
       case '[':
         if (top + 1 > room) goto deep;
-        ++p;
-        skip_ws();
+        next(p + 1);
         if (p < end && *p == ']') {
-          ++p;
+          next(p + 1);
           break;
         }
         stack[top++] = kInArray;
         continue;  // first element
-      case '"':
-        p = scan_string(p, end, &escapes);
-        if (p == nullptr) goto invalid;
+      case '"': {
+        const Byte* after = check_string(p, buf + ix[1], end, &escapes);
+        if (after == nullptr) goto invalid;
+        next(after);
         break;
+      }
       case 't':
-        if (!starts_with_word(p, end, "true")) goto invalid;
-        p += 4;
+        if (!starts_with_word(p, end, "true") || !delimited(p + 4)) goto invalid;
+        next(p + 4);
         break;
       case 'f':
-        if (end - p < 5 || !starts_with_word(p + 1, end, "alse")) goto invalid;
-        p += 5;
+        if (end - p < 5 || !starts_with_word(p + 1, end, "alse") || !delimited(p + 5)) goto invalid;
+        next(p + 5);
         break;
       case 'n':
-        if (!starts_with_word(p, end, "null")) goto invalid;
-        p += 4;
+        if (!starts_with_word(p, end, "null") || !delimited(p + 4)) goto invalid;
+        next(p + 4);
         break;
-      default:
-        p = scan_number(p, end);
-        if (p == nullptr) goto invalid;
+      default: {
+        const Byte* after = scan_number(p, end);
+        if (after == nullptr || !delimited(after)) goto invalid;
+        next(after);
         break;
+      }
     }
     // After a complete value: close containers or move to the next member.
     for (;;) {
       if (top == 0) goto done;
-      skip_ws();
       if (p == end) goto invalid;
       Byte c = *p;
       if (c == ',') {
-        ++p;
-        skip_ws();
+        next(p + 1);
         if (stack[top - 1] == kInArray) goto next_value;
         goto object_key;
       }
       if (c != (stack[top - 1] == kInArray ? ']' : '}')) goto invalid;
-      ++p;
+      next(p + 1);
       --top;
     }
   object_key:
     if (p == end || *p != '"') goto invalid;
-    p = scan_string(p, end, &escapes);
-    if (p == nullptr) goto invalid;
-    skip_ws();
+    {
+      const Byte* after = check_string(p, buf + ix[1], end, &escapes);
+      if (after == nullptr) goto invalid;
+      next(after);
+    }
     if (p == end || *p != ':') goto invalid;
-    ++p;
-    skip_ws();
+    next(p + 1);
   next_value:;
   }
 deep:
@@ -370,8 +452,12 @@ invalid:
   result = Scan::invalid_json;
 done:
   if (result == Scan::ok) {
+    ix_ = ix;
     p_ = p;
-    if constexpr (kCopy) w_ = copy_run(w, run, p, end);
+    if constexpr (kCopy) {
+      if (token_end > run) w = copy_run(w, run, token_end, end);
+      w_ = w;
+    }
   }
   return result;
 }
@@ -387,10 +473,9 @@ Scan Scanner::scan_data(std::size_t* items, bool* null_item) {
     return Scan::ok;
   }
   if (2 > max_depth_) return Scan::too_deep;
-  ++p_;
-  skip_ws();
+  next();
   if (p_ < end_ && *p_ == ']') {
-    ++p_;
+    next();
     return Scan::ok;
   }
   std::size_t count = 0;
@@ -400,15 +485,13 @@ Scan Scanner::scan_data(std::size_t* items, bool* null_item) {
     if (Scan s = scan_value<true>(2); s != Scan::ok) return s;
     *w_++ = '\n';
     ++count;
-    skip_ws();
     if (p_ == end_) return Scan::invalid_json;
     if (*p_ == ',') {
-      ++p_;
-      skip_ws();
+      next();
       continue;
     }
     if (*p_ != ']') return Scan::invalid_json;
-    ++p_;
+    next();
     *items = count;
     return Scan::ok;
   }
@@ -560,22 +643,16 @@ class Lazy {
 };
 
 Status Scanner::run(ParsedRequest* request) {
-  // Leading UTF-8 byte order mark: RFC 8259 lets parsers ignore it.
-  if (end_ - p_ >= 3 && p_[0] == 0xEF && p_[1] == 0xBB && p_[2] == 0xBF) p_ += 3;
-  skip_ws();
-  if (p_ == end_) return Status(ErrorCode::invalid_json, "the request body is empty; send a JSON object");
-
+  // The index is not empty (StructuralIndex::build), so p_ < end_.
   if (*p_ != '{') {
     // Syntax errors take precedence over the wrong shape.
     if (Scan s = scan_value<false>(0); s != Scan::ok) return scan_error(s);
-    skip_ws();
     if (p_ != end_) return scan_error(Scan::invalid_json);
     return Status(ErrorCode::not_an_object,
                   "the request body must be a JSON object with accessKey and data");
   }
   if (max_depth_ < 1) return scan_error(Scan::too_deep);  // the object itself is depth 1
-  ++p_;
-  skip_ws();
+  next();
 
   // Semantic problems are remembered, not returned, until the whole body
   // is known to be valid JSON.
@@ -592,7 +669,7 @@ Status Scanner::run(ParsedRequest* request) {
   StringSpan span;
 
   if (p_ < end_ && *p_ == '}') {
-    ++p_;
+    next();
   } else {
     for (;;) {
       if (p_ == end_ || *p_ != '"') return scan_error(Scan::invalid_json);
@@ -602,10 +679,8 @@ Status Scanner::run(ParsedRequest* request) {
         unescape(span, &scratch);
         name = scratch;
       }
-      skip_ws();
       if (p_ == end_ || *p_ != ':') return scan_error(Scan::invalid_json);
-      ++p_;
-      skip_ws();
+      next();
       if (p_ == end_) return scan_error(Scan::invalid_json);
 
       const Field field = classify(name);
@@ -657,18 +732,15 @@ Status Scanner::run(ParsedRequest* request) {
           if (Scan s = scan_value<false>(1); s != Scan::ok) return scan_error(s);
           break;
       }
-      skip_ws();
       if (p_ == end_) return scan_error(Scan::invalid_json);
       if (*p_ == '}') {
-        ++p_;
+        next();
         break;
       }
       if (*p_ != ',') return scan_error(Scan::invalid_json);
-      ++p_;
-      skip_ws();
+      next();
     }
   }
-  skip_ws();
   if (p_ != end_) return Status(ErrorCode::invalid_json, "unexpected content after the JSON object");
 
   if (problem != ErrorCode::ok) return Status(problem, problem_message);
@@ -678,21 +750,6 @@ Status Scanner::run(ParsedRequest* request) {
   return Status();
 }
 
-// True for a short all-ASCII body (ASCII is valid UTF-8). For the typical
-// small device request this word-at-a-time check costs less than the setup
-// of simdjson's vectorised validator; larger or non-ASCII bodies go there.
-bool is_ascii_small(std::string_view body) {
-  if (body.size() > 1024) return false;
-  uint64_t high_bits = 0;
-  std::size_t i = 0;
-  for (; i + 8 <= body.size(); i += 8) {
-    uint64_t word;
-    std::memcpy(&word, body.data() + i, 8);
-    high_bits |= word;
-  }
-  for (; i < body.size(); ++i) high_bits |= static_cast<uint8_t>(body[i]);
-  return (high_bits & 0x8080808080808080ULL) == 0;
-}
 
 }  // namespace
 
@@ -702,23 +759,29 @@ Status parse(std::string_view body, ParsedRequest* out, const ParseOptions& opti
   out->device_id.clear();
   out->item_count = 0;
   std::string& lines = out->lines;
-  if (!is_ascii_small(body) && !simdjson::validate_utf8(body.data(), body.size())) {
+  const Byte* json = reinterpret_cast<const Byte*>(body.data());
+  std::size_t length = body.size();
+  // Leading UTF-8 byte order mark: RFC 8259 lets parsers ignore it.
+  if (length >= 3 && json[0] == 0xEF && json[1] == 0xBB && json[2] == 0xBF) json += 3, length -= 3;
+  // The index and the container stack are reused per thread: no
+  // allocation per request once they have grown.
+  thread_local StructuralIndex index;
+  if (Status s = index.build(json, length); !s.ok()) {
     lines.clear();
-    return Status(ErrorCode::invalid_utf8, "the request body is not valid UTF-8");
+    return s;
   }
-  // The container stack is reused per thread: no allocation per request.
   // Nesting never exceeds the body's size.
   thread_local std::vector<uint8_t> stack;
-  const std::size_t stack_size = std::min(options.max_depth, body.size()) + 1;
+  const std::size_t stack_size = std::min(options.max_depth, length) + 1;
   if (stack.size() < stack_size) stack.resize(stack_size);
   // Lines are never longer than the body plus one newline; the scanner
   // writes them straight into `lines`.
-  const std::size_t capacity = body.size() + 1 + kOutputSlack;
+  const std::size_t capacity = length + 1 + kOutputSlack;
   Status status;
 #if defined(__cpp_lib_string_resize_and_overwrite)
   lines.clear();  // nothing to keep: resize_and_overwrite would copy it
   lines.resize_and_overwrite(capacity, [&](char* buffer, std::size_t) {
-    Scanner scanner(body, options.max_depth, buffer, stack.data());
+    Scanner scanner(json, length, index.begin(), options.max_depth, buffer, stack.data());
     status = scanner.run(out);
     return status.ok() ? static_cast<std::size_t>(scanner.output_end() - buffer) : 0;
   });
@@ -727,7 +790,7 @@ Status parse(std::string_view body, ParsedRequest* out, const ParseOptions& opti
   // old size. A reused ParsedRequest keeps the last lines' size, so only
   // what they did not cover (the last body's whitespace) is zeroed.
   if (lines.size() < capacity) lines.resize(capacity);
-  Scanner scanner(body, options.max_depth, lines.data(), stack.data());
+  Scanner scanner(json, length, index.begin(), options.max_depth, lines.data(), stack.data());
   status = scanner.run(out);
   lines.resize(status.ok() ? static_cast<std::size_t>(scanner.output_end() - lines.data()) : 0);
 #endif
