@@ -171,15 +171,27 @@ WRITEAPI_INLINE const Byte* check_string(const Byte* p, const Byte* next, const 
   const Byte* q = p + 1;
   const std::size_t length = static_cast<std::size_t>(close - q);
 #if defined(__SSE2__)
-  if (length <= 16 && end - q >= 16) {
-    __m128i chunk = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q));
-    unsigned mask = static_cast<unsigned>(_mm_movemask_epi8(_mm_cmpeq_epi8(chunk, _mm_set1_epi8('\\'))));
-    if ((mask & ((1u << length) - 1)) == 0) return close + 1;
-  } else
-#endif
-  if (std::memchr(q, '\\', length) == nullptr) {
+  // Short strings (keys, most values) inline, 16 bytes per step; memchr
+  // (wider vectors, but a call) for long ones.
+  if (length <= 128 && static_cast<std::size_t>(end - q) >= ((length + 15) & ~std::size_t{15})) {
+    const __m128i backslash = _mm_set1_epi8('\\');
+    std::size_t i = 0;
+    for (; i + 16 <= length; i += 16) {
+      __m128i chunk = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q + i));
+      if (_mm_movemask_epi8(_mm_cmpeq_epi8(chunk, backslash)) != 0) goto escaped;
+    }
+    if (i < length) {
+      __m128i chunk = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q + i));
+      unsigned mask = static_cast<unsigned>(_mm_movemask_epi8(_mm_cmpeq_epi8(chunk, backslash)));
+      if ((mask & ((1u << (length - i)) - 1)) != 0) goto escaped;
+    }
     return close + 1;
   }
+#endif
+  if (std::memchr(q, '\\', length) == nullptr) return close + 1;
+#if defined(__SSE2__)
+escaped:
+#endif
   const Byte* after = scan_string(p, end, escapes);
   return after == close + 1 ? after : nullptr;
 }
@@ -323,9 +335,11 @@ class Scanner {
 
   // Scans one complete value (any depth) at the current token. `depth` is
   // the nesting depth of the container holding it. kCopy: the value is an
-  // item, copied minified to the output.
-  template <bool kCopy>
-  Scan scan_value(std::size_t depth);
+  // item, copied minified to the output. kSplit (with kCopy): the value is
+  // the array of "data", each element an item; `*items` counts them and
+  // `*null_item` is set when one is null.
+  template <bool kCopy, bool kSplit = false>
+  Scan scan_value(std::size_t depth, std::size_t* items = nullptr, bool* null_item = nullptr);
   Scan scan_data(std::size_t* items, bool* null_item);
 
   const Byte* buf_;
@@ -337,8 +351,8 @@ class Scanner {
   Byte* stack_;
 };
 
-template <bool kCopy>
-Scan Scanner::scan_value(std::size_t depth) {
+template <bool kCopy, bool kSplit>
+Scan Scanner::scan_value(std::size_t depth, std::size_t* items, bool* null_item) {
   // Iterative, so hostile nesting costs one byte of stack per level, not a
   // stack frame. Locals, not members: a store through the char output
   // pointer would otherwise force them back to memory.
@@ -373,6 +387,20 @@ Scan Scanner::scan_value(std::size_t depth) {
     return after == buf + ix[1] || is_ws(*after);
   };
   Scan result = Scan::ok;
+  std::size_t count = 0;  // items ended (kSplit)
+  if constexpr (kSplit) {
+    // p at the '[' of "data": stack[0] stands for it, so top == 1 while
+    // inside an item. No copy: items start after it.
+    if (room < 1) goto deep;
+    p = buf + *++ix;
+    if (p < end && *p == ']') {
+      p = buf + *++ix;
+      goto done;
+    }
+    stack[top++] = kInArray;
+    run = p;
+    if (p < end && *p == 'n') *null_item = true;
+  }
   for (;;) {
     // A value at p.
     if (p == end) goto invalid;
@@ -424,6 +452,25 @@ Scan Scanner::scan_value(std::size_t depth) {
     for (;;) {
       if (top == 0) goto done;
       if (p == end) goto invalid;
+      if constexpr (kSplit) {
+        if (top == 1) {
+          // An item ended at token_end (its copy up to the last gap is
+          // done). Separators between items are not copied.
+          if (token_end > run) w = copy_run(w, run, token_end, end);
+          *w++ = '\n';
+          ++count;
+          if (*p == ',') {
+            p = buf + *++ix;
+            run = p;
+            if (p < end && *p == 'n') *null_item = true;
+            goto next_value;
+          }
+          if (*p != ']') goto invalid;
+          p = buf + *++ix;
+          top = 0;
+          goto done;
+        }
+      }
       Byte c = *p;
       if (c == ',') {
         next(p + 1);
@@ -455,7 +502,11 @@ done:
     ix_ = ix;
     p_ = p;
     if constexpr (kCopy) {
-      if (token_end > run) w = copy_run(w, run, token_end, end);
+      if constexpr (kSplit) {
+        *items = count;
+      } else if (token_end > run) {
+        w = copy_run(w, run, token_end, end);
+      }
       w_ = w;
     }
   }
@@ -465,36 +516,12 @@ done:
 Scan Scanner::scan_data(std::size_t* items, bool* null_item) {
   // p_ at the value of "data". A top-level array is split into items.
   *items = 0;
-  if (*p_ != '[') {
-    if (*p_ == 'n') *null_item = true;
-    if (Scan s = scan_value<true>(1); s != Scan::ok) return s;
-    *w_++ = '\n';
-    *items = 1;
-    return Scan::ok;
-  }
-  if (2 > max_depth_) return Scan::too_deep;
-  next();
-  if (p_ < end_ && *p_ == ']') {
-    next();
-    return Scan::ok;
-  }
-  std::size_t count = 0;
-  for (;;) {
-    if (p_ == end_) return Scan::invalid_json;
-    if (*p_ == 'n') *null_item = true;
-    if (Scan s = scan_value<true>(2); s != Scan::ok) return s;
-    *w_++ = '\n';
-    ++count;
-    if (p_ == end_) return Scan::invalid_json;
-    if (*p_ == ',') {
-      next();
-      continue;
-    }
-    if (*p_ != ']') return Scan::invalid_json;
-    next();
-    *items = count;
-    return Scan::ok;
-  }
+  if (*p_ == '[') return scan_value<true, true>(1, items, null_item);
+  if (*p_ == 'n') *null_item = true;
+  if (Scan s = scan_value<true>(1); s != Scan::ok) return s;
+  *w_++ = '\n';
+  *items = 1;
+  return Scan::ok;
 }
 
 void unescape(const StringSpan& span, std::string* out) {
