@@ -18,9 +18,15 @@
 //   - Strings must be valid UTF-8 and escapes must be valid; an escaped
 //     UTF-16 surrogate must be part of a pair (as simdjson requires).
 //
-// Thread-safety: parse() is reentrant. A ParsedRequest must not be shared
-// between threads while parse() writes to it; reusing one per thread keeps
-// its buffers' capacity and avoids allocation on the hot path.
+// Thread-safety: parse() is reentrant and threads share nothing, so it
+// scales with cores. A ParsedRequest must not be shared between threads
+// while parse() writes to it; reusing one per thread keeps its buffers'
+// capacity and avoids allocation on the hot path.
+//
+// Memory: each thread that calls parse() keeps, for reuse, an index of the
+// body's tokens (4 bytes per byte of the largest body it has parsed: 40 MiB
+// for a 10 MiB body) and a nesting stack (1 byte per level). `lines` needs
+// the body's size plus 33 bytes of capacity while parse() runs.
 #ifndef WRITEAPI_PARSE_H_
 #define WRITEAPI_PARSE_H_
 
