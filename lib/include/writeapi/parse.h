@@ -24,8 +24,8 @@
 // capacity and avoids allocation on the hot path.
 //
 // Memory: each thread that calls parse() keeps, for reuse, an index of the
-// body's tokens (4 bytes per byte of the largest body it has parsed: 40 MiB
-// for a 10 MiB body) and a nesting stack (1 byte per level). `lines` needs
+// body's tokens (4.5 bytes per byte of the largest body it has parsed:
+// 45 MiB for a 10 MiB body) and a nesting stack (1 byte per level). `lines` needs
 // the body's size plus 33 bytes of capacity while parse() runs.
 #ifndef WRITEAPI_PARSE_H_
 #define WRITEAPI_PARSE_H_
