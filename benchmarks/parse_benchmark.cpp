@@ -31,6 +31,9 @@
 //                                   each case briefly (for CI; no timing checks)
 //   parse_benchmark --table FILE    also writes the table as tab-separated
 //                                   values (for benchmarks/plot-parse.sh)
+//   parse_benchmark --write-payloads DIR
+//                                   writes each payload to DIR/<name>.json
+//                                   and exits (input for writeapi-parse-bench)
 // Other flags go to Google Benchmark (e.g. --benchmark_filter=P2).
 #include <benchmark/benchmark.h>
 #include <simdjson.h>
@@ -482,12 +485,15 @@ class RatioReporter : public benchmark::ConsoleReporter {
 int main(int argc, char** argv) {
   bool smoke = false;
   const char* table_path = nullptr;
+  const char* payload_dir = nullptr;
   std::vector<char*> args;
   for (int i = 0; i < argc; ++i) {
     if (std::strcmp(argv[i], "--smoke") == 0) {
       smoke = true;
     } else if (std::strcmp(argv[i], "--table") == 0 && i + 1 < argc) {
       table_path = argv[++i];
+    } else if (std::strcmp(argv[i], "--write-payloads") == 0 && i + 1 < argc) {
+      payload_dir = argv[++i];
     } else {
       args.push_back(argv[i]);
     }
@@ -497,6 +503,18 @@ int main(int argc, char** argv) {
   int count = static_cast<int>(args.size());
 
   static const std::vector<Payload> payloads = make_payloads();
+  if (payload_dir) {
+    for (const Payload& p : payloads) {
+      std::string path = std::string(payload_dir) + "/" + p.name + ".json";
+      std::FILE* f = std::fopen(path.c_str(), "wb");
+      if (!f || std::fwrite(p.body.data(), 1, p.body.size(), f) != p.body.size() || std::fclose(f) != 0) {
+        std::perror(path.c_str());
+        return 1;
+      }
+      std::printf("%s: %zu bytes, %zu items\n", path.c_str(), p.body.size(), p.items);
+    }
+    return 0;
+  }
   for (const Payload& p : payloads) {
     if (!check_output(p)) {
       std::fprintf(stderr, "output check failed for %s\n", p.name.c_str());
