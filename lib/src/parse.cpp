@@ -9,8 +9,9 @@
 //   1. simdjson's stage 1 (the first half of its DOM parser) validates
 //      UTF-8 and builds the structural index with SIMD: where each token
 //      starts, whitespace and string contents skipped.
-//   2. A grammar walk over the index checks the syntax, scans strings 16
-//      bytes at a time (SSE2) for escapes and control characters, checks
+//   2. A grammar walk over the index checks the syntax, looks for
+//      backslashes in strings (SSE2, or memchr for long ones) and validates
+//      each escape (stage 1 already refused raw control characters), checks
 //      numbers against the JSON grammar without converting them, and copies
 //      each item straight into the output buffer. Whitespace costs nothing
 //      here: it is a gap between one token's end and the next token's start,
@@ -119,42 +120,29 @@ __attribute__((noinline)) const Byte* scan_escape(const Byte* p, const Byte* end
   return p;
 }
 
-// Scans a string whose opening quote is at `p`. Returns the byte after the
-// closing quote, or nullptr when the string is invalid. UTF-8 was validated
-// for the whole body, so only quotes, backslashes and control characters
-// matter. `*escapes` is set when the string holds a backslash.
-WRITEAPI_INLINE const Byte* scan_string(const Byte* p, const Byte* end, bool* escapes) {
-  ++p;
-  for (;;) {
+// Returns the first backslash in [from, to), or nullptr. `end` is the end
+// of the input: a wide load must stay inside it. Short strings (keys, most
+// values) inline, 16 bytes per step; memchr (wider vectors, but a call) for
+// long ones.
+WRITEAPI_INLINE const Byte* find_backslash(const Byte* from, const Byte* to, const Byte* end) {
+  const std::size_t length = static_cast<std::size_t>(to - from);
 #if defined(__SSE2__)
-    const __m128i quote = _mm_set1_epi8('"');
+  if (length <= 128 && static_cast<std::size_t>(end - from) >= ((length + 15) & ~std::size_t{15})) {
     const __m128i backslash = _mm_set1_epi8('\\');
-    const __m128i control_max = _mm_set1_epi8(0x1F);
-    while (end - p >= 16) {
-      __m128i chunk = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-      __m128i special = _mm_or_si128(
-          _mm_or_si128(_mm_cmpeq_epi8(chunk, quote), _mm_cmpeq_epi8(chunk, backslash)),
-          _mm_cmpeq_epi8(_mm_max_epu8(chunk, control_max), control_max));
-      unsigned mask = static_cast<unsigned>(_mm_movemask_epi8(special));
+    for (std::size_t i = 0; i < length; i += 16) {
+      __m128i chunk = _mm_loadu_si128(reinterpret_cast<const __m128i*>(from + i));
+      unsigned mask = static_cast<unsigned>(_mm_movemask_epi8(_mm_cmpeq_epi8(chunk, backslash)));
       if (mask != 0) {
-        p += __builtin_ctz(mask);
-        goto special_byte;
+        std::size_t at = i + static_cast<std::size_t>(__builtin_ctz(mask));
+        return at < length ? from + at : nullptr;
       }
-      p += 16;
     }
-#endif
-    while (p < end && *p != '"' && *p != '\\' && *p >= 0x20) ++p;
-    if (p == end) return nullptr;  // unterminated
-#if defined(__SSE2__)
-  special_byte:
-#endif
-    Byte c = *p;
-    if (c == '"') return p + 1;
-    if (c < 0x20) return nullptr;  // raw control character
-    *escapes = true;
-    p = scan_escape(p, end);
-    if (p == nullptr) return nullptr;
+    return nullptr;
   }
+#else
+  (void)end;
+#endif
+  return static_cast<const Byte*>(std::memchr(from, '\\', length));
 }
 
 // Checks the string whose opening quote is at `p`, given `next`, the start
@@ -168,32 +156,15 @@ WRITEAPI_INLINE const Byte* check_string(const Byte* p, const Byte* next, const 
   const Byte* close = next - 1;
   while (close > p && *close != '"') --close;  // whitespace: stage 1 put nothing else there
   if (close == p) return nullptr;
-  const Byte* q = p + 1;
-  const std::size_t length = static_cast<std::size_t>(close - q);
-#if defined(__SSE2__)
-  // Short strings (keys, most values) inline, 16 bytes per step; memchr
-  // (wider vectors, but a call) for long ones.
-  if (length <= 128 && static_cast<std::size_t>(end - q) >= ((length + 15) & ~std::size_t{15})) {
-    const __m128i backslash = _mm_set1_epi8('\\');
-    std::size_t i = 0;
-    for (; i + 16 <= length; i += 16) {
-      __m128i chunk = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q + i));
-      if (_mm_movemask_epi8(_mm_cmpeq_epi8(chunk, backslash)) != 0) goto escaped;
-    }
-    if (i < length) {
-      __m128i chunk = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q + i));
-      unsigned mask = static_cast<unsigned>(_mm_movemask_epi8(_mm_cmpeq_epi8(chunk, backslash)));
-      if ((mask & ((1u << (length - i)) - 1)) != 0) goto escaped;
-    }
-    return close + 1;
-  }
-#endif
-  if (std::memchr(q, '\\', length) == nullptr) return close + 1;
-#if defined(__SSE2__)
-escaped:
-#endif
-  const Byte* after = scan_string(p, end, escapes);
-  return after == close + 1 ? after : nullptr;
+  const Byte* backslash = find_backslash(p + 1, close, end);
+  if (backslash == nullptr) return close + 1;
+  *escapes = true;
+  do {
+    const Byte* after = scan_escape(backslash, end);
+    if (after == nullptr || after > close) return nullptr;
+    backslash = find_backslash(after, close, end);
+  } while (backslash != nullptr);
+  return close + 1;
 }
 
 // Returns the first byte at or after `p` that is not an ASCII digit. (A
@@ -792,13 +763,18 @@ Status parse(std::string_view body, ParsedRequest* out, const ParseOptions& opti
   if (length >= 3 && json[0] == 0xEF && json[1] == 0xBB && json[2] == 0xBF) json += 3, length -= 3;
   // The index and the container stack are reused per thread: no
   // allocation per request once they have grown.
-  thread_local StructuralIndex index;
+  struct Scratch {
+    StructuralIndex index;
+    std::vector<uint8_t> stack;
+  };
+  thread_local Scratch scratch;
+  StructuralIndex& index = scratch.index;
+  std::vector<uint8_t>& stack = scratch.stack;
   if (Status s = index.build(json, length); !s.ok()) {
     lines.clear();
     return s;
   }
   // Nesting never exceeds the body's size.
-  thread_local std::vector<uint8_t> stack;
   const std::size_t stack_size = std::min(options.max_depth, length) + 1;
   if (stack.size() < stack_size) stack.resize(stack_size);
   // Lines are never longer than the body plus one newline; the scanner
