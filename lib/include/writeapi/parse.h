@@ -23,10 +23,11 @@
 // while parse() writes to it; reusing one per thread keeps its buffers'
 // capacity and avoids allocation on the hot path.
 //
-// Memory: each thread that calls parse() keeps, for reuse, an index of the
-// body's tokens (4.5 bytes per byte of the largest body it has parsed:
-// 45 MiB for a 10 MiB body) and a nesting stack (1 byte per level). `lines` needs
-// the body's size plus 33 bytes of capacity while parse() runs.
+// Memory: each thread that calls parse() keeps, for reuse, a nesting stack
+// (1 byte per level) and, once it has parsed a pretty-printed body (a line
+// break before the first quote), an index of that body's tokens: 4.5 bytes
+// per byte of the largest such body (45 MiB for a 10 MiB one). `lines`
+// needs the body's size plus 33 bytes of capacity while parse() runs.
 #ifndef WRITEAPI_PARSE_H_
 #define WRITEAPI_PARSE_H_
 
