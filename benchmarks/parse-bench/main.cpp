@@ -14,7 +14,8 @@
 //                 nothing but the read-only input; GB/s and items/s are the
 //                 sum over threads per wall-clock second. With N > 1 the
 //                 tool also measures writeapi on one thread and prints the
-//                 scaling factor.
+//                 scaling factor (wall clock), and how much CPU time per
+//                 body grew with the threads (contention, 1.00 = none).
 //   --seconds S   wall time per measurement (default 1).
 //   --check       before timing, verify every output line byte for byte:
 //                 each line must be its item with the whitespace outside
@@ -241,7 +242,7 @@ int main(int argc, char** argv) {
     width = std::max(width, static_cast<int>(input.file.size() + (input.wrapped ? 10 : 0)));
   std::printf("%-*s %10s %8s  %13s %9s  %8s %9s  %7s\n", width, "file", "bytes", "items", "writeapi GB/s",
               "Mitems/s", "DOM GB/s", "Mitems/s", "ratio");
-  double bytes_1 = 0, time_1 = 0, bytes_n = 0, time_n = 0;
+  double bytes_1 = 0, time_1 = 0, bytes_n = 0, time_n = 0, cpu_1 = 0, cpu_n = 0;
   for (const Input& input : inputs) {
     Measurement w = measure(input, Parser::writeapi, threads, seconds);
     Measurement d = measure(input, Parser::simdjson_dom, threads, seconds);
@@ -261,11 +262,17 @@ int main(int argc, char** argv) {
       time_1 += one.wall_seconds;
       bytes_n += static_cast<double>(w.bodies * input.body.size());
       time_n += w.wall_seconds;
+      cpu_1 += one.cpu_per_body;
+      cpu_n += w.cpu_per_body;
     }
   }
   if (threads > 1) {
     std::printf("scaling: writeapi on %d threads = %.2fx its throughput on one thread (wall clock)\n", threads,
                 (bytes_n / time_n) / (bytes_1 / time_1));
+    // On a machine other processes share, wall-clock scaling shows their
+    // load as much as ours; CPU time per body shows whether our threads
+    // slow each other down (1.00: not at all).
+    std::printf("contention: CPU time per body on %d threads = %.2fx that on one thread\n", threads, cpu_n / cpu_1);
   }
   return 0;
 }
