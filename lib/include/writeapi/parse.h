@@ -18,9 +18,16 @@
 //   - Strings must be valid UTF-8 and escapes must be valid; an escaped
 //     UTF-16 surrogate must be part of a pair (as simdjson requires).
 //
-// Thread-safety: parse() is reentrant. A ParsedRequest must not be shared
-// between threads while parse() writes to it; reusing one per thread keeps
-// its buffers' capacity and avoids allocation on the hot path.
+// Thread-safety: parse() is reentrant and threads share nothing, so it
+// scales with cores. A ParsedRequest must not be shared between threads
+// while parse() writes to it; reusing one per thread keeps its buffers'
+// capacity and avoids allocation on the hot path.
+//
+// Memory: each thread that calls parse() keeps, for reuse, a nesting stack
+// (1 byte per level) and, once it has parsed a pretty-printed body (a line
+// break before the first quote), an index of that body's tokens: 4.5 bytes
+// per byte of the largest such body (45 MiB for a 10 MiB one). `lines`
+// needs the body's size plus 33 bytes of capacity while parse() runs.
 #ifndef WRITEAPI_PARSE_H_
 #define WRITEAPI_PARSE_H_
 
