@@ -37,7 +37,7 @@ std::string with_hidden_body(std::string_view method, std::string_view target, s
 // one answer with one of `statuses`, "Connection: close", a closed
 // connection, and the server's memory growth under rss_growth_bound().
 void stream_body_to_refusing_route(const ServerProcess& server, std::string_view head, const std::string& piece,
-                                   std::size_t total, std::initializer_list<int> statuses, std::string_view tail = "") {
+                                   std::size_t total, const std::vector<int>& statuses, std::string_view tail = "") {
   RssWatch memory(server.pid(), 4 * rss_growth_bound());
   ClientSocket client(server.port(), "127.0.0.1");
   REQUIRE(client.connected());
@@ -79,7 +79,7 @@ TEST_CASE("body routes: GET, OPTIONS and other methods with a body are answered 
   const std::string write_target = write_path("homelab", "routes");
   struct Case {
     std::string what, head;
-    std::initializer_list<int> statuses;
+    std::vector<int> statuses;
   };
   const std::vector<Case> cases = {
       {"GET /healthz with Content-Length", with_hidden_body("GET", "/healthz"), {200}},

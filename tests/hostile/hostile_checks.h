@@ -7,6 +7,7 @@
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <initializer_list>
+#include <vector>
 #include <string>
 #include <string_view>
 
@@ -29,7 +30,7 @@ inline std::string valid_request(std::string_view key = kSmuggledKey) {
   return make_post(write_path("homelab", key), make_body("{\"smuggled\":true}"));
 }
 
-inline bool one_of(int status, std::initializer_list<int> statuses) {
+inline bool one_of(int status, const std::vector<int>& statuses) {
   for (int s : statuses)
     if (s == status) return true;
   return false;
@@ -41,7 +42,7 @@ inline bool one_of(int status, std::initializer_list<int> statuses) {
 // stored. With `connection_close_header`, the response also says
 // "Connection: close".
 inline void check_single_answer_then_close(const ServerProcess& server, const Exchange& exchange,
-                                           std::initializer_list<int> statuses, std::string_view code,
+                                           const std::vector<int>& statuses, std::string_view code,
                                            bool connection_close_header = false,
                                            std::string_view smuggled_key = kSmuggledKey) {
   INFO("received (" << exchange.bytes.size() << " bytes):\n" << exchange.bytes.substr(0, 1500));
@@ -61,7 +62,7 @@ inline void check_single_answer_then_close(const ServerProcess& server, const Ex
 // homelab/smuggled-N on one connection, and checks
 // check_single_answer_then_close.
 inline void expect_refused_then_closed(const ServerProcess& server, std::string_view what, std::string_view request,
-                                       std::initializer_list<int> statuses, std::string_view code,
+                                       const std::vector<int>& statuses, std::string_view code,
                                        bool connection_close_header = false) {
   INFO("case: " << what);
   const std::string key = next_smuggled_key();

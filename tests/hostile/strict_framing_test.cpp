@@ -51,7 +51,7 @@ struct Case {
   std::string request;
 };
 
-void expect_all_refused(const ServerProcess& server, const std::vector<Case>& cases, std::initializer_list<int> statuses,
+void expect_all_refused(const ServerProcess& server, const std::vector<Case>& cases, const std::vector<int>& statuses,
                         std::string_view code) {
   for (const auto& c : cases) expect_refused_then_closed(server, c.what, c.request, statuses, code);
   CHECK(!server.object_exists("homelab", "strict"));
