@@ -12,6 +12,7 @@
 #include <atomic>
 #include <catch2/catch.hpp>
 #include <cerrno>
+#include <chrono>
 #include <condition_variable>
 #include <filesystem>
 #include <fstream>
@@ -373,8 +374,11 @@ struct MemoryStore {
     storage.reset();
     options.data_dir = "/data";
     options.log = [this](std::string_view line) {
-      std::lock_guard<std::mutex> lock(log_mu);
-      log.emplace_back(line);
+      {
+        std::lock_guard<std::mutex> lock(log_mu);
+        log.emplace_back(line);
+      }
+      log_cv.notify_all();
     };
     writeapi::Status status;
     storage = writeapi::make_file_storage_with_io(options, io, &status);
@@ -398,6 +402,15 @@ struct MemoryStore {
   std::vector<std::string> segments() { return memory->list("/data/.wal", ".wal"); }
   bool logged(const std::string& text) {
     std::lock_guard<std::mutex> lock(log_mu);
+    return logged_locked(text);
+  }
+  // Waits until the store logs `text`, e.g. from a background thread (the
+  // timeout only keeps a broken store from hanging the test).
+  bool wait_logged(const std::string& text, std::chrono::seconds timeout = std::chrono::seconds(60)) {
+    std::unique_lock<std::mutex> lock(log_mu);
+    return log_cv.wait_for(lock, timeout, [&] { return logged_locked(text); });
+  }
+  bool logged_locked(const std::string& text) {
     for (auto& line : log)
       if (line.find(text) != std::string::npos) return true;
     return false;
@@ -408,6 +421,7 @@ struct MemoryStore {
   std::shared_ptr<FaultInjectingIo> io;
   writeapi::FileStorageOptions options;
   std::mutex log_mu;
+  std::condition_variable log_cv;
   std::vector<std::string> log;
   std::unique_ptr<writeapi::Storage> storage;
 };
@@ -711,6 +725,14 @@ TEST_CASE("A refused append never survives a power failure, even when its bytes 
   s.io->fail(FaultRule{Call::fdatasync, EIO, ".wal", 0, 1, /*perform=*/true});
   CHECK(s.append("{\"refused\":2}\n").code() == ErrorCode::storage_error);
   CHECK(s.storage->stats().fenced_objects == 0);
+  // The refusal moved the log to segment 2 and queued segment 1's
+  // checkpoint for the checkpoint thread. Only that checkpoint syncs the
+  // directories that gained the new object's entries (/data/b, /data):
+  // killed before it runs, the store leaves a disk without the object file
+  // at all (replay rebuilds it from the log), so the refused bytes never
+  // reach the disk and there is nothing for replay to cut. Wait for it: it
+  // syncs the directories, fails on the object, and keeps segment 1.
+  REQUIRE(s.wait_logged("keeping log segment(s) 1 for replay"));
   REQUIRE(s.append("{\"b\":3}\n").ok());  // shorter than the refused line
   s.kill();
   s.memory->power_failure();
