@@ -47,6 +47,18 @@ constexpr auto kTick = milliseconds(100);
 constexpr std::size_t kFreeHeadBytes = 8 * 1024;
 // One address may hold at most this share of the buffer budget.
 constexpr int kAddressBudgetDivisor = 4;
+// The last eighth of the buffer budget is kept for connections holding
+// less than kSmallHoldBytes, so that bodies filling the budget (from many
+// addresses) never keep ordinary small requests out.
+constexpr std::size_t kSmallHoldBytes = 64 * 1024;
+// A connection waiting for the total budget while holding this much or
+// more keeps its minimum rate and timeouts running: it is what fills it.
+constexpr std::size_t kLargeHoldBytes = 1 << 20;
+// Requests whose working memory may reach three times --max-body (a
+// compressed body, or one over kHeavyBodyBytes) run at most kHeavySlots at
+// once; more wait in the loop, holding no worker.
+constexpr std::size_t kHeavyBodyBytes = 1 << 20;
+constexpr int kHeavySlots = 4;
 
 std::string address_text(const sockaddr_storage& addr, int* port) {
   char text[INET6_ADDRSTRLEN] = "";
@@ -104,6 +116,7 @@ struct Conn {
 
   bool close_after = false;     // close (lingering) after the response
   bool direct = false;          // run by ConnectionHooks::run_direct
+  bool heavy = false;           // holds one of the heavy slots (Loop::dispatch)
   bool body_after_write = false;  // the response was "100 Continue": read the body next
   bool first_request = true;
   bool paused = false;          // waiting for buffer memory (the address's share or the total)
@@ -132,6 +145,9 @@ struct Address {
   std::atomic<std::int64_t> buffered{0};  // request bytes its connections hold
   std::deque<Conn*> ready;
   bool in_turns = false;
+  // The loop's own (no lock): requests of this address to run inline.
+  std::deque<Conn*> inline_ready;
+  bool inline_in_turns = false;
 };
 
 // A request as cpp-httplib reads it (from memory) and its response as
@@ -317,7 +333,7 @@ class Loop final : public ConnectionServer {
         close_idle();
         if (conns_.empty() || Clock::now() > drain_until) break;
       }
-      auto wait = inline_ready_.empty()
+      auto wait = inline_turns_.empty() && tls_ready_.empty()
                       ? std::chrono::duration_cast<milliseconds>(next_sweep - Clock::now()).count()
                       : 0;
       int n = ::epoll_wait(epoll_, events.data(), static_cast<int>(events.size()),
@@ -337,6 +353,7 @@ class Loop final : public ConnectionServer {
       }
       take_returned();
       run_inline(256);
+      run_tls_ready();
       if (now_ >= next_sweep) {
         sweep();
         next_sweep = now_ + kTick;
@@ -453,7 +470,8 @@ class Loop final : public ConnectionServer {
     {
       std::lock_guard<std::mutex> lock(queue_mu_);
       Address* a = c->address;
-      if (--a->connections == 0 && a->active == 0 && a->ready.empty()) addresses_.erase(a->ip);
+      if (--a->connections == 0 && a->active == 0 && a->ready.empty() && a->inline_ready.empty())
+        addresses_.erase(a->ip);
     }
     counters_.open--;
     delete c;
@@ -541,12 +559,13 @@ class Loop final : public ConnectionServer {
       } else if (c->phase != Phase::lingering) {
         const auto chunk = static_cast<std::int64_t>(kReadChunk);
         const auto total = static_cast<std::int64_t>(options_.max_buffer_bytes);
-        const bool over_total = counters_.buffered.load() + chunk > total;
+        const auto reserve = held(c) < static_cast<std::int64_t>(kSmallHoldBytes) ? 0 : total / 8;
+        const bool over_total = counters_.buffered.load() + chunk > total - reserve;
         const bool over_share = c->address->buffered.load() + chunk > total / kAddressBudgetDivisor;
         if (over_total || over_share) {
           if (!c->paused) counters_.buffer_pauses++;
           c->paused = true;  // the sweep resumes it when memory is freed
-          c->paused_by_total = !over_share;
+          c->paused_by_total = !over_share && held(c) < static_cast<std::int64_t>(kLargeHoldBytes);
           return;
         }
       }
@@ -562,6 +581,18 @@ class Loop final : public ConnectionServer {
       if (!c->ssl && static_cast<std::size_t>(n) < want) return arm_read(c);
       if (c->ssl && SSL_pending(c->ssl) == 0 && static_cast<std::size_t>(n) < want) return arm_read(c);
     }
+    // Eight reads for this connection; more in the next round. Bytes
+    // already decrypted inside OpenSSL raise no epoll event.
+    if (c->ssl && SSL_pending(c->ssl) > 0) {
+      tls_ready_.push_back(c);
+      return;
+    }
+    arm_read(c);
+  }
+  // Reads for `c` now when OpenSSL holds decrypted bytes (epoll would never
+  // report them), else waits for the socket.
+  void read_or_arm(Conn* c) {
+    if (c->ssl && SSL_pending(c->ssl) > 0) return read_ready(c);
     arm_read(c);
   }
 
@@ -624,6 +655,15 @@ class Loop final : public ConnectionServer {
         counters_.framing_errors++;
         refuse(c, 400, "bad_request", r.reason);
         return false;
+    }
+    // cpp-httplib's routes know these methods; anything else would get an
+    // answer of its own making.
+    static constexpr std::string_view kMethods[] = {"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"};
+    if (std::find(std::begin(kMethods), std::end(kMethods), c->head.method) == std::end(kMethods)) {
+      counters_.framing_errors++;
+      c->linger_limit = unread_body_limit(c->head);
+      refuse(c, 501, "not_implemented", "the method is not supported; the write path takes POST");
+      return false;
     }
     // Bytes after the head: the body, or the next request. `in` stays as
     // it is until the request is done: the head's views point into it.
@@ -841,7 +881,7 @@ class Loop final : public ConnectionServer {
       c->idle_until = now_ + options_.read_timeout;
       if (!parse_head(c)) return;
     }
-    arm_read(c);
+    read_or_arm(c);
   }
 
   // Closes after a response: stop sending, then read and discard what the
@@ -865,13 +905,32 @@ class Loop final : public ConnectionServer {
   void dispatch(Conn* c) {
     c->phase = Phase::worker;
     c->in_worker.store(true, std::memory_order_release);
-    if (options_.inline_body_bytes > 0 && c->body.size() <= options_.inline_body_bytes &&
-        !c->head.find("Content-Encoding") && !stopping_) {
+    const bool compressed = c->head.find("Content-Encoding") != nullptr;
+    if (options_.inline_body_bytes > 0 && c->body.size() <= options_.inline_body_bytes && !compressed &&
+        !stopping_) {
       // Small uncompressed requests on a store that does not block run on
-      // the loop (run_inline): no hand-over, no context switch.
-      inline_ready_.push_back(c);
+      // the loop (run_inline), addresses taking turns: no hand-over, no
+      // context switch.
+      Address* a = c->address;
+      a->inline_ready.push_back(c);
+      if (!a->inline_in_turns) {
+        a->inline_in_turns = true;
+        inline_turns_.push_back(a);
+      }
       return;
     }
+    if (compressed || c->body.size() > kHeavyBodyBytes) {
+      if (heavy_running_ >= kHeavySlots) {
+        heavy_waiting_.push_back(c);  // no worker until a slot frees
+        return;
+      }
+      ++heavy_running_;
+      c->heavy = true;
+    }
+    to_workers(c);
+  }
+
+  void to_workers(Conn* c) {
     std::lock_guard<std::mutex> lock(queue_mu_);
     Address* a = c->address;
     a->ready.push_back(c);
@@ -891,19 +950,46 @@ class Loop final : public ConnectionServer {
     for (Conn* c : returned) hand_back(c);
   }
 
-  // Runs the requests queued to run on the loop, in turn, at most `budget`
-  // of them; a pipelining connection goes to the back for its next one.
+  // Runs the requests queued to run on the loop, one per address in turn,
+  // at most `budget` of them; a pipelining connection queues again for
+  // its next one.
   void run_inline(int budget) {
-    while (!inline_ready_.empty() && budget-- > 0) {
-      Conn* c = inline_ready_.front();
-      inline_ready_.pop_front();
+    while (!inline_turns_.empty() && budget-- > 0) {
+      Address* a = inline_turns_.front();
+      inline_turns_.pop_front();
+      Conn* c = a->inline_ready.front();
+      a->inline_ready.pop_front();
+      if (!a->inline_ready.empty()) {
+        inline_turns_.push_back(a);
+      } else {
+        a->inline_in_turns = false;
+      }
       if (run(c, &inline_request_)) hand_back(c);
     }
+  }
+
+  // Connections whose reads stopped at the per-round cap with decrypted
+  // bytes left inside OpenSSL.
+  void run_tls_ready() {
+    std::deque<Conn*> ready;
+    ready.swap(tls_ready_);
+    for (Conn* c : ready) read_ready(c);
   }
 
   // A connection a worker (or an inline run) is done with.
   void hand_back(Conn* c) {
     c->in_worker.store(false, std::memory_order_relaxed);
+    if (c->heavy) {
+      c->heavy = false;
+      --heavy_running_;
+      if (!heavy_waiting_.empty()) {
+        Conn* next = heavy_waiting_.front();
+        heavy_waiting_.pop_front();
+        ++heavy_running_;
+        next->heavy = true;
+        to_workers(next);
+      }
+    }
     if (c->out_sent < c->out.size()) {
       c->phase = Phase::writing;
       c->deadline = now_ + options_.write_timeout + options_.request_timeout;
@@ -1073,7 +1159,7 @@ class Loop final : public ConnectionServer {
     }
     // A response still going out, a close, or a next request already here
     // (pipelined, or inside TLS): the loop takes it from here.
-    if (!sent || c->close_after || c->next_pos < c->in.size() || !c->pending.empty() ||
+    if (!sent || c->close_after || c->heavy || c->next_pos < c->in.size() || !c->pending.empty() ||
         (c->ssl && SSL_pending(c->ssl) > 0))
       return true;
     // Idle: re-arm for the next request; the loop owns it from here.
@@ -1107,7 +1193,10 @@ class Loop final : public ConnectionServer {
   Clock::time_point now_ = Clock::now();
   std::vector<Conn*> conns_;  // loop thread only
   std::string inline_request_;
-  std::deque<Conn*> inline_ready_;  // requests to run on the loop (run_inline)
+  std::deque<Address*> inline_turns_;  // addresses with requests to run on the loop (run_inline)
+  std::deque<Conn*> tls_ready_;        // see run_tls_ready
+  int heavy_running_ = 0;              // heavy requests with a worker (loop thread only)
+  std::deque<Conn*> heavy_waiting_;    // heavy requests waiting for a slot
 
   std::mutex queue_mu_;
   std::condition_variable queue_cv_;

@@ -263,13 +263,10 @@ void HttpServer::run_write(const http1::RequestHead& head, std::string_view body
     request.content_type = field_value(head, "Content-Type");
     request.content_encoding = field_value(head, "Content-Encoding");
     request.body = body;
-    // A compressed or large body may take up to three times --max-body
-    // while it is inflated and parsed, before its key is known: few of
-    // them run at once, so that memory stays bounded whatever anyone sends.
-    const bool heavy = !request.content_encoding.empty() || body.size() > kLightBodyBytes;
-    if (heavy) heavy_slots_.acquire();
+    // Compressed and large bodies (up to three times --max-body of working
+    // memory) run at most four at once: the connection layer holds the
+    // rest back (connection_server.cpp, kHeavySlots).
     status = ingestor_.ingest(request, &result);
-    if (heavy) heavy_slots_.release();
   }
   const int http_status = status.http_status();
   // HTTP/1.0 keeps a connection only when the answer says so.

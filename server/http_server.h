@@ -10,7 +10,6 @@
 #include <functional>
 #include <memory>
 #include <mutex>
-#include <semaphore>
 #include <thread>
 #include <string>
 #include <vector>
@@ -85,11 +84,6 @@ class HttpServer {
   int metrics_port_ = -1;
   std::unique_ptr<AccessLog> access_log_;
   std::string keep_alive_header_, keep_alive_header_10_;
-  // Requests whose working memory may reach 3 x --max-body (compressed, or
-  // bodies over kLightBodyBytes) run at most kHeavySlots at once.
-  static constexpr std::size_t kLightBodyBytes = 1u << 20;
-  static constexpr int kHeavySlots = 4;
-  std::counting_semaphore<kHeavySlots> heavy_slots_{kHeavySlots};
 };
 
 }  // namespace writeapi::server

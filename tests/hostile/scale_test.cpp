@@ -252,3 +252,37 @@ TEST_CASE("scale: 600 slow requests from one uncapped address (behind a proxy) l
   ServerProcess server({"--max-connections-per-ip", "0", "--fsync", "never"});
   one_address_holds_slow_requests(server, 600);
 }
+
+TEST_CASE("scale: bodies from six addresses filling the buffer budget do not keep a small request out",
+          "[hostile][scale][budget]") {
+  // 8 MiB of buffers; each address may hold a quarter. Six addresses each
+  // start a 4 MiB body, send 1.9 MiB of it and stop: together more than the
+  // budget, each within its share.
+  ServerProcess server({"--max-buffer-memory", "8MiB", "--fsync", "never", "--request-timeout-s", "60",
+                        "--keep-alive-timeout-s", "60"});
+  std::vector<std::unique_ptr<ClientSocket>> attackers;
+  const std::string part(1900 * 1024, 'x');
+  for (int i = 0; i < 6; ++i) {
+    const std::string source = "127.0.4." + std::to_string(10 + i);
+    attackers.push_back(std::make_unique<ClientSocket>(server.port(), source.c_str()));
+    REQUIRE(attackers.back()->connected());
+    attackers.back()->send("POST " + write_path("homelab", "big") +
+                               " HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: " +
+                               std::to_string(4u << 20) + "\r\n\r\n" + part,
+                           2s);  // the server may stop reading: a short send is the point
+  }
+  std::this_thread::sleep_for(500ms);
+  // A sensor's body of 40 KB from another address is read from the budget's
+  // reserve and answered at once.
+  const std::string body = make_body("\"" + std::string(40 * 1024, 'y') + "\"");
+  ClientSocket victim(server.port(), "127.0.4.99");
+  REQUIRE(victim.connected());
+  const auto start = Clock::now();
+  REQUIRE(victim.send(make_post(write_path("homelab", "small"), body)));
+  RawResponse res = victim.read_response(10s);
+  const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start);
+  WARN("small request answered in " << took.count() << " ms while the budget was full");
+  CHECK(res.status == 200);
+  CHECK(server.object_exists("homelab", "small"));
+  CHECK(!server.object_exists("homelab", "big"));
+}

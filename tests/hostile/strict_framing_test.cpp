@@ -450,3 +450,14 @@ TEST_CASE("strict: body bytes that arrive in pieces on a kept-alive connection a
   }
   CHECK(!server.object_exists("homelab", "smuggled-inside"));
 }
+
+TEST_CASE("strict: an unknown or overlong method is 501 and closes the connection", "[hostile][strict]") {
+  ServerProcess server(long_keep_alive());
+  expect_all_refused(server,
+                     {
+                         {"unknown method", "FOO /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"},
+                         {"8200-byte method", std::string(8200, 'G') + " / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"},
+                         {"lower-case get", "get /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"},
+                     },
+                     {501}, "not_implemented");
+}

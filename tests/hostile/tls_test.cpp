@@ -1,7 +1,10 @@
 // HTTPS: --tls-cert/--tls-key serve the Write API over TLS; bad or missing
 // files stop the server at startup with a clear message; clients that do
 // not speak TLS, or never finish the handshake, do not hurt it.
+#include <fcntl.h>
 #include <httplib.h>
+#include <openssl/ssl.h>
+#include <sys/socket.h>
 
 #include <catch2/catch.hpp>
 #include <chrono>
@@ -121,4 +124,41 @@ TEST_CASE("hostile: TLS flags fail at startup with a clear message", "[hostile][
     CHECK(r.exit_code == 1);
     CHECK(r.err.find("cannot load the TLS certificate") != std::string::npos);
   }
+}
+
+TEST_CASE("hostile: pipelined requests over TLS are all answered, bytes buffered inside TLS included",
+          "[hostile][tls]") {
+  TlsServerProcess server;
+  // 60 requests of ~240 bytes in one TLS write: records of 16 KiB, read 8 KiB
+  // at a time, so decrypted bytes wait inside OpenSSL where epoll cannot see
+  // them.
+  constexpr int kRequests = 60;
+  std::string pipeline;
+  for (int i = 0; i < kRequests; ++i)
+    pipeline += "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Pad: " + std::string(200, 'a') + "\r\n\r\n";
+  SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
+  REQUIRE(ctx);
+  ClientSocket socket(server.port(), "127.0.0.1");
+  REQUIRE(socket.connected());
+  int flags = ::fcntl(socket.fd(), F_GETFL);
+  ::fcntl(socket.fd(), F_SETFL, flags & ~O_NONBLOCK);
+  timeval timeout{10, 0};
+  ::setsockopt(socket.fd(), SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+  SSL* ssl = SSL_new(ctx);
+  SSL_set_fd(ssl, socket.fd());
+  REQUIRE(SSL_connect(ssl) == 1);
+  REQUIRE(SSL_write(ssl, pipeline.data(), static_cast<int>(pipeline.size())) == static_cast<int>(pipeline.size()));
+  std::string received;
+  const auto start = std::chrono::steady_clock::now();
+  char buffer[16384];
+  while (count_status_lines(received) < static_cast<std::size_t>(kRequests) &&
+         std::chrono::steady_clock::now() - start < std::chrono::seconds(8)) {
+    int n = SSL_read(ssl, buffer, sizeof buffer);
+    if (n <= 0) break;
+    received.append(buffer, static_cast<std::size_t>(n));
+  }
+  CHECK(count_status_lines(received) == static_cast<std::size_t>(kRequests));
+  CHECK(received.find("408") == std::string::npos);
+  SSL_free(ssl);
+  SSL_CTX_free(ctx);
 }
