@@ -670,7 +670,7 @@ TEST_CASE("Double fault: a failed append whose cut-back also fails fences the ob
   }
 }
 
-TEST_CASE("Double fault: a failed log sync whose object cut-back fails fences the object; restart repairs it",
+TEST_CASE("Double fault: a failed log sync whose object cut-back fails fences the object, restart repairs it",
           "[faults][fence][wal]") {
   MemoryStore s;
   REQUIRE(s.open().ok());

@@ -108,7 +108,7 @@ TEST_CASE("strict: obs-fold, whitespace before the colon and field names that ar
                      {400}, "bad_request");
 }
 
-TEST_CASE("strict: a control character other than HTAB in a field value is 400; HTAB is accepted",
+TEST_CASE("strict: a control character other than HTAB in a field value is 400, HTAB is accepted",
           "[hostile][strict]") {
   ServerProcess server(long_keep_alive());
   expect_all_refused(server,
@@ -201,7 +201,7 @@ TEST_CASE("strict: Transfer-Encoding with Content-Length, or in an HTTP/1.0 requ
       {400}, "bad_request");
 }
 
-TEST_CASE("strict: a missing or repeated Host in HTTP/1.1 is 400; HTTP/1.0 may omit it", "[hostile][strict]") {
+TEST_CASE("strict: a missing or repeated Host in HTTP/1.1 is 400, HTTP/1.0 may omit it", "[hostile][strict]") {
   ServerProcess server(long_keep_alive());
   const std::string head = "POST " + kTarget + " HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: " + kLength;
   expect_all_refused(server,
@@ -236,7 +236,7 @@ TEST_CASE("strict: a Transfer-Encoding other than exactly chunked is 501 and clo
   expect_stored(server, "Transfer-Encoding: ChUnKeD", post_with("Transfer-Encoding: ChUnKeD\r\n", body));
 }
 
-TEST_CASE("strict: a request head over 64 KiB is 431 and closes; one under it is served", "[hostile][strict]") {
+TEST_CASE("strict: a request head over 64 KiB is 431 and closes, one under it is served", "[hostile][strict]") {
   ServerProcess server(long_keep_alive());
   expect_refused_then_closed(server, "one 70,000-byte header",
                              post_with_length("X-Filler: " + std::string(70000, 'a') + "\r\n"), {431}, "bad_request");

@@ -336,7 +336,7 @@ TEST_CASE("keys file authorizer: limits follow reloads, counters count", "[keys_
   CHECK(stats.reload_failures == 2);
 }
 
-TEST_CASE("keys file: a new file is 0640 whatever the umask; a symbolic link is written through", "[keys_file]") {
+TEST_CASE("keys file: a new file is 0640 whatever the umask, a symbolic link is written through", "[keys_file]") {
   TempDir dir;
   const std::string path = dir.path() + "/keys.json";
   const mode_t old_umask = ::umask(022);

@@ -110,7 +110,7 @@ TEST_CASE("http1: field values lose surrounding whitespace, keep inner and high 
   CHECK(p.head.count("x-a") == 1);
 }
 
-TEST_CASE("http1: an incomplete head waits; empty lines before it are skipped", "[http1]") {
+TEST_CASE("http1: an incomplete head waits, empty lines before it are skipped", "[http1]") {
   CHECK(parse("GET / HTTP/1.1\r\nHost: x\r\n").result.status == HeadStatus::incomplete);
   CHECK(parse("GET / HTTP/1.1\r\nHost: x\r\n\r").result.status == HeadStatus::incomplete);
   CHECK(parse("\r\n\r\n").result.status == HeadStatus::incomplete);
@@ -191,7 +191,7 @@ TEST_CASE("http1: field lines must be token: value", "[http1]") {
   CHECK(status_of(post(many)) == HeadStatus::too_large);
 }
 
-TEST_CASE("http1: Content-Length is digits only; a list of equal values is one value", "[http1]") {
+TEST_CASE("http1: Content-Length is digits only, a list of equal values is one value", "[http1]") {
   for (const char* bad : {"5%34", "+5", "-1", "0x5", "5 5", "", "5,6", "5, 6", "5,", ",5", "1e3", "5.0", " ", "\xd9\xa5"}) {
     INFO("Content-Length: " << bad);
     CHECK(status_of(post(std::string("Content-Length: ") + bad + "\r\n")) == HeadStatus::bad_request);
@@ -235,7 +235,7 @@ TEST_CASE("http1: Host is required once in HTTP/1.1", "[http1]") {
   CHECK(status_of("GET / HTTP/1.0\r\nHost: a\r\nhost: a\r\n\r\n") == HeadStatus::bad_request);
 }
 
-TEST_CASE("http1: Connection tokens are case-insensitive; HTTP/1.0 closes unless keep-alive", "[http1]") {
+TEST_CASE("http1: Connection tokens are case-insensitive, HTTP/1.0 closes unless keep-alive", "[http1]") {
   CHECK(!parse("GET / HTTP/1.1\r\nHost: x\r\nConnection: Close\r\n\r\n").head.keep_alive);
   CHECK(!parse("GET / HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, CLOSE\r\n\r\n").head.keep_alive);
   CHECK(!parse("GET / HTTP/1.1\r\nHost: x\r\nConnection: te\r\nconnection: close\r\n\r\n").head.keep_alive);

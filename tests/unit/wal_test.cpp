@@ -183,7 +183,7 @@ TEST_CASE("wal replay: segments in sequence order, each stopping at its first ba
   CHECK(r.log[0].find("log segment 9: ignoring 15 bytes from a torn record") != std::string::npos);
 }
 
-TEST_CASE("wal replay: a missing directory is an empty log; unreadable segments and apply errors stop it", "[wal]") {
+TEST_CASE("wal replay: a missing directory is an empty log, unreadable segments and apply errors stop it", "[wal]") {
   MemoryFileIo memory;
   CHECK(replay(memory, "/nowhere").status.ok());
   auto fs = std::make_shared<MemoryFileIo>();
@@ -411,7 +411,7 @@ TEST_CASE("wal replay: a limit record voids an earlier segment's records from it
   CHECK(r.log[0].find("refused after a failed sync") != std::string::npos);
 }
 
-TEST_CASE("wal writer: until the refusal is recorded every group is refused; then the log heals", "[wal]") {
+TEST_CASE("wal writer: until the refusal is recorded every group is refused, then the log heals", "[wal]") {
   WriterHarness h;
   REQUIRE(h.writer->start(1).ok());
   h.io->fail(FaultRule{Call::fdatasync, EIO, "/obj"});  // no checkpoint deletes a segment
