@@ -1030,6 +1030,9 @@ class Loop final : public ConnectionServer {
           continue;
         }
       }
+      // A paused connection that is not refused below goes back to reading
+      // (read_ready pauses it again while memory is short).
+      const bool was_paused = c->paused;
       c->paused = false;
       switch (c->phase) {
         case Phase::head:
@@ -1054,6 +1057,8 @@ class Loop final : public ConnectionServer {
             c->linger_limit = kLingerAfterBadHead;
             refuse(c, 408, "bad_request",
                    slow ? "the body arrived too slowly" : "the request was not received in time");
+          } else if (was_paused) {
+            read_ready(c);
           }
           break;
         }
