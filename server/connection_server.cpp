@@ -460,6 +460,7 @@ class Loop final : public ConnectionServer {
   }
 
   void close_now(Conn* c) {
+    if (c->ssl) std::erase(tls_ready_, c);
     if (c->ssl) SSL_free(c->ssl);
     ::close(c->fd);  // also leaves the epoll set
     account(c, 0);
@@ -973,7 +974,9 @@ class Loop final : public ConnectionServer {
   void run_tls_ready() {
     std::deque<Conn*> ready;
     ready.swap(tls_ready_);
-    for (Conn* c : ready) read_ready(c);
+    // A timeout may have refused one meanwhile (it is being answered).
+    for (Conn* c : ready)
+      if (c->phase == Phase::head || c->phase == Phase::body) read_ready(c);
   }
 
   // A connection a worker (or an inline run) is done with.
