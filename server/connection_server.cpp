@@ -629,33 +629,23 @@ class Loop final : public ConnectionServer {
   bool parse_head(Conn* c) {
     http1::HeadResult r = http1::parse_head(std::string_view(c->in).substr(c->in_pos), options_.max_head_bytes,
                                             &c->head, &c->scan_from);
-    switch (r.status) {
-      case http1::HeadStatus::incomplete: return true;
-      case http1::HeadStatus::complete: break;
-      case http1::HeadStatus::too_large:
-        counters_.heads_too_large++;
-        refuse(c, 431, "bad_request", r.reason);
-        return false;
-      case http1::HeadStatus::uri_too_long:
-        counters_.framing_errors++;
-        refuse(c, 414, "bad_request", r.reason);
-        return false;
-      case http1::HeadStatus::not_implemented:
-        counters_.framing_errors++;
-        refuse(c, 501, "not_implemented", r.reason);
-        return false;
-      case http1::HeadStatus::bad_version:
-        counters_.framing_errors++;
-        refuse(c, 505, "bad_request", r.reason);
-        return false;
-      case http1::HeadStatus::expectation_failed:
-        counters_.framing_errors++;
-        refuse(c, 417, "bad_request", r.reason);
-        return false;
-      case http1::HeadStatus::bad_request:
-        counters_.framing_errors++;
-        refuse(c, 400, "bad_request", r.reason);
-        return false;
+    if (r.status == http1::HeadStatus::incomplete) return true;
+    if (r.status != http1::HeadStatus::complete) {
+      // Every refusal of the grammar: its status, the error code clients
+      // see, and the counter it goes to.
+      int status = 400;
+      std::string_view code = "bad_request";
+      switch (r.status) {
+        case http1::HeadStatus::too_large: status = 431; break;
+        case http1::HeadStatus::uri_too_long: status = 414; break;
+        case http1::HeadStatus::not_implemented: status = 501, code = "not_implemented"; break;
+        case http1::HeadStatus::bad_version: status = 505; break;
+        case http1::HeadStatus::expectation_failed: status = 417; break;
+        default: break;
+      }
+      (r.status == http1::HeadStatus::too_large ? counters_.heads_too_large : counters_.framing_errors)++;
+      refuse(c, status, code, r.reason);
+      return false;
     }
     // cpp-httplib's routes know these methods; anything else would get an
     // answer of its own making.

@@ -163,21 +163,7 @@ RawResponse ClientSocket::read_response(std::chrono::milliseconds timeout) {
   std::string head = buffer_.substr(0, head_end);
   buffer_.erase(0, head_end + 4);
   response.raw = head + "\r\n\r\n";
-  std::vector<std::string> lines = split_lines(head);
-  for (auto& line : lines)
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-  response.status_line = lines.empty() ? "" : lines[0];
-  if (response.status_line.rfind("HTTP/1.", 0) == 0 && response.status_line.size() >= 12)
-    response.status = std::atoi(response.status_line.c_str() + 9);
-  for (std::size_t i = 1; i < lines.size(); ++i) {
-    auto colon = lines[i].find(':');
-    if (colon == std::string::npos) continue;
-    std::string name = lines[i].substr(0, colon);
-    for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    std::string value = lines[i].substr(colon + 1);
-    value.erase(0, value.find_first_not_of(" \t"));
-    response.headers.emplace(name, value);
-  }
+  parse_response_head(head, &response);
   std::string length = response.header("content-length");
   if (response.status >= 100 && response.status < 200) {
     // An interim response (100 Continue) has no body.
@@ -272,22 +258,7 @@ RawResponse parse_response(std::string_view bytes) {
     response.raw = std::string(bytes);
     return response;
   }
-  std::vector<std::string> lines = split_lines(bytes.substr(0, head_end));
-  for (auto& line : lines)
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-  response.status_line = lines.empty() ? "" : lines[0];
-  if (response.status_line.rfind("HTTP/1.", 0) == 0 && response.status_line.size() >= 12)
-    response.status = std::atoi(response.status_line.c_str() + 9);
-  for (std::size_t i = 1; i < lines.size(); ++i) {
-    auto colon = lines[i].find(':');
-    if (colon == std::string::npos) continue;
-    std::string name = lines[i].substr(0, colon);
-    for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    std::string value = lines[i].substr(colon + 1);
-    value.erase(0, value.find_first_not_of(" \t"));
-    while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.pop_back();
-    response.headers.emplace(name, value);
-  }
+  parse_response_head(bytes.substr(0, head_end), &response);
   std::string_view rest = bytes.substr(head_end + 4);
   std::size_t length = rest.size();
   if (std::string n = response.header("content-length"); !n.empty()) length = std::strtoull(n.c_str(), nullptr, 10);

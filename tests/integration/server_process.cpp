@@ -457,6 +457,26 @@ std::string RawResponse::header(std::string_view lowercase_name) const {
   return it == headers.end() ? "" : it->second;
 }
 
+void parse_response_head(std::string_view head, RawResponse* response) {
+  std::vector<std::string> lines = split_lines(head);
+  for (auto& line : lines)
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+  if (lines.empty()) return;
+  response->status_line = lines[0];
+  // "HTTP/1.1 200 OK"
+  if (lines[0].rfind("HTTP/1.", 0) == 0 && lines[0].size() >= 12) response->status = std::atoi(lines[0].c_str() + 9);
+  for (std::size_t i = 1; i < lines.size(); ++i) {
+    auto colon = lines[i].find(':');
+    if (colon == std::string::npos) continue;
+    std::string name = lines[i].substr(0, colon);
+    for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    std::string value = lines[i].substr(colon + 1);
+    value.erase(0, value.find_first_not_of(" \t"));
+    while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.pop_back();
+    response->headers.emplace(name, value);
+  }
+}
+
 RawConnection::RawConnection(int port) {
   fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd_ < 0) return;
@@ -522,23 +542,8 @@ RawResponse RawConnection::read_response(std::chrono::milliseconds timeout) {
   std::string head = buffer_.substr(0, header_end);
   buffer_.erase(0, header_end + 4);
   response.raw = head + "\r\n\r\n";
-  auto lines = split_lines(head);
-  for (auto& line : lines)
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-  if (lines.empty()) return response;
-  response.status_line = lines[0];
-  // "HTTP/1.1 200 OK"
-  if (lines[0].rfind("HTTP/1.", 0) == 0 && lines[0].size() >= 12) response.status = std::atoi(lines[0].c_str() + 9);
-  for (std::size_t i = 1; i < lines.size(); ++i) {
-    auto colon = lines[i].find(':');
-    if (colon == std::string::npos) continue;
-    std::string name = lines[i].substr(0, colon);
-    for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    std::string value = lines[i].substr(colon + 1);
-    value.erase(0, value.find_first_not_of(" \t"));
-    while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.pop_back();
-    response.headers.emplace(name, value);
-  }
+  parse_response_head(head, &response);
+  if (response.status_line.empty()) return response;
   std::string length = response.header("content-length");
   if (!length.empty()) {
     std::size_t n = std::stoul(length);

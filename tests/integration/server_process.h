@@ -168,6 +168,11 @@ struct RawResponse {
   std::string header(std::string_view lowercase_name) const;  // "" if absent
 };
 
+// Fills response->status_line, status and headers (lowercase names, values
+// without surrounding blanks) from a response head without its final empty
+// line. Shared by every raw client of the tests.
+void parse_response_head(std::string_view head, RawResponse* response);
+
 // A plain TCP connection to the server for exact bytes on the wire.
 class RawConnection {
  public:
