@@ -205,7 +205,7 @@ RawResponse raw_exchange(int port, std::string_view request,
 
 // "POST <target> HTTP/1.1" with Host, the given extra header lines (each
 // "Name: value"), Content-Length of `body` unless `with_length` is false,
-// Connection: close, then the body.
+// then the body (a keep-alive request).
 std::string make_post(std::string_view target, std::string_view body,
                       const std::vector<std::string>& headers = {"Content-Type: application/json"},
                       bool with_length = true);

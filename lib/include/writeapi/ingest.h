@@ -15,6 +15,7 @@
 #define WRITEAPI_INGEST_H_
 
 #include <cstddef>
+#include <functional>
 #include <string>
 #include <string_view>
 
@@ -75,9 +76,24 @@ class Ingestor {
   // result->device_id is set whenever the body parsed (for logging).
   Status ingest(const IngestRequest& request, IngestResult* result) const;
 
+  // ingest() that completes through `done`, for front ends on an event
+  // loop: everything up to the store runs before ingest_async returns (on
+  // the calling thread); the store's part completes through
+  // Storage::append_async, so nothing waits for a sync or a remote insert.
+  // `done` is called exactly once with the status and the result, either
+  // before ingest_async returns or later from a thread of the store: it
+  // must be quick and must not block. The request's memory need only stay
+  // valid until ingest_async returns. ingest() is this call and a wait.
+  void ingest_async(const IngestRequest& request,
+                    std::function<void(const Status&, const IngestResult&)> done) const;
+
   const IngestOptions& options() const { return options_; }
 
  private:
+  // Everything before the store: fills *batch (pointing into per-thread
+  // buffers) and result->device_id, or returns the refusal.
+  Status prepare(const IngestRequest& request, IngestResult* result, AppendBatch* batch) const;
+
   const Authorizer* authorizer_;
   DeviceLimiter* limiter_ = nullptr;
   Storage* storage_;

@@ -68,6 +68,25 @@ class Storage {
   // (remote store unreachable) otherwise, with nothing of the batch kept.
   virtual Status append(const AppendBatch& batch) = 0;
 
+  // append() that completes through `done`, for callers on an event loop
+  // that must not wait for a sync or a remote store. `done` is called
+  // exactly once with what append() would have returned: either before
+  // append_async returns (when nothing had to be waited for) or later from
+  // a thread of the backend, so it must be quick and must not block; it
+  // may call append_async again. The batch's memory need only stay valid
+  // until append_async returns. The same contract holds as for append():
+  // nothing of a batch is visible to read_object() before `done` reports
+  // ok, and nothing of it ever when `done` reports an error.
+  //
+  // The default calls append() and then `done`, so a backend that does not
+  // override it blocks the caller as append() does. The file store with
+  // FsyncPolicy::always completes from its log thread when the group
+  // commit that holds the batch is durable, with no thread per waiting
+  // append; its other policies never wait and complete inline.
+  virtual void append_async(const AppendBatch& batch, std::function<void(Status)> done) {
+    done(append(batch));
+  }
+
   // Fills *keys with the keys of `bucket` that hold an object, sorted.
   // An unknown bucket yields an empty list and ok.
   virtual Status list_keys(std::string_view bucket,
