@@ -89,6 +89,10 @@ struct ClickHouseFixture {
     if (!result || result->status != 200) WARN("could not drop ClickHouse database " << database);
   }
   std::unique_ptr<Storage> make() {
+    if (!writeapi::clickhouse_storage_supported()) {
+      WARN("libwriteapi built without ClickHouse support: ClickHouse backend skipped");
+      return nullptr;
+    }
     const char* env = std::getenv("WRITEAPI_CLICKHOUSE_URL");
     if (!env || !*env) {
       WARN("WRITEAPI_CLICKHOUSE_URL is not set: ClickHouse backend skipped");
