@@ -17,6 +17,7 @@
 #include "writeapi/auth.h"
 #include "writeapi/ingest.h"
 #include "writeapi/storage.h"
+#include "temp_dir.h"
 
 using writeapi::ErrorCode;
 using writeapi::IngestOptions;
@@ -25,6 +26,7 @@ using writeapi::IngestResult;
 using writeapi::Ingestor;
 using writeapi::Status;
 using writeapi::Storage;
+using writeapi::testing::TempDir;
 
 namespace {
 
@@ -39,28 +41,6 @@ const std::string kDocBody =
     "    }\n"
     "}\n";
 const std::string kDocLine = "{\"timestamp\":1584156800,\"temperature\":4.7}\n";
-
-class TempDir {
- public:
-  TempDir() {
-    const char* base = std::getenv("TMPDIR");
-    std::string pattern = std::string(base && *base ? base : "/tmp") + "/writeapi-ingest-XXXXXX";
-    std::vector<char> buffer(pattern.begin(), pattern.end());
-    buffer.push_back('\0');
-    REQUIRE(::mkdtemp(buffer.data()) != nullptr);
-    path_ = buffer.data();
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path_, ignored);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
 
 // gzip-compresses `data` (windowBits 31 = gzip wrapper).
 std::string gzip(std::string_view data, int level = Z_DEFAULT_COMPRESSION) {

@@ -22,36 +22,15 @@
 
 #include "writeapi/clickhouse.h"
 #include "writeapi/storage.h"
+#include "temp_dir.h"
 
 using writeapi::AppendBatch;
 using writeapi::ErrorCode;
 using writeapi::Status;
 using writeapi::Storage;
+using writeapi::testing::TempDir;
 
 namespace {
-
-// A fresh directory under $TMPDIR (or /tmp), removed with its contents.
-class TempDir {
- public:
-  TempDir() {
-    const char* base = std::getenv("TMPDIR");
-    std::string pattern = std::string(base && *base ? base : "/tmp") + "/writeapi-contract-XXXXXX";
-    std::vector<char> buffer(pattern.begin(), pattern.end());
-    buffer.push_back('\0');
-    REQUIRE(::mkdtemp(buffer.data()) != nullptr);
-    path_ = buffer.data();
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path_, ignored);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
 
 struct MemoryFixture {
   std::unique_ptr<Storage> make() { return writeapi::make_memory_storage(); }

@@ -16,6 +16,8 @@
 #include <string_view>
 #include <vector>
 
+#include "temp_dir.h"
+
 namespace httplib {
 class Client;
 }
@@ -34,26 +36,9 @@ inline constexpr std::string_view kOtherAccessKey = "0123456789abcdef0123456789a
 // the one built with the tests (set by CMake).
 const char* server_binary();
 
-// A temporary directory removed (recursively) on destruction.
-class TempDir {
- public:
-  TempDir();
-  ~TempDir();
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
-
 // Writes a keys file granting kAccessKey on "homelab" and kOtherAccessKey on
 // kOtherBucket.
 void write_keys_file(const std::string& path);
-
-std::string read_file(const std::string& path);  // "" when missing
-void write_file(const std::string& path, std::string_view contents);
-bool file_exists(const std::string& path);
 
 // Every file and directory under `root` (relative path -> contents; for
 // directories the value is "<dir>"), to prove a request changed nothing.

@@ -48,26 +48,6 @@ const char* server_binary() {
 // ---------------------------------------------------------------------------
 // Files
 
-TempDir::TempDir() {
-  const char* base = std::getenv("TMPDIR");
-  std::string pattern = std::string(base && *base ? base : "/tmp") + "/writeapi-integ-XXXXXX";
-  std::vector<char> buffer(pattern.begin(), pattern.end());
-  buffer.push_back('\0');
-  if (!::mkdtemp(buffer.data())) throw std::runtime_error("mkdtemp failed: " + std::string(std::strerror(errno)));
-  path_ = buffer.data();
-}
-
-TempDir::~TempDir() {
-  std::error_code ec;
-  // Make everything removable again (tests may chmod directories).
-  for (auto it = fs::recursive_directory_iterator(path_, ec); !ec && it != fs::recursive_directory_iterator();
-       it.increment(ec)) {
-    std::error_code ignored;
-    if (it->is_directory(ignored)) fs::permissions(it->path(), fs::perms::owner_all, fs::perm_options::add, ignored);
-  }
-  fs::remove_all(path_, ec);
-}
-
 void write_keys_file(const std::string& path) {
   // The load tests send thousands of requests a second to "homelab", which
   // the default device limits would throttle; limits themselves are tested
@@ -83,25 +63,6 @@ void write_keys_file(const std::string& path) {
 }}
 )";
   write_file(path, contents);
-}
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return "";
-  std::ostringstream out;
-  out << in.rdbuf();
-  return out.str();
-}
-
-void write_file(const std::string& path, std::string_view contents) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(contents.data(), static_cast<std::streamsize>(contents.size()));
-  if (!out) throw std::runtime_error("cannot write " + path);
-}
-
-bool file_exists(const std::string& path) {
-  struct stat st;
-  return ::stat(path.c_str(), &st) == 0;
 }
 
 std::map<std::string, std::string> snapshot_tree(const std::string& root) {
