@@ -16,6 +16,8 @@
 #include <string_view>
 #include <vector>
 
+#include "api_document.h"
+#include "gzip.h"
 #include "temp_dir.h"
 
 namespace httplib {
@@ -24,10 +26,6 @@ class Client;
 
 namespace writeapi::testing {
 
-// The access key of bucket "homelab" in examples/demo-keys.json (and in the
-// Write API document).
-inline constexpr std::string_view kAccessKey =
-    "fbebeb8ae7f94930fd07dd8249287973e786d047e9820a254c4a3aecb36fc238";
 // A second bucket the test keys file knows, with its own key.
 inline constexpr std::string_view kOtherBucket = "otherlab";
 inline constexpr std::string_view kOtherAccessKey = "0123456789abcdef0123456789abcdef-other-bucket-key";
@@ -50,11 +48,6 @@ std::string tree_diff(const std::map<std::string, std::string>& before,
 
 // Splits into lines on '\n'; a trailing piece without '\n' is returned too.
 std::vector<std::string> split_lines(std::string_view text);
-
-// gzip (wrapper = 16 + 15) or zlib (15) compression of `data`.
-std::string gzip_compress(std::string_view data, int window_bits = 16 + 15);
-// gzip of `zeros` bytes of zeros, compressed in pieces (no huge buffer).
-std::string gzip_of_zeros(std::size_t zeros);
 
 // How the server's child process is set up before exec, for tests of what
 // the server does with its environment.

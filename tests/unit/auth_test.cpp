@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "writeapi/auth.h"
+#include "api_document.h"
 #include "temp_dir.h"
 
 using writeapi::ErrorCode;
@@ -24,7 +25,7 @@ using writeapi::testing::write_file;
 
 namespace {
 
-const std::string kDocKey = "fbebeb8ae7f94930fd07dd8249287973e786d047e9820a254c4a3aecb36fc238";
+const std::string kDocKey(writeapi::testing::kAccessKey);
 
 std::string key_entry(const std::string& id, const std::string& sha, const std::string& label = "x") {
   return R"({"id":")" + id + R"(","sha256":")" + sha + R"(","label":")" + label + R"("})";
