@@ -28,6 +28,7 @@
 #include "file_io.h"
 #include "memory_file_io.h"
 #include "writeapi/storage.h"
+#include "temp_dir.h"
 
 namespace fs = std::filesystem;
 using writeapi::AppendBatch;
@@ -38,28 +39,14 @@ using writeapi::testing::Call;
 using writeapi::testing::FaultInjectingIo;
 using writeapi::testing::FaultRule;
 using writeapi::testing::MemoryFileIo;
+using writeapi::testing::read_file;
+using writeapi::testing::TempDir;
 
 namespace {
 
-struct TempDir {
-  TempDir() {
-    char pattern[] = "/tmp/writeapi-faults-XXXXXX";
-    path = ::mkdtemp(pattern);
-  }
-  ~TempDir() { fs::remove_all(path); }
-  std::string path;
-};
-
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 struct Harness {
   explicit Harness(FsyncPolicy policy) {
-    options.data_dir = dir.path + "/data";
+    options.data_dir = dir.path() + "/data";
     options.fsync = policy;
     options.log = [this](std::string_view line) {
       std::lock_guard<std::mutex> lock(log_mu);
@@ -77,7 +64,7 @@ struct Harness {
     batch.item_count = items;
     return storage->append(batch);
   }
-  std::string object(const char* key) { return slurp(options.data_dir + "/b/" + key + ".jsonl"); }
+  std::string object(const char* key) { return read_file(options.data_dir + "/b/" + key + ".jsonl"); }
   std::size_t log_lines_mentioning(const std::string& text) {
     std::lock_guard<std::mutex> lock(log_mu);
     std::size_t n = 0;
@@ -332,9 +319,9 @@ std::vector<std::string> wal_segments(const std::string& data_dir) {
 
 TEST_CASE("Acknowledged lines lost from an object file are restored from the log", "[faults][wal]") {
   TempDir dir;
-  const std::string data = dir.path + "/data";
+  const std::string data = dir.path() + "/data";
   append_then_die(data, "o", 50);
-  REQUIRE(slurp(data + "/b/o.jsonl") == expected_lines(50));
+  REQUIRE(read_file(data + "/b/o.jsonl") == expected_lines(50));
   REQUIRE_FALSE(wal_segments(data).empty());
   // What a power failure can do to data that was never synced: the object
   // file lost its contents (here: all of them).
@@ -347,7 +334,7 @@ TEST_CASE("Acknowledged lines lost from an object file are restored from the log
   writeapi::Status status;
   auto storage = writeapi::make_file_storage(options, &status);
   REQUIRE(storage);
-  CHECK(slurp(data + "/b/o.jsonl") == expected_lines(50));
+  CHECK(read_file(data + "/b/o.jsonl") == expected_lines(50));
   bool reported = false;
   for (auto& line : log) reported |= line.find("recovered 50 logged appends") != std::string::npos;
   CHECK(reported);
@@ -359,13 +346,13 @@ TEST_CASE("Acknowledged lines lost from an object file are restored from the log
   batch.item_count = 1;
   REQUIRE(storage->append(batch).ok());
   storage.reset();
-  CHECK(slurp(data + "/b/o.jsonl") == expected_lines(50) + "{\"after\":1}\n");
+  CHECK(read_file(data + "/b/o.jsonl") == expected_lines(50) + "{\"after\":1}\n");
   CHECK(wal_segments(data).empty());  // a clean shutdown leaves no log
 }
 
 TEST_CASE("Replay restores a deleted object and stops at a torn log record", "[faults][wal]") {
   TempDir dir;
-  const std::string data = dir.path + "/data";
+  const std::string data = dir.path() + "/data";
   append_then_die(data, "gone", 3);
   fs::remove(data + "/b/gone.jsonl");
   // A record cut short by the crash (never acknowledged) ends the segment.
@@ -381,7 +368,7 @@ TEST_CASE("Replay restores a deleted object and stops at a torn log record", "[f
   writeapi::Status status;
   auto storage = writeapi::make_file_storage(options, &status);
   REQUIRE(storage);
-  CHECK(slurp(data + "/b/gone.jsonl") == expected_lines(3));
+  CHECK(read_file(data + "/b/gone.jsonl") == expected_lines(3));
 }
 
 TEST_CASE("100,000 distinct objects in one run stay within the descriptor budget", "[scale]") {
@@ -430,7 +417,7 @@ TEST_CASE("100,000 distinct objects in one run stay within the descriptor budget
 TEST_CASE("Log segments rotate and are retired in the background without losing lines", "[faults][wal]") {
   TempDir dir;
   writeapi::FileStorageOptions options;
-  options.data_dir = dir.path + "/data";
+  options.data_dir = dir.path() + "/data";
   options.wal_segment_bytes = 4096;  // rotate every few dozen appends
   options.log = [](std::string_view) {};
   writeapi::Status status;
@@ -450,7 +437,7 @@ TEST_CASE("Log segments rotate and are retired in the background without losing 
   }
   storage.reset();  // a clean shutdown checkpoints everything
   CHECK(wal_segments(options.data_dir).empty());
-  for (int k = 0; k < 4; ++k) CHECK(slurp(options.data_dir + "/b/o" + std::to_string(k) + ".jsonl") == expected[k]);
+  for (int k = 0; k < 4; ++k) CHECK(read_file(options.data_dir + "/b/o" + std::to_string(k) + ".jsonl") == expected[k]);
 }
 
 namespace {

@@ -18,6 +18,9 @@
 #include "writeapi/auth.h"
 #include "writeapi/ingest.h"
 #include "writeapi/storage.h"
+#include "api_document.h"
+#include "gzip.h"
+#include "temp_dir.h"
 
 using writeapi::ErrorCode;
 using writeapi::IngestOptions;
@@ -26,57 +29,17 @@ using writeapi::IngestResult;
 using writeapi::Ingestor;
 using writeapi::Status;
 using writeapi::Storage;
+using writeapi::testing::TempDir;
 
 namespace {
 
-const std::string kDocKey = "fbebeb8ae7f94930fd07dd8249287973e786d047e9820a254c4a3aecb36fc238";
-const std::string kDocBody =
-    "{\n"
-    "    \"accessKey\": \"" + kDocKey + "\",\n"
-    "    \"deviceId\": \"outdoors_u871a\",\n"
-    "    \"data\": {\n"
-    "        \"timestamp\": 1584156800,\n"
-    "        \"temperature\": 4.7\n"
-    "    }\n"
-    "}\n";
-const std::string kDocLine = "{\"timestamp\":1584156800,\"temperature\":4.7}\n";
+const std::string kDocKey(writeapi::testing::kAccessKey);
+const std::string& kDocBody = writeapi::testing::kDocumentBody;
+const std::string& kDocLine = writeapi::testing::kDocumentLine;
 
-class TempDir {
- public:
-  TempDir() {
-    const char* base = std::getenv("TMPDIR");
-    std::string pattern = std::string(base && *base ? base : "/tmp") + "/writeapi-ingest-XXXXXX";
-    std::vector<char> buffer(pattern.begin(), pattern.end());
-    buffer.push_back('\0');
-    REQUIRE(::mkdtemp(buffer.data()) != nullptr);
-    path_ = buffer.data();
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path_, ignored);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
-
-// gzip-compresses `data` (windowBits 31 = gzip wrapper).
+// gzip-compresses `data` at zlib's default level (or `level`).
 std::string gzip(std::string_view data, int level = Z_DEFAULT_COMPRESSION) {
-  z_stream stream{};
-  REQUIRE(deflateInit2(&stream, level, Z_DEFLATED, 31, 8, Z_DEFAULT_STRATEGY) == Z_OK);
-  std::string out(deflateBound(&stream, static_cast<uLong>(data.size())) + 64, '\0');
-  stream.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));
-  stream.avail_in = static_cast<uInt>(data.size());
-  stream.next_out = reinterpret_cast<Bytef*>(out.data());
-  stream.avail_out = static_cast<uInt>(out.size());
-  int rc = deflate(&stream, Z_FINISH);
-  REQUIRE(rc == Z_STREAM_END);
-  out.resize(stream.total_out);
-  deflateEnd(&stream);
-  return out;
+  return writeapi::testing::gzip_compress(data, 16 + 15, level);
 }
 
 // Delegates to a MemoryStorage, or fails every append with `fail`.

@@ -30,12 +30,13 @@
 #include <string_view>
 #include <vector>
 
+#include "writeapi/export.h"
 #include "writeapi/status.h"
 
 namespace writeapi {
 
 // One request's worth of lines for one object.
-struct AppendBatch {
+struct WRITEAPI_EXPORT AppendBatch {
   std::string_view bucket;     // a valid name (see names.h)
   std::string_view key;        // a valid name
   std::string_view device_id;  // empty when the request had none
@@ -44,7 +45,7 @@ struct AppendBatch {
 };
 
 // Counters a backend exposes for monitoring. All monotonic since start.
-struct StorageStats {
+struct WRITEAPI_EXPORT StorageStats {
   std::uint64_t appends = 0;          // batches stored (acknowledged)
   std::uint64_t bytes_written = 0;    // bytes of lines stored (acknowledged)
   std::uint64_t syncs = 0;            // durability syncs (fdatasync rounds)
@@ -57,7 +58,7 @@ struct StorageStats {
   std::uint64_t fenced_objects = 0;
 };
 
-class Storage {
+class WRITEAPI_EXPORT Storage {
  public:
   virtual ~Storage() = default;
 
@@ -115,7 +116,7 @@ enum class FsyncPolicy {
   never,
 };
 
-struct FileStorageOptions {
+struct WRITEAPI_EXPORT FileStorageOptions {
   // Root directory; objects live at <data_dir>/<bucket>/<key>.jsonl.
   // Created if missing.
   std::string data_dir = "data";
@@ -138,11 +139,11 @@ struct FileStorageOptions {
 // Opens a file store at options.data_dir. On failure (directory not
 // creatable or not writable, or held by another process) returns nullptr
 // and sets *status.
-std::unique_ptr<Storage> make_file_storage(const FileStorageOptions& options,
-                                           Status* status);
+WRITEAPI_EXPORT std::unique_ptr<Storage> make_file_storage(const FileStorageOptions& options,
+                                                           Status* status);
 
 // An in-memory store, for tests and embedders. Nothing survives the process.
-std::unique_ptr<Storage> make_memory_storage();
+WRITEAPI_EXPORT std::unique_ptr<Storage> make_memory_storage();
 
 }  // namespace writeapi
 
