@@ -14,6 +14,7 @@
 #include <string_view>
 
 #include "writeapi/names.h"
+#include "writeapi/response.h"
 
 namespace writeapi::server {
 namespace {
@@ -31,76 +32,20 @@ struct RequestContext {
 };
 thread_local RequestContext t_request;
 
-void append_json_string(std::string* out, std::string_view s) {
-  out->push_back('"');
-  for (char c : s) {
-    switch (c) {
-      case '"': out->append("\\\""); break;
-      case '\\': out->append("\\\\"); break;
-      case '\n': out->append("\\n"); break;
-      case '\r': out->append("\\r"); break;
-      case '\t': out->append("\\t"); break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
-          out->append(fmt::format("\\u{:04x}", static_cast<unsigned char>(c)));
-        } else {
-          out->push_back(c);
-        }
-    }
-  }
-  out->push_back('"');
-}
-
-std::string error_body(std::string_view code, std::string_view message) {
-  std::string body = "{\"ok\":false,\"error\":";
-  append_json_string(&body, code);
-  body += ",\"message\":";
-  append_json_string(&body, message);
-  body += "}\n";
-  return body;
-}
-
 void respond(httplib::Response& res, const Status& status) {
   res.status = status.http_status();
   if (status.retry_after_seconds() > 0) res.set_header("Retry-After", std::to_string(status.retry_after_seconds()));
-  res.set_content(error_body(status.name(), status.message()), "application/json");
+  res.set_content(error_json(status.name(), status.message()), "application/json");
   t_request.error = status.name();
-}
-
-const char* reason_phrase(int status) {
-  switch (status) {
-    case 200: return "OK";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 411: return "Length Required";
-    case 413: return "Payload Too Large";
-    case 414: return "URI Too Long";
-    case 415: return "Unsupported Media Type";
-    case 417: return "Expectation Failed";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 503: return "Service Unavailable";
-    case 505: return "HTTP Version Not Supported";
-    case 507: return "Insufficient Storage";
-    default: return status < 500 ? "Bad Request" : "Internal Server Error";
-  }
 }
 
 // A complete response refusing a request from its head (the connection
 // closes after it: a body may follow unread).
-std::string render_refusal(int http_status, std::string_view code, std::string_view message, int retry_after,
-                           const char* extra_headers = "") {
-  std::string body = error_body(code, message);
+std::string render_refusal(int http_status, std::string_view code, std::string_view message, int retry_after) {
+  std::string body = error_json(code, message);
   std::string response = fmt::format("HTTP/1.1 {} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n"
-                                     "Connection: close\r\n{}",
-                                     http_status, reason_phrase(http_status), body.size(),
-                                     extra_headers);
+                                     "Connection: close\r\n",
+                                     http_status, reason_phrase(http_status), body.size());
   if (retry_after > 0) response += fmt::format("Retry-After: {}\r\n", retry_after);
   response += "\r\n";
   response += body;
@@ -198,7 +143,7 @@ HttpServer::HttpServer(const ServerConfig& config, Authorizer* authorizer, Devic
       res.set_content(render_metrics(true), "text/plain; version=0.0.4");
     });
     http.set_error_handler([](const httplib::Request&, httplib::Response& res) {
-      res.set_content(error_body("not_found", "the metrics listener serves GET /metrics only"), "application/json");
+      res.set_content(error_json("not_found", "the metrics listener serves GET /metrics only"), "application/json");
     });
   }
   metrics_sources_.push_back([this](bool) { return render_connection_metrics(connections_->stats()); });
@@ -229,7 +174,7 @@ HeadDecision HttpServer::decide_head(const http1::RequestHead& head) const {
   HeadDecision decision;
   if (head.method != "POST" || !on_write_path(head.target)) return decision;  // no body read
   auto refuse = [&](const Status& s) {
-    decision.refusal = render_refusal(s.http_status(), s.name(), s.message(), s.retry_after_seconds());
+    append_write_response(s, 0, "Connection: close\r\n", &decision.refusal);
     return decision;
   };
   std::string bucket, key;
@@ -284,21 +229,7 @@ void HttpServer::write_answer(const http1::RequestHead& head, std::string_view r
   const std::string_view connection =
       !keep_alive ? std::string_view("Connection: close\r\n")
                   : head.minor_version == 0 ? std::string_view(keep_alive_header_10_) : std::string_view(keep_alive_header_);
-  if (status.ok()) {
-    char json[64];
-    int json_size = std::snprintf(json, sizeof json, "{\"ok\":true,\"items\":%llu}\n",
-                                  static_cast<unsigned long long>(result.items));
-    fmt::format_to(std::back_inserter(*response),
-                   "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{}\r\n{}",
-                   json_size, connection, std::string_view(json, static_cast<std::size_t>(json_size)));
-  } else {
-    std::string json = error_body(status.name(), status.message());
-    fmt::format_to(std::back_inserter(*response),
-                   "HTTP/1.1 {} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{}", http_status,
-                   reason_phrase(http_status), json.size(), connection);
-    if (status.retry_after_seconds() > 0) fmt::format_to(std::back_inserter(*response), "Retry-After: {}\r\n", status.retry_after_seconds());
-    response->append("\r\n").append(json);
-  }
+  append_write_response(status, result.items, connection, response);
   const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
   const std::uint64_t items = status.ok() ? result.items : 0;
   const std::uint64_t bytes = status.ok() ? result.bytes_stored : 0;

@@ -1,4 +1,5 @@
 #include "writeapi/keys_file.h"
+#include "writeapi/response.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -124,29 +125,6 @@ Status parse_devices(simdjson::dom::element element, const std::string& path, co
   return Status();
 }
 
-// JSON string with the escapes the format needs; the text is UTF-8.
-void append_json_string(std::string* out, std::string_view s) {
-  out->push_back('"');
-  for (char c : s) {
-    switch (c) {
-      case '"': *out += "\\\""; break;
-      case '\\': *out += "\\\\"; break;
-      case '\n': *out += "\\n"; break;
-      case '\r': *out += "\\r"; break;
-      case '\t': *out += "\\t"; break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
-          static const char* kHex = "0123456789abcdef";
-          *out += "\\u00";
-          out->push_back(kHex[(c >> 4) & 15]);
-          out->push_back(kHex[c & 15]);
-        } else {
-          out->push_back(c);
-        }
-    }
-  }
-  out->push_back('"');
-}
 
 // Shortest text that reads back as the same double ("5", "0.5").
 void append_number(std::string* out, double value) {
