@@ -173,25 +173,24 @@ HttpServer::~HttpServer() {
 HeadDecision HttpServer::decide_head(const http1::RequestHead& head) const {
   HeadDecision decision;
   if (head.method != "POST" || !on_write_path(head.target)) return decision;  // no body read
-  auto refuse = [&](const Status& s) {
+  WriteHead write;
+  write.method = head.method;
+  write.target = head.target;
+  write.content_type = field_value(head, "Content-Type");
+  write.content_type_count = static_cast<int>(head.count("Content-Type"));
+  write.content_encoding = field_value(head, "Content-Encoding");
+  write.content_encoding_count = static_cast<int>(head.count("Content-Encoding"));
+  write.framing = head.framing == http1::BodyFraming::none     ? WriteHead::Framing::none
+                  : head.framing == http1::BodyFraming::length ? WriteHead::Framing::length
+                                                               : WriteHead::Framing::chunked;
+  write.content_length = head.content_length;
+  std::string bucket, key;
+  if (Status s = ingestor_.check_head(write, &bucket, &key); !s.ok()) {
     append_write_response(s, 0, "Connection: close\r\n", &decision.refusal);
     return decision;
-  };
-  std::string bucket, key;
-  if (Status s = parse_write_target(head.target, &bucket, &key); !s.ok()) return refuse(s);
-  if (head.framing == http1::BodyFraming::none)
-    return refuse(Status(ErrorCode::length_required, "send a Content-Length header (or a chunked body)"));
-  if (head.framing == http1::BodyFraming::length && head.content_length > config_.max_body_bytes)
-    return refuse(Status(ErrorCode::payload_too_large,
-                         "the body exceeds the size limit of " + std::to_string(config_.max_body_bytes) + " bytes"));
-  if (head.count("Content-Type") > 1)
-    return refuse(Status(ErrorCode::unsupported_media_type, "send one Content-Type: application/json"));
-  if (Status s = check_content_type(field_value(head, "Content-Type")); !s.ok()) return refuse(s);
-  if (head.count("Content-Encoding") > 1)
-    return refuse(Status(ErrorCode::unsupported_encoding, "send one Content-Encoding"));
-  if (Status s = check_content_encoding(field_value(head, "Content-Encoding")); !s.ok()) return refuse(s);
+  }
   decision.read_body = true;
-  decision.max_body_bytes = config_.max_body_bytes;
+  decision.max_body_bytes = ingestor_.max_body_bytes();
   decision.direct = true;  // run_write renders the whole answer
   return decision;
 }

@@ -125,20 +125,35 @@ void release_buffers(ThreadBuffers* buffers) {
 
 }  // namespace
 
+std::size_t Ingestor::max_body_bytes() const { return std::min(options_.max_body_bytes, kMaxBodyBytesLimit); }
+
+Status Ingestor::check_head(const WriteHead& head, std::string* bucket, std::string* key) const {
+  if (Status s = parse_write_target(head.target, bucket, key); !s.ok()) return s;
+  if (head.framing == WriteHead::Framing::none)
+    return Status(ErrorCode::length_required, "send a Content-Length header (or a chunked body)");
+  if (head.framing == WriteHead::Framing::length && head.content_length > max_body_bytes())
+    return Status(ErrorCode::payload_too_large,
+                  "the body exceeds the size limit of " + std::to_string(max_body_bytes()) + " bytes");
+  if (head.content_type_count > 1)
+    return Status(ErrorCode::unsupported_media_type, "send one Content-Type: application/json");
+  if (Status s = check_content_type(head.content_type); !s.ok()) return s;
+  if (head.content_encoding_count > 1) return Status(ErrorCode::unsupported_encoding, "send one Content-Encoding");
+  return check_content_encoding(head.content_encoding);
+}
+
 Status Ingestor::prepare(const IngestRequest& request, IngestResult* result, AppendBatch* batch) const {
   ThreadBuffers& buffers = thread_buffers();
   if (Status s = check_content_type(request.content_type); !s.ok()) return s;
   if (Status s = check_content_encoding(request.content_encoding); !s.ok()) return s;
   std::string_view body = request.body;
   std::string_view encoding = trim(request.content_encoding);
-  const std::size_t max_body_bytes = std::min(options_.max_body_bytes, kMaxBodyBytesLimit);
+  const std::size_t limit = max_body_bytes();
   if (!encoding.empty() && !iequals(encoding, "identity")) {
-    if (Status s = gunzip(body, max_body_bytes, &buffers.inflated); !s.ok()) return s;
+    if (Status s = gunzip(body, limit, &buffers.inflated); !s.ok()) return s;
     body = buffers.inflated;
   }
-  if (body.size() > max_body_bytes)
-    return Status(ErrorCode::payload_too_large, "the body exceeds the size limit of " +
-                                                    std::to_string(max_body_bytes) + " bytes");
+  if (body.size() > limit)
+    return Status(ErrorCode::payload_too_large, "the body exceeds the size limit of " + std::to_string(limit) + " bytes");
 
   if (Status s = validate_name(request.bucket, "bucket"); !s.ok()) return s;
   if (Status s = validate_name(request.key, "key"); !s.ok()) return s;

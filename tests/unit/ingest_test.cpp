@@ -697,3 +697,52 @@ TEST_CASE("ingest_async: refusals are answered before it returns, and store fail
   CHECK(answered.bytes_stored == 0);
   CHECK(answered.device_id == "outdoors_u871a");
 }
+
+TEST_CASE("check_head: what the head alone decides, before any body is read", "[ingest]") {
+  Env env;
+  writeapi::IngestOptions options;
+  options.max_body_bytes = 1000;
+  Ingestor ingestor(env.auth.get(), env.storage.get(), options);
+  CHECK(ingestor.max_body_bytes() == 1000);
+  auto head = [] {
+    writeapi::WriteHead h;
+    h.method = "POST";
+    h.target = "/write/v3/bucket/homelab/outdoors%5Ftemp1?x=1";
+    h.content_type = "application/json; charset=utf-8";
+    h.content_length = 1000;
+    return h;
+  };
+  std::string bucket, key;
+  REQUIRE(ingestor.check_head(head(), &bucket, &key).ok());
+  CHECK(bucket == "homelab");
+  CHECK(key == "outdoors_temp1");
+  auto refusal = [&](writeapi::WriteHead h) { return ingestor.check_head(h, &bucket, &key).code(); };
+  auto h = head();
+  h.target = "/write/v3/bucket/homelab";
+  CHECK(refusal(h) == ErrorCode::not_found);
+  h = head();
+  h.target = "/write/v3/bucket/home%2Flab/k";
+  CHECK(refusal(h) == ErrorCode::invalid_name);
+  h = head();
+  h.framing = writeapi::WriteHead::Framing::none;
+  CHECK(refusal(h) == ErrorCode::length_required);
+  h = head();
+  h.content_length = 1001;
+  CHECK(refusal(h) == ErrorCode::payload_too_large);
+  h.framing = writeapi::WriteHead::Framing::chunked;  // its length is known only as it arrives
+  CHECK(ingestor.check_head(h, &bucket, &key).ok());
+  h = head();
+  h.content_type = "text/plain";
+  CHECK(refusal(h) == ErrorCode::unsupported_media_type);
+  h = head();
+  h.content_type_count = 2;
+  CHECK(refusal(h) == ErrorCode::unsupported_media_type);
+  h = head();
+  h.content_encoding = "br";
+  CHECK(refusal(h) == ErrorCode::unsupported_encoding);
+  h = head();
+  h.content_encoding = "GZip";
+  CHECK(ingestor.check_head(h, &bucket, &key).ok());
+  h.content_encoding_count = 2;
+  CHECK(refusal(h) == ErrorCode::unsupported_encoding);
+}

@@ -15,6 +15,7 @@
 #define WRITEAPI_INGEST_H_
 
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <string>
 #include <string_view>
@@ -55,6 +56,19 @@ struct WRITEAPI_EXPORT IngestRequest {
   std::string_view body;              // as received (maybe gzip)
 };
 
+// What a front end knows of a write request once its head has arrived.
+struct WRITEAPI_EXPORT WriteHead {
+  std::string_view method;            // "POST"
+  std::string_view target;            // as sent: "/write/v3/bucket/<b>/<k>[?query]"
+  std::string_view content_type;      // first Content-Type value; empty if absent
+  int content_type_count = 1;         // how many Content-Type fields were sent
+  std::string_view content_encoding;  // first Content-Encoding value; empty if absent
+  int content_encoding_count = 1;
+  enum class Framing { none, length, chunked };
+  Framing framing = Framing::length;
+  std::uint64_t content_length = 0;   // with Framing::length
+};
+
 struct WRITEAPI_EXPORT IngestResult {
   std::size_t items = 0;        // items stored
   std::size_t bytes_stored = 0; // bytes of JSON Lines stored
@@ -72,6 +86,21 @@ class WRITEAPI_EXPORT Ingestor {
   // null (no limits).
   Ingestor(const Authorizer* authorizer, DeviceLimiter* limiter, Storage* storage,
            IngestOptions options = IngestOptions());
+
+  // The checks the head alone decides, before any of the body is read:
+  // the target (not_found, invalid_name; fills *bucket and *key), a body
+  // framing (length_required), the declared length against max_body_bytes
+  // (payload_too_large), one supported Content-Type and Content-Encoding.
+  // Ok: read a body of at most max_body_bytes() and pass it to ingest() or
+  // ingest_async(), which check the rest (the inflated size, the body's
+  // content, the key, the limits). A refusal here is the complete answer
+  // (render it with writeapi/response.h; "Expect: 100-continue" then gets
+  // it instead of 100 Continue).
+  Status check_head(const WriteHead& head, std::string* bucket, std::string* key) const;
+
+  // The body limit in bytes: options().max_body_bytes, at most
+  // kMaxBodyBytesLimit.
+  std::size_t max_body_bytes() const;
 
   // Validates, authorizes and stores one request. On return
   // result->device_id is set whenever the body parsed (for logging).
