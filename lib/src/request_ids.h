@@ -49,14 +49,12 @@
 #include <vector>
 
 #include "writeapi/clock.h"
+#include "writeapi/parse.h"
 #include "writeapi/status.h"
 
 namespace writeapi {
 
-// Longest request id, in bytes.
-inline constexpr std::size_t kMaxRequestIdBytes = 128;
-
-// Ok when `id` is 1 to kMaxRequestIdBytes bytes of printable ASCII
+// Ok when `id` is 1 to kMaxRequestIdBytes (parse.h) bytes of printable ASCII
 // (0x20..0x7e); otherwise invalid_request_id with a message for the client.
 Status validate_request_id(std::string_view id);
 
