@@ -115,6 +115,11 @@ struct Conn {
   std::int64_t buffered = 0;    // bytes of the above counted in Counters::buffered
 
   bool close_after = false;     // close (lingering) after the response
+  bool run_keep_alive = false;  // of the request being run
+  // A direct run: kRunning until its answer is rendered; kParked when the
+  // run returned first (the loop finishes it when the answer comes), kDone
+  // when the answer came first.
+  std::atomic<int> completion{0};
   bool direct = false;          // run by ConnectionHooks::run_direct
   bool heavy = false;           // holds one of the heavy slots (Loop::dispatch)
   bool body_after_write = false;  // the response was "100 Continue": read the body next
@@ -308,6 +313,12 @@ class Loop final : public ConnectionServer {
     }
     queue_cv_.notify_all();
     for (auto& t : workers) t.join();
+    // A parked run's answer comes from the store's thread (a group commit:
+    // milliseconds); its connection is not freed before.
+    {
+      std::unique_lock<std::mutex> lock(returned_mu_);
+      direct_done_cv_.wait(lock, [&] { return direct_in_flight_ == 0; });
+    }
     while (!conns_.empty()) close_now(conns_.back());
   }
 
@@ -933,12 +944,15 @@ class Loop final : public ConnectionServer {
   }
 
   void take_returned() {
-    std::vector<Conn*> returned;
+    std::vector<Conn*> returned, completed;
     {
       std::lock_guard<std::mutex> lock(returned_mu_);
       returned.swap(returned_);
+      completed.swap(completed_);
     }
     for (Conn* c : returned) hand_back(c);
+    for (Conn* c : completed)
+      if (finish_run(c, !c->run_keep_alive) == RunEnd::loop) hand_back(c);
   }
 
   // Runs the requests queued to run on the loop, one per address in turn,
@@ -955,7 +969,7 @@ class Loop final : public ConnectionServer {
       } else {
         a->inline_in_turns = false;
       }
-      if (run(c, &inline_request_)) hand_back(c);
+      if (run(c, &inline_request_) == RunEnd::loop) hand_back(c);
     }
   }
 
@@ -1106,7 +1120,7 @@ class Loop final : public ConnectionServer {
         }
       }
       counters_.busy_workers++;
-      bool back_to_loop = run(c, &request);
+      const bool back_to_loop = run(c, &request) == RunEnd::loop;
       counters_.busy_workers--;
       {
         std::lock_guard<std::mutex> lock(queue_mu_);
@@ -1129,21 +1143,56 @@ class Loop final : public ConnectionServer {
     }
   }
 
-  // Runs the connection's request. True: hand the connection back to the
-  // loop; false: it was re-armed for its next request and belongs to the
-  // loop again (the common keep-alive case, without a hand-over).
-  bool run(Conn* c, std::string* request) {
+  // How a run ended. loop: hand the connection back to the loop; rearmed:
+  // it was re-armed for its next request and belongs to the loop again
+  // (the common keep-alive case, without a hand-over); parked: a direct
+  // run whose answer comes later (complete_direct), holding no thread.
+  enum class RunEnd { loop, rearmed, parked };
+  static constexpr int kRunning = 1, kParked = 2, kDone = 3;
+
+  // Runs the connection's request.
+  RunEnd run(Conn* c, std::string* request) {
     const bool keep_alive = c->head.keep_alive && !c->close_after && !stopping_.load();
     bool closed = false;
     c->out.clear();
     if (c->direct) {
-      hooks_.run_direct(c->head, c->body, c->ip, keep_alive, &c->out);
+      c->run_keep_alive = keep_alive;
+      {
+        std::lock_guard<std::mutex> lock(returned_mu_);
+        ++direct_in_flight_;
+      }
+      c->completion.store(kRunning, std::memory_order_relaxed);
+      hooks_.run_direct(c->head, c->body, c->ip, keep_alive, &c->out, [this, c] { complete_direct(c); });
+      int expected = kRunning;
+      if (c->completion.compare_exchange_strong(expected, kParked, std::memory_order_acq_rel)) return RunEnd::parked;
     } else {
       normalized_head(c->head, keep_alive, request);
       RequestStream stream(*request, c);
       router_.process_request(stream, !keep_alive, closed, nullptr);
     }
-    if (closed || !keep_alive) c->close_after = true;
+    return finish_run(c, closed || !keep_alive);
+  }
+
+  // The answer of a direct run is rendered (on any thread): the run goes on
+  // where it is, or the loop finishes a parked one.
+  void complete_direct(Conn* c) {
+    int expected = kRunning;
+    const bool parked = !c->completion.compare_exchange_strong(expected, kDone, std::memory_order_acq_rel);
+    bool was_empty = false;
+    {
+      std::lock_guard<std::mutex> lock(returned_mu_);
+      if (parked) {
+        was_empty = returned_.empty() && completed_.empty();
+        completed_.push_back(c);
+      }
+      if (--direct_in_flight_ == 0) direct_done_cv_.notify_all();
+    }
+    if (was_empty) wake();
+  }
+
+  // After the answer: send it and go on with the connection.
+  RunEnd finish_run(Conn* c, bool close) {
+    if (close) c->close_after = true;
     c->body.clear();
     if (c->body.capacity() > kReadChunk) std::string().swap(c->body);
     c->out_sent = 0;
@@ -1153,13 +1202,13 @@ class Loop final : public ConnectionServer {
       c->out.clear();
       c->out_sent = 0;
       c->close_after = true;
-      return true;
+      return RunEnd::loop;
     }
     // A response still going out, a close, or a next request already here
     // (pipelined, or inside TLS): the loop takes it from here.
     if (!sent || c->close_after || c->heavy || c->next_pos < c->in.size() || !c->pending.empty() ||
         (c->ssl && SSL_pending(c->ssl) > 0))
-      return true;
+      return RunEnd::loop;
     // Idle: re-arm for the next request; the loop owns it from here.
     c->out.clear();
     if (c->out.capacity() > kReadChunk) std::string().swap(c->out);
@@ -1175,7 +1224,7 @@ class Loop final : public ConnectionServer {
     ev.data.ptr = c;
     ::epoll_ctl(epoll_, EPOLL_CTL_MOD, c->fd, &ev);
     c->in_worker.store(false, std::memory_order_release);
-    return false;
+    return RunEnd::rearmed;
   }
 
   ConnectionOptions options_;
@@ -1205,6 +1254,11 @@ class Loop final : public ConnectionServer {
 
   std::mutex returned_mu_;
   std::vector<Conn*> returned_;
+  // Parked direct runs whose answer came (complete_direct), and the direct
+  // runs whose answer has not come yet (guarded by returned_mu_).
+  std::vector<Conn*> completed_;
+  std::size_t direct_in_flight_ = 0;
+  std::condition_variable direct_done_cv_;
 };
 
 SSL_CTX* load_tls(const ConnectionOptions& options, std::string* error) {

@@ -81,10 +81,14 @@ struct ConnectionHooks {
   // on the loop thread: must not block.
   std::function<std::string(const ConnectionError&)> render_error;
   // Runs a request decided `direct`: appends the complete response to
-  // *response ("Connection: close" when !keep_alive). Called on a worker,
-  // or on the loop thread for an inline run.
+  // *response ("Connection: close" when !keep_alive), then calls `done`
+  // exactly once, before returning or later from any thread (a store that
+  // completes asynchronously). Until `done`, the connection is parked: it
+  // holds no thread, and head, remote_ip and *response stay valid; `body`
+  // only until run_direct returns. Called on a worker, or on the loop
+  // thread for an inline run: must not block there.
   std::function<void(const http1::RequestHead& head, std::string_view body, std::string_view remote_ip,
-                     bool keep_alive, std::string* response)>
+                     bool keep_alive, std::string* response, std::function<void()> done)>
       run_direct;
 };
 
@@ -108,8 +112,9 @@ struct ConnectionOptions {
   std::size_t min_body_rate = 1024;
   // Requests whose body is at most this many bytes run on the loop thread
   // itself instead of a worker (0: never). Only for request handlers that
-  // never block (storage that does not wait for a sync or a remote store):
-  // the loop serves every other connection meanwhile.
+  // never block (storage that does not wait for a sync or a remote store,
+  // or completes through run_direct's `done`): the loop serves every other
+  // connection meanwhile.
   std::size_t inline_body_bytes = 0;
   // Largest request head (request line and headers).
   std::size_t max_head_bytes = 64 * 1024;

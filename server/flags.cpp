@@ -378,6 +378,8 @@ int parse_flags(int argc, char** argv, ServerConfig* config) {
       config->max_tracked_devices = static_cast<std::size_t>(number);
     } else if (flag == "--storage") {
       if (value == "file") config->storage = StorageBackend::file;
+      else if (value == "clickhouse" && !clickhouse_storage_supported())
+        return bad("file: this writeapi-server was built without ClickHouse support (WRITEAPI_WITH_CLICKHOUSE=OFF)");
       else if (value == "clickhouse") config->storage = StorageBackend::clickhouse;
       else return bad("file or clickhouse");
     } else if (flag == "--clickhouse-url") {

@@ -150,12 +150,13 @@ HttpServer::HttpServer(const ServerConfig& config, Authorizer* authorizer, Devic
   options.request_timeout = std::chrono::seconds(config_.request_timeout_seconds);
   options.min_body_rate = config_.min_body_rate;
   options.max_buffer_bytes = config_.max_buffer_bytes;
-  // With files and no sync on the request path, a small write is a few
-  // microseconds of CPU and one pwrite: it runs on the loop thread, which
-  // saves two thread hand-overs per request. Syncs and ClickHouse inserts
-  // wait, so those requests always go to workers.
-  if (config_.storage == StorageBackend::file && config_.fsync != FsyncPolicy::always)
-    options.inline_body_bytes = 64 * 1024;
+  // With files a small write is a few microseconds of CPU and one pwrite:
+  // it runs on the loop thread, which saves two thread hand-overs per
+  // request. With --fsync always the sync is the log thread's: the request
+  // is answered when its group commit completes, and the loop serves the
+  // others meanwhile, so every request in flight joins the next group.
+  // ClickHouse inserts wait, so those requests go to workers.
+  if (config_.storage == StorageBackend::file) options.inline_body_bytes = 64 * 1024;
   // Lingering reads up to a whole refused body, so that a client that sends
   // everything before reading still gets the answer.
   options.linger_bytes = std::max<std::size_t>(options.linger_bytes, config_.max_body_bytes + (1u << 20));
@@ -165,8 +166,8 @@ HttpServer::HttpServer(const ServerConfig& config, Authorizer* authorizer, Devic
   hooks.decide_head = [this](const http1::RequestHead& head) { return decide_head(head); };
   hooks.render_error = [this](const ConnectionError& e) { return render_connection_error(e); };
   hooks.run_direct = [this](const http1::RequestHead& head, std::string_view body, std::string_view remote_ip,
-                            bool keep_alive, std::string* response) {
-    run_write(head, body, remote_ip, keep_alive, response);
+                            bool keep_alive, std::string* response, std::function<void()> done) {
+    run_write(head, body, remote_ip, keep_alive, response, std::move(done));
   };
   keep_alive_header_ = fmt::format("Keep-Alive: timeout={}\r\n", config_.keep_alive_timeout_seconds);
   keep_alive_header_10_ = "Connection: keep-alive\r\n" + keep_alive_header_;
@@ -251,23 +252,33 @@ HeadDecision HttpServer::decide_head(const http1::RequestHead& head) const {
 }
 
 void HttpServer::run_write(const http1::RequestHead& head, std::string_view body, std::string_view remote_ip,
-                           bool keep_alive, std::string* response) {
+                           bool keep_alive, std::string* response, std::function<void()> done) {
   const auto start = Clock::now();
   IngestRequest request;
   std::string bucket, key;
-  IngestResult result;
+  // The connection layer keeps head, remote_ip and *response until done().
+  auto answer = [this, &head, remote_ip, keep_alive, response, start, done = std::move(done)](
+                    const Status& status, const IngestResult& result) {
+    write_answer(head, remote_ip, keep_alive, status, result, start, response);
+    done();
+  };
   Status status = parse_write_target(head.target, &bucket, &key);
-  if (status.ok()) {
-    request.bucket = bucket;
-    request.key = key;
-    request.content_type = field_value(head, "Content-Type");
-    request.content_encoding = field_value(head, "Content-Encoding");
-    request.body = body;
-    // Compressed and large bodies (up to three times --max-body of working
-    // memory) run at most four at once: the connection layer holds the
-    // rest back (connection_server.cpp, kHeavySlots).
-    status = ingestor_.ingest(request, &result);
-  }
+  if (!status.ok()) return answer(status, IngestResult());
+  request.bucket = bucket;
+  request.key = key;
+  request.content_type = field_value(head, "Content-Type");
+  request.content_encoding = field_value(head, "Content-Encoding");
+  request.body = body;
+  // Compressed and large bodies (up to three times --max-body of working
+  // memory) run at most four at once: the connection layer holds the
+  // rest back (connection_server.cpp, kHeavySlots). The store's part
+  // completes from its own thread (a group commit), holding no worker.
+  ingestor_.ingest_async(request, std::move(answer));
+}
+
+void HttpServer::write_answer(const http1::RequestHead& head, std::string_view remote_ip, bool keep_alive,
+                              const Status& status, const IngestResult& result, Clock::time_point start,
+                              std::string* response) {
   const int http_status = status.http_status();
   // HTTP/1.0 keeps a connection only when the answer says so.
   const std::string_view connection =
@@ -295,7 +306,7 @@ void HttpServer::run_write(const http1::RequestHead& head, std::string_view body
   if (access_log_) {
     t_request.items = items;
     t_request.bytes = bytes;
-    t_request.device_id = std::move(result.device_id);
+    t_request.device_id = result.device_id;
     log_request(remote_ip, head.method, head.target, http_status, status.ok() ? std::string_view() : status.name(),
                 seconds);
     t_request = RequestContext();

@@ -6,6 +6,7 @@
 #ifndef WRITEAPI_SERVER_HTTP_SERVER_H_
 #define WRITEAPI_SERVER_HTTP_SERVER_H_
 
+#include <chrono>
 #include <cstdio>
 #include <functional>
 #include <memory>
@@ -61,9 +62,14 @@ class HttpServer {
  private:
   void install_routes();
   HeadDecision decide_head(const http1::RequestHead& head) const;
-  // The write route: ingests and renders the whole answer.
+  // The write route: ingests and renders the whole answer into *response,
+  // then calls done (at once, or from the store's thread once the append
+  // is durable).
   void run_write(const http1::RequestHead& head, std::string_view body, std::string_view remote_ip, bool keep_alive,
-                 std::string* response);
+                 std::string* response, std::function<void()> done);
+  void write_answer(const http1::RequestHead& head, std::string_view remote_ip, bool keep_alive,
+                    const Status& status, const IngestResult& result, std::chrono::steady_clock::time_point start,
+                    std::string* response);
   std::string render_connection_error(const ConnectionError& error);
   std::string render_metrics(bool with_buckets) const;
   void log_request(std::string_view remote_ip, std::string_view method, std::string_view target, int status,

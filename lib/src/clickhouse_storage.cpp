@@ -27,9 +27,16 @@
 // counts lines per process, both assigned under the lock in append order,
 // so ordering by (received_us, frontend, seq) gives each front-end's appends
 // in the order it accepted them, never interleaved.
+//
+// A library built with WRITEAPI_WITH_CLICKHOUSE=OFF compiles this file
+// without cpp-httplib: the RowBinary and URL helpers and
+// clickhouse_table_sql() stay, make_clickhouse_storage() refuses with
+// not_implemented.
 #include "clickhouse_storage.h"
 
+#if WRITEAPI_WITH_CLICKHOUSE
 #include <httplib.h>
+#endif
 #include <unistd.h>
 
 #include <algorithm>
@@ -167,6 +174,7 @@ int utc_year_month(std::int64_t unix_seconds) {
 
 }  // namespace clickhouse
 
+#if WRITEAPI_WITH_CLICKHOUSE
 namespace {
 
 using SteadyClock = std::chrono::steady_clock;
@@ -577,6 +585,9 @@ class ClickHouseStorage final : public Storage {
 };
 
 }  // namespace
+#endif  // WRITEAPI_WITH_CLICKHOUSE
+
+bool clickhouse_storage_supported() noexcept { return WRITEAPI_WITH_CLICKHOUSE != 0; }
 
 std::string clickhouse_table_sql(const ClickHouseStorageOptions& options) {
   return "CREATE TABLE IF NOT EXISTS `" + options.database + "`.`" + options.table +
@@ -597,6 +608,12 @@ std::string clickhouse_table_sql(const ClickHouseStorageOptions& options) {
 std::unique_ptr<Storage> make_clickhouse_storage(const ClickHouseStorageOptions& options, Status* status) {
   Status ignored;
   if (!status) status = &ignored;
+#if !WRITEAPI_WITH_CLICKHOUSE
+  (void)options;
+  *status = Status(ErrorCode::not_implemented,
+                   "this libwriteapi was built without ClickHouse support (WRITEAPI_WITH_CLICKHOUSE=OFF)");
+  return nullptr;
+#else
   clickhouse::Endpoint endpoint;
   std::string error;
   if (!clickhouse::parse_url(options.url, &endpoint, &error)) {
@@ -617,6 +634,7 @@ std::unique_ptr<Storage> make_clickhouse_storage(const ClickHouseStorageOptions&
   *status = storage->start();
   if (!status->ok()) return nullptr;
   return storage;
+#endif
 }
 
 }  // namespace writeapi

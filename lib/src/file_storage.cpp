@@ -141,59 +141,40 @@ class FileStorage final : public Storage, public wal::Delegate {
 
   Status append(const AppendBatch& batch) override {
     if (batch.item_count == 0 || batch.lines.empty()) return Status();
-    if (wal::encoded_size(batch.bucket.size() + 1 + batch.key.size(), batch.lines.size()) >
-        wal::kHeaderBytes + wal::kMaxPayloadBytes)
-      return Status(ErrorCode::payload_too_large, "the request is too large to store");
-    std::shared_ptr<ObjectFile> object = acquire(batch.bucket, batch.key);
     wal::Writer::Waiter waiter;
-    Status result;
-    {
-      std::lock_guard<std::mutex> lock(object->mu);
-      if (object->fenced) {
-        write_errors_++;
-        return fenced_status();
-      }
-      if (!object->handle) {
-        if (Status s = open_object(*object); !s.ok()) {
-          write_errors_++;
-          return s;
-        }
-      }
-      const std::uint64_t offset = object->size;
-      if (Status s = write_locked(*object, batch.lines); !s.ok()) {
-        // The file may still hold refused lines: cut back but not durably
-        // (written back before the cut, a power failure can restore them),
-        // or not at all (fenced). With a log, record the cut, so that replay
-        // after a crash or restart removes them.
-        const bool file_kept = object->handle != nullptr || object->fenced;
-        if (!wal_ || !file_kept || !wal_->add_truncate(object, offset, &waiter).ok()) return s;
-        result = s;
-      } else if (wal_) {
-        // Log the lines while the object is locked, so the log holds an
-        // object's records in offset order.
-        if (Status s = wal_->add(object, offset, batch.lines, &waiter); !s.ok()) {
-          cut_back_locked(*object, offset, EIO);
-          return s;
-        }
-      } else {
-        object->acked_size = object->size;
-        if (options_.fsync == FsyncPolicy::interval && !object->queued_for_sync) {
-          object->queued_for_sync = true;
-          std::lock_guard<std::mutex> interval_lock(interval_mu_);
-          interval_queue_.push_back(object);
-        }
-      }
+    Status early;
+    bool logged = false;
+    Status result = submit(batch, &waiter, &early, &logged);
+    if (logged) {
+      Status durable = wal_->wait(&waiter);
+      result = early.ok() ? durable : early;  // a truncate record's outcome changes nothing for the client
     }
-    if (wal_) {
-      Status logged = wal_->wait(&waiter);
-      if (!result.ok()) return result;  // the truncate record's outcome changes nothing for the client
-      result = logged;
-    }
-    if (result.ok()) {
-      appends_++;
-      bytes_written_ += batch.lines.size();
-    }
-    return result;
+    return count(result, batch.lines.size());
+  }
+
+  void append_async(const AppendBatch& batch, std::function<void(Status)> done) override {
+    if (batch.item_count == 0 || batch.lines.empty()) return done(Status());
+    // Owns the waiter until the log thread answers it.
+    struct Pending {
+      wal::Writer::Waiter waiter;
+      Status early;
+      std::function<void(Status)> done;
+      std::size_t bytes;
+    };
+    auto* pending = new Pending{{}, Status(), std::move(done), batch.lines.size()};
+    pending->waiter.callback = [this, pending](const Status& durable) {
+      Status result = pending->early.ok() ? durable : pending->early;
+      std::function<void(Status)> finish = std::move(pending->done);
+      const std::size_t bytes = pending->bytes;
+      delete pending;
+      finish(count(result, bytes));
+    };
+    bool logged = false;
+    Status result = submit(batch, &pending->waiter, &pending->early, &logged);
+    if (logged) return;  // the log thread answers (maybe already has)
+    std::function<void(Status)> finish = std::move(pending->done);
+    delete pending;
+    finish(count(result, batch.lines.size()));
   }
 
   Status list_keys(std::string_view bucket, std::vector<std::string>* keys) override {
@@ -435,6 +416,71 @@ class FileStorage final : public Storage, public wal::Delegate {
     fenced_objects_++;
     options_.log("object " + object.path + " fenced: cannot cut refused lines from it (" + std::strerror(err) +
                  "); appends to it answer 503 storage_unavailable until the server restarts");
+  }
+
+  // The part of an append made under the object's lock: write the lines
+  // and queue their log record (or, for a failed write whose lines may
+  // still be in the file, a truncate record). Sets *logged when a record
+  // was queued with `waiter`: the log answers it, and the append's result
+  // is then *early when that is an error (set before the record is
+  // queued), else the log's. Otherwise returns the result.
+  Status submit(const AppendBatch& batch, wal::Writer::Waiter* waiter, Status* early, bool* logged) {
+    *logged = false;
+    if (batch.item_count == 0 || batch.lines.empty()) return Status();
+    if (wal::encoded_size(batch.bucket.size() + 1 + batch.key.size(), batch.lines.size()) >
+        wal::kHeaderBytes + wal::kMaxPayloadBytes)
+      return Status(ErrorCode::payload_too_large, "the request is too large to store");
+    std::shared_ptr<ObjectFile> object = acquire(batch.bucket, batch.key);
+    std::lock_guard<std::mutex> lock(object->mu);
+    if (object->fenced) {
+      write_errors_++;
+      return fenced_status();
+    }
+    if (!object->handle) {
+      if (Status s = open_object(*object); !s.ok()) {
+        write_errors_++;
+        return s;
+      }
+    }
+    const std::uint64_t offset = object->size;
+    if (Status s = write_locked(*object, batch.lines); !s.ok()) {
+      // The file may still hold refused lines: cut back but not durably
+      // (written back before the cut, a power failure can restore them),
+      // or not at all (fenced). With a log, record the cut, so that replay
+      // after a crash or restart removes them.
+      const bool file_kept = object->handle != nullptr || object->fenced;
+      if (!wal_ || !file_kept) return s;
+      *early = s;
+      if (!wal_->add_truncate(object, offset, waiter).ok()) return s;
+      *logged = true;
+      return s;
+    }
+    if (wal_) {
+      // Log the lines while the object is locked, so the log holds an
+      // object's records in offset order.
+      if (Status s = wal_->add(object, offset, batch.lines, waiter); !s.ok()) {
+        cut_back_locked(*object, offset, EIO);
+        return s;
+      }
+      *logged = true;
+      return Status();
+    }
+    object->acked_size = object->size;
+    if (options_.fsync == FsyncPolicy::interval && !object->queued_for_sync) {
+      object->queued_for_sync = true;
+      std::lock_guard<std::mutex> interval_lock(interval_mu_);
+      interval_queue_.push_back(object);
+    }
+    return Status();
+  }
+
+  // Counts an acknowledged append.
+  Status count(Status result, std::size_t bytes) {
+    if (result.ok()) {
+      appends_++;
+      bytes_written_ += bytes;
+    }
+    return result;
   }
 
   static Status fenced_status() {

@@ -109,23 +109,31 @@ Ingestor::Ingestor(const Authorizer* authorizer, Storage* storage, IngestOptions
 Ingestor::Ingestor(const Authorizer* authorizer, DeviceLimiter* limiter, Storage* storage, IngestOptions options)
     : authorizer_(authorizer), limiter_(limiter), storage_(storage), options_(options) {}
 
-Status Ingestor::ingest(const IngestRequest& request, IngestResult* result) const {
-  result->items = 0;
-  result->bytes_stored = 0;
-  result->device_id.clear();
-  if (Status s = check_content_type(request.content_type); !s.ok()) return s;
+namespace {
 
+// Wipes the access key from the reused buffer as soon as it is checked.
+void wipe_access_key(ParsedRequest* parsed) {
+  parsed->access_key.assign(parsed->access_key.size(), '\0');
+  parsed->access_key.clear();
+}
+
+// Lets go of large per-thread buffers after a request.
+void release_buffers(ThreadBuffers* buffers) {
+  trim_buffer(&buffers->parsed.lines);
+  trim_buffer(&buffers->inflated);
+}
+
+}  // namespace
+
+Status Ingestor::prepare(const IngestRequest& request, IngestResult* result, AppendBatch* batch) const {
   ThreadBuffers& buffers = thread_buffers();
-  std::string_view body = request.body;
+  if (Status s = check_content_type(request.content_type); !s.ok()) return s;
   if (Status s = check_content_encoding(request.content_encoding); !s.ok()) return s;
+  std::string_view body = request.body;
   std::string_view encoding = trim(request.content_encoding);
   const std::size_t max_body_bytes = std::min(options_.max_body_bytes, kMaxBodyBytesLimit);
   if (!encoding.empty() && !iequals(encoding, "identity")) {
-    Status s = gunzip(body, max_body_bytes, &buffers.inflated);
-    if (!s.ok()) {
-      trim_buffer(&buffers.inflated);
-      return s;
-    }
+    if (Status s = gunzip(body, max_body_bytes, &buffers.inflated); !s.ok()) return s;
     body = buffers.inflated;
   }
   if (body.size() > max_body_bytes)
@@ -142,25 +150,54 @@ Status Ingestor::ingest(const IngestRequest& request, IngestResult* result) cons
   // Limits come after authorization, so requests with a wrong key cannot
   // spend (or suspend) a bucket's budget.
   if (status.ok() && limiter_) status = limiter_->admit(request.bucket, parsed.device_id);
+  wipe_access_key(&parsed);
+  if (!status.ok()) return status;
+  batch->bucket = request.bucket;
+  batch->key = request.key;
+  batch->device_id = parsed.device_id;
+  batch->lines = parsed.lines;
+  batch->item_count = parsed.item_count;
+  return Status();
+}
+
+Status Ingestor::ingest(const IngestRequest& request, IngestResult* result) const {
+  result->items = 0;
+  result->bytes_stored = 0;
+  result->device_id.clear();
+  AppendBatch batch;
+  Status status = prepare(request, result, &batch);
+  if (status.ok()) status = storage_->append(batch);
   if (status.ok()) {
-    AppendBatch batch;
-    batch.bucket = request.bucket;
-    batch.key = request.key;
-    batch.device_id = parsed.device_id;
-    batch.lines = parsed.lines;
-    batch.item_count = parsed.item_count;
-    status = storage_->append(batch);
-    if (status.ok()) {
-      result->items = parsed.item_count;
-      result->bytes_stored = parsed.lines.size();
-    }
+    result->items = batch.item_count;
+    result->bytes_stored = batch.lines.size();
   }
-  // The access key is wiped from the reused buffer as soon as it is checked.
-  parsed.access_key.assign(parsed.access_key.size(), '\0');
-  parsed.access_key.clear();
-  trim_buffer(&parsed.lines);
-  trim_buffer(&buffers.inflated);
+  release_buffers(&thread_buffers());
   return status;
+}
+
+void Ingestor::ingest_async(const IngestRequest& request,
+                            std::function<void(const Status&, const IngestResult&)> done) const {
+  IngestResult result;
+  AppendBatch batch;
+  Status status = prepare(request, &result, &batch);
+  if (!status.ok()) {
+    release_buffers(&thread_buffers());
+    return done(status, result);
+  }
+  const std::size_t items = batch.item_count;
+  const std::size_t bytes = batch.lines.size();
+  // `done` may run inline and start the next request on this thread,
+  // reusing the per-thread buffers: the store is done with the batch by
+  // then (see Storage::append_async).
+  storage_->append_async(batch, [done = std::move(done), result = std::move(result), items,
+                                 bytes](Status stored) mutable {
+    if (stored.ok()) {
+      result.items = items;
+      result.bytes_stored = bytes;
+    }
+    done(stored, result);
+  });
+  release_buffers(&thread_buffers());
 }
 
 }  // namespace writeapi

@@ -147,14 +147,22 @@ Status Writer::wait(Waiter* waiter) {
 }
 
 void Writer::answer(std::vector<Pending>& records, const Status& result) {
+  std::vector<std::function<void(const Status&)>> callbacks;
+  bool blocked = false;
   {
     std::lock_guard<std::mutex> lock(done_mu_);
     for (Pending& record : records) {
+      if (record.waiter->callback) {
+        callbacks.push_back(std::move(record.waiter->callback));
+        continue;
+      }
       record.waiter->result = result;
       record.waiter->done = true;
+      blocked = true;
     }
   }
-  done_cv_.notify_all();
+  if (blocked) done_cv_.notify_all();
+  for (auto& callback : callbacks) callback(result);
 }
 
 // One write and one fdatasync per group of records.

@@ -106,10 +106,16 @@ struct WriterOptions {
 
 class Writer {
  public:
-  // A writer waiting for its record to be durable (lives on its stack).
+  // A writer waiting for its record to be durable. Without a callback it
+  // lives on the writer's stack and wait() blocks on it. With one, nobody
+  // waits: the log thread moves the callback out and calls it once with the
+  // result (after the group is durable or refused) and touches the waiter
+  // no more, so the callback may free the waiter's memory. The callback
+  // must not block: every later group waits for it.
   struct Waiter {
     bool done = false;
     Status result;
+    std::function<void(const Status&)> callback;
   };
 
   Writer(std::shared_ptr<FileIo> io, WriterOptions options, Delegate* delegate);
@@ -134,6 +140,7 @@ class Writer {
 
   // Blocks until the group holding the waiter's record is synced or
   // refused; returns ok or the refusal (storage_error, insufficient_storage).
+  // Only for a waiter without a callback.
   Status wait(Waiter* waiter);
 
   // Drains pending records, retires every segment (objects synced, files

@@ -19,7 +19,7 @@
 #include <tuple>
 #include <vector>
 
-#include "../integration/server_process.h"
+#include "server_process.h"
 
 namespace fs = std::filesystem;
 using namespace writeapi::testing;

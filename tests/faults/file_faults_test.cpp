@@ -14,6 +14,7 @@
 #include <cerrno>
 #include <chrono>
 #include <condition_variable>
+#include <deque>
 #include <filesystem>
 #include <fstream>
 #include <mutex>
@@ -27,6 +28,7 @@
 #include "file_io.h"
 #include "memory_file_io.h"
 #include "writeapi/storage.h"
+#include "temp_dir.h"
 
 namespace fs = std::filesystem;
 using writeapi::AppendBatch;
@@ -37,28 +39,14 @@ using writeapi::testing::Call;
 using writeapi::testing::FaultInjectingIo;
 using writeapi::testing::FaultRule;
 using writeapi::testing::MemoryFileIo;
+using writeapi::testing::read_file;
+using writeapi::testing::TempDir;
 
 namespace {
 
-struct TempDir {
-  TempDir() {
-    char pattern[] = "/tmp/writeapi-faults-XXXXXX";
-    path = ::mkdtemp(pattern);
-  }
-  ~TempDir() { fs::remove_all(path); }
-  std::string path;
-};
-
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 struct Harness {
   explicit Harness(FsyncPolicy policy) {
-    options.data_dir = dir.path + "/data";
+    options.data_dir = dir.path() + "/data";
     options.fsync = policy;
     options.log = [this](std::string_view line) {
       std::lock_guard<std::mutex> lock(log_mu);
@@ -76,7 +64,7 @@ struct Harness {
     batch.item_count = items;
     return storage->append(batch);
   }
-  std::string object(const char* key) { return slurp(options.data_dir + "/b/" + key + ".jsonl"); }
+  std::string object(const char* key) { return read_file(options.data_dir + "/b/" + key + ".jsonl"); }
   std::size_t log_lines_mentioning(const std::string& text) {
     std::lock_guard<std::mutex> lock(log_mu);
     std::size_t n = 0;
@@ -163,6 +151,101 @@ TEST_CASE("A failed log sync is not acknowledged and the object is cut back", "[
   CHECK(h.object("o") == "{\"synced\":1}\n{\"next\":3}\n");
 }
 
+namespace {
+
+// Appends asynchronously from this one thread and collects the results.
+struct AsyncAppends {
+  explicit AsyncAppends(writeapi::Storage* storage) : storage(storage) {}
+  void append(const char* key, std::string lines, std::size_t items) {
+    AppendBatch batch;
+    batch.bucket = "b";
+    batch.key = key;
+    batch.lines = lines;
+    batch.item_count = items;
+    const std::size_t index = results.size();
+    results.emplace_back(ErrorCode::internal_error, "not answered");
+    calls.push_back(0);
+    storage->append_async(batch, [this, index](writeapi::Status s) {
+      std::lock_guard<std::mutex> lock(mu);
+      results[index] = s;
+      calls[index]++;
+      answered++;
+      cv.notify_all();
+    });
+  }
+  // Waits for every answer (the log thread gives them).
+  bool wait_all() {
+    std::unique_lock<std::mutex> lock(mu);
+    return cv.wait_for(lock, std::chrono::seconds(30), [&] { return answered == results.size(); });
+  }
+  writeapi::Storage* storage;
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<writeapi::Status> results;  // stable addresses while appending
+  std::deque<int> calls;
+  std::size_t answered = 0;
+};
+
+}  // namespace
+
+TEST_CASE("append_async: appends in flight from one thread share one group commit and are answered once", "[faults]") {
+  Harness h(FsyncPolicy::always);
+  AsyncAppends appends(h.storage.get());
+  constexpr int kAppends = 2000;
+  {
+    // Hold the results lock while queueing: no answer can be recorded
+    // before every append is in flight, so none waited for a sync.
+    std::lock_guard<std::mutex> hold(appends.mu);
+    for (int i = 0; i < kAppends; ++i)
+      appends.append(i % 2 ? "odd" : "even", "{\"i\":" + std::to_string(i) + "}\n", 1);
+  }
+  REQUIRE(appends.wait_all());
+  for (int i = 0; i < kAppends; ++i) {
+    CHECK(appends.results[i].ok());
+    CHECK(appends.calls[i] == 1);
+  }
+  auto stats = h.storage->stats();
+  CHECK(stats.appends == kAppends);
+  CHECK(stats.synced_appends == kAppends);
+  // One thread had them all in flight at once: far fewer syncs than appends.
+  CHECK(stats.syncs * 10 < stats.appends);
+  std::string even, odd;
+  for (int i = 0; i < kAppends; ++i) (i % 2 ? odd : even) += "{\"i\":" + std::to_string(i) + "}\n";
+  CHECK(h.object("even") == even);
+  CHECK(h.object("odd") == odd);
+}
+
+TEST_CASE("append_async: a failed log sync refuses every append of its group and keeps none of them", "[faults]") {
+  Harness h(FsyncPolicy::always);
+  REQUIRE(h.append("o", "{\"synced\":1}\n", 1).ok());
+  h.io->fail(FaultRule{Call::fdatasync, EIO, ".wal", 0, 1, /*perform=*/true});
+  AsyncAppends appends(h.storage.get());
+  {
+    std::lock_guard<std::mutex> hold(appends.mu);
+    for (int i = 0; i < 20; ++i) appends.append("o", "{\"lost\":" + std::to_string(i) + "}\n", 1);
+    // Before any answer, a reader sees none of the unanswered lines.
+    std::string contents;
+    REQUIRE(h.storage->read_object("b", "o", &contents).ok());
+    CHECK(contents == "{\"synced\":1}\n");
+  }
+  REQUIRE(appends.wait_all());
+  std::size_t refused = 0;
+  for (std::size_t i = 0; i < appends.results.size(); ++i) {
+    CHECK(appends.calls[i] == 1);
+    if (!appends.results[i].ok()) {
+      CHECK(appends.results[i].code() == ErrorCode::storage_error);
+      refused++;
+    }
+  }
+  CHECK(refused >= 1);  // the first group at least (later ones may land in the fresh segment)
+  // What is in the object is exactly the acknowledged lines, in order.
+  std::string expected = "{\"synced\":1}\n";
+  for (std::size_t i = 0; i < appends.results.size(); ++i)
+    if (appends.results[i].ok()) expected += "{\"lost\":" + std::to_string(i) + "}\n";
+  CHECK(h.object("o") == expected);
+  CHECK(h.storage->stats().appends == 1 + (appends.results.size() - refused));
+}
+
 TEST_CASE("Group commit: concurrent writers share syncs and all are acknowledged", "[faults]") {
   Harness h(FsyncPolicy::always);
   constexpr int kThreads = 16, kPerThread = 50;
@@ -236,9 +319,9 @@ std::vector<std::string> wal_segments(const std::string& data_dir) {
 
 TEST_CASE("Acknowledged lines lost from an object file are restored from the log", "[faults][wal]") {
   TempDir dir;
-  const std::string data = dir.path + "/data";
+  const std::string data = dir.path() + "/data";
   append_then_die(data, "o", 50);
-  REQUIRE(slurp(data + "/b/o.jsonl") == expected_lines(50));
+  REQUIRE(read_file(data + "/b/o.jsonl") == expected_lines(50));
   REQUIRE_FALSE(wal_segments(data).empty());
   // What a power failure can do to data that was never synced: the object
   // file lost its contents (here: all of them).
@@ -251,7 +334,7 @@ TEST_CASE("Acknowledged lines lost from an object file are restored from the log
   writeapi::Status status;
   auto storage = writeapi::make_file_storage(options, &status);
   REQUIRE(storage);
-  CHECK(slurp(data + "/b/o.jsonl") == expected_lines(50));
+  CHECK(read_file(data + "/b/o.jsonl") == expected_lines(50));
   bool reported = false;
   for (auto& line : log) reported |= line.find("recovered 50 logged appends") != std::string::npos;
   CHECK(reported);
@@ -263,13 +346,13 @@ TEST_CASE("Acknowledged lines lost from an object file are restored from the log
   batch.item_count = 1;
   REQUIRE(storage->append(batch).ok());
   storage.reset();
-  CHECK(slurp(data + "/b/o.jsonl") == expected_lines(50) + "{\"after\":1}\n");
+  CHECK(read_file(data + "/b/o.jsonl") == expected_lines(50) + "{\"after\":1}\n");
   CHECK(wal_segments(data).empty());  // a clean shutdown leaves no log
 }
 
 TEST_CASE("Replay restores a deleted object and stops at a torn log record", "[faults][wal]") {
   TempDir dir;
-  const std::string data = dir.path + "/data";
+  const std::string data = dir.path() + "/data";
   append_then_die(data, "gone", 3);
   fs::remove(data + "/b/gone.jsonl");
   // A record cut short by the crash (never acknowledged) ends the segment.
@@ -285,7 +368,7 @@ TEST_CASE("Replay restores a deleted object and stops at a torn log record", "[f
   writeapi::Status status;
   auto storage = writeapi::make_file_storage(options, &status);
   REQUIRE(storage);
-  CHECK(slurp(data + "/b/gone.jsonl") == expected_lines(3));
+  CHECK(read_file(data + "/b/gone.jsonl") == expected_lines(3));
 }
 
 TEST_CASE("100,000 distinct objects in one run stay within the descriptor budget", "[scale]") {
@@ -334,7 +417,7 @@ TEST_CASE("100,000 distinct objects in one run stay within the descriptor budget
 TEST_CASE("Log segments rotate and are retired in the background without losing lines", "[faults][wal]") {
   TempDir dir;
   writeapi::FileStorageOptions options;
-  options.data_dir = dir.path + "/data";
+  options.data_dir = dir.path() + "/data";
   options.wal_segment_bytes = 4096;  // rotate every few dozen appends
   options.log = [](std::string_view) {};
   writeapi::Status status;
@@ -354,7 +437,7 @@ TEST_CASE("Log segments rotate and are retired in the background without losing 
   }
   storage.reset();  // a clean shutdown checkpoints everything
   CHECK(wal_segments(options.data_dir).empty());
-  for (int k = 0; k < 4; ++k) CHECK(slurp(options.data_dir + "/b/o" + std::to_string(k) + ".jsonl") == expected[k]);
+  for (int k = 0; k < 4; ++k) CHECK(read_file(options.data_dir + "/b/o" + std::to_string(k) + ".jsonl") == expected[k]);
 }
 
 namespace {

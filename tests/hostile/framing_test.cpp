@@ -7,7 +7,7 @@
 #include <thread>
 
 #include "../integration/checks.h"
-#include "../integration/server_process.h"
+#include "server_process.h"
 #include "hostile_support.h"
 
 using namespace std::chrono_literals;

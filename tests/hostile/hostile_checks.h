@@ -11,7 +11,7 @@
 #include <string>
 #include <string_view>
 
-#include "../integration/server_process.h"
+#include "server_process.h"
 #include "hostile_support.h"
 
 namespace writeapi::testing {

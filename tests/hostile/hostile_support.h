@@ -16,7 +16,7 @@
 #include <string_view>
 #include <vector>
 
-#include "../integration/server_process.h"
+#include "server_process.h"
 
 namespace writeapi::testing {
 

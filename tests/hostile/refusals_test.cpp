@@ -15,7 +15,7 @@
 #include <thread>
 
 #include "../integration/checks.h"
-#include "../integration/server_process.h"
+#include "server_process.h"
 #include "hostile_checks.h"
 #include "hostile_support.h"
 

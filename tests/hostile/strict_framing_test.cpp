@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "../integration/checks.h"
-#include "../integration/server_process.h"
+#include "server_process.h"
 #include "hostile_checks.h"
 #include "hostile_support.h"
 

@@ -11,7 +11,7 @@
 #include <string>
 #include <thread>
 
-#include "../integration/server_process.h"
+#include "server_process.h"
 #include "hostile_support.h"
 
 using namespace std::chrono_literals;

@@ -236,3 +236,42 @@ TEST_CASE("256 concurrent keep-alive clients are all served", "[integration][con
   auto lines = split_lines(server.read_object("homelab", "many"));
   CHECK(lines.size() == static_cast<std::size_t>(kClients * kRequests));
 }
+
+// With --fsync always a write is answered when its group commit is durable,
+// and the requests in flight meanwhile hold no thread: with one worker, 64
+// connections' requests sent at once are all answered, sharing syncs
+// (a thread per waiting request would make one sync per request here).
+TEST_CASE("fsync always: requests in flight share group commits and hold no worker",
+          "[integration][concurrency]") {
+  ServerProcess server({"--fsync", "always", "--threads", "1"});
+  constexpr int kConnections = 64, kRounds = 5;
+  std::vector<std::unique_ptr<RawConnection>> connections;
+  for (int i = 0; i < kConnections; ++i) {
+    connections.push_back(std::make_unique<RawConnection>(server.port()));
+    REQUIRE(connections.back()->connected());
+  }
+  std::string expected;
+  for (int round = 0; round < kRounds; ++round) {
+    for (int i = 0; i < kConnections; ++i) {
+      std::string item = "{\"c\":" + std::to_string(i) + ",\"r\":" + std::to_string(round) + "}";
+      REQUIRE(connections[i]->send(make_post(write_path("homelab", "group"), make_body(item))));
+    }
+    for (int i = 0; i < kConnections; ++i) {
+      RawResponse response = connections[i]->read_response();
+      INFO("connection " << i << " round " << round << ": " << response.raw);
+      REQUIRE(response.status == 200);
+      CHECK(check_ok_body(response.body, 1).empty());
+    }
+  }
+  auto metrics = server.client()->Get("/metrics");
+  REQUIRE(metrics);
+  auto appends = metric_value(metrics->body, "writeapi_storage_synced_appends_total");
+  auto syncs = metric_value(metrics->body, "writeapi_storage_syncs_total");
+  REQUIRE(appends);
+  REQUIRE(syncs);
+  CHECK(*appends == kConnections * kRounds);
+  INFO("syncs " << *syncs << " for " << *appends << " appends");
+  CHECK(*syncs * 4 <= *appends);
+  std::vector<std::string> lines = split_lines(server.read_object("homelab", "group"));
+  CHECK(lines.size() == static_cast<std::size_t>(kConnections * kRounds));
+}

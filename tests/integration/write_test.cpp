@@ -11,17 +11,6 @@ using namespace writeapi::testing;
 
 namespace {
 
-// The request body exactly as the Write API document prints it.
-const std::string kDocumentBody = R"({
-    "accessKey": "fbebeb8ae7f94930fd07dd8249287973e786d047e9820a254c4a3aecb36fc238",
-    "deviceId": "outdoors_u871a",
-    "data": {
-        "timestamp": 1584156800,
-        "temperature": 4.7
-    }
-})";
-const std::string kDocumentLine = "{\"timestamp\":1584156800,\"temperature\":4.7}\n";
-
 void require_ok(const httplib::Result& res, std::size_t items) {
   REQUIRE(res);
   INFO("body: " << res->body);

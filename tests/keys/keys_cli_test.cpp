@@ -19,6 +19,7 @@
 
 #include "writeapi/keys_file.h"
 #include "writeapi/auth.h"
+#include "temp_dir.h"
 
 #ifndef WRITEAPI_KEYS_PATH
 #error "WRITEAPI_KEYS_PATH must name the writeapi-keys binary"
@@ -26,41 +27,11 @@
 
 using writeapi::KeysFileContents;
 using writeapi::Status;
+using writeapi::testing::read_file;
+using writeapi::testing::TempDir;
+using writeapi::testing::write_file;
 
 namespace {
-
-class TempDir {
- public:
-  TempDir() {
-    const char* base = std::getenv("TMPDIR");
-    std::string pattern = std::string(base && *base ? base : "/tmp") + "/writeapi-keyscli-XXXXXX";
-    std::vector<char> buffer(pattern.begin(), pattern.end());
-    buffer.push_back('\0');
-    REQUIRE(::mkdtemp(buffer.data()) != nullptr);
-    path_ = buffer.data();
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path_, ignored);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream out;
-  out << in.rdbuf();
-  return out.str();
-}
-
-void write_file(const std::string& path, const std::string& contents) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out << contents;
-  REQUIRE(out.good());
-}
 
 struct Run {
   int exit_code = -1;

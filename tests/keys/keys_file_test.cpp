@@ -18,46 +18,17 @@
 #include "writeapi/auth.h"
 #include "writeapi/clock.h"
 #include "writeapi/limits.h"
+#include "temp_dir.h"
 
 using namespace std::chrono_literals;
 using writeapi::ErrorCode;
 using writeapi::KeysFileContents;
 using writeapi::Status;
+using writeapi::testing::read_file;
+using writeapi::testing::TempDir;
+using writeapi::testing::write_file;
 
 namespace {
-
-class TempDir {
- public:
-  TempDir() {
-    const char* base = std::getenv("TMPDIR");
-    std::string pattern = std::string(base && *base ? base : "/tmp") + "/writeapi-keysfile-XXXXXX";
-    std::vector<char> buffer(pattern.begin(), pattern.end());
-    buffer.push_back('\0');
-    REQUIRE(::mkdtemp(buffer.data()) != nullptr);
-    path_ = buffer.data();
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path_, ignored);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
-
-void write_file(const std::string& path, const std::string& contents) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out << contents;
-  REQUIRE(out.good());
-}
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream out;
-  out << in.rdbuf();
-  return out.str();
-}
 
 const std::string kHash = writeapi::sha256_hex("key-one");
 const std::string kHash2 = writeapi::sha256_hex("key-two");

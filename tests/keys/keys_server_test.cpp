@@ -10,7 +10,7 @@
 #include <string>
 #include <thread>
 
-#include "../integration/server_process.h"
+#include "server_process.h"
 #include "writeapi/auth.h"
 
 #ifndef WRITEAPI_KEYS_PATH

@@ -12,6 +12,7 @@
 #include <new>
 #include <string>
 
+#include "api_document.h"
 #include "writeapi/auth.h"
 #include "writeapi/ingest.h"
 #include "writeapi/storage.h"
@@ -40,7 +41,7 @@ void operator delete(void* p, const std::nothrow_t&) noexcept { std::free(p); }
 namespace {
 
 namespace fs = std::filesystem;
-constexpr const char* kKey = "fbebeb8ae7f94930fd07dd8249287973e786d047e9820a254c4a3aecb36fc238";
+const std::string kKey(writeapi::testing::kAccessKey);
 
 // The documented bound (README, "Performance"): C++ heap allocations per
 // steady-state request through Ingestor with the keys-file authorizer and

@@ -100,6 +100,20 @@ TEST_CASE("config file: mistakes are refused with exit status 2", "[flags][confi
   CHECK(parse({"--config"}, &config) == 2);
 }
 
+TEST_CASE("flags: --storage clickhouse is taken only when the library has the backend", "[flags]") {
+  ServerConfig config;
+  if (writeapi::clickhouse_storage_supported()) {
+    CHECK(parse({"--storage", "clickhouse"}, &config) == 0);
+    CHECK(config.storage == writeapi::server::StorageBackend::clickhouse);
+  } else {
+    // Built with WRITEAPI_WITH_CLICKHOUSE=OFF: refused at startup, not at
+    // the first write.
+    CHECK(parse({"--storage", "clickhouse"}, &config) == 2);
+  }
+  CHECK(parse({"--storage", "file"}, &config) == 0);
+  CHECK(config.storage == writeapi::server::StorageBackend::file);
+}
+
 TEST_CASE("flags: --version and --help print and stop", "[flags]") {
   ServerConfig config;
   CHECK(parse({"--version"}, &config) == -1);

@@ -13,43 +13,19 @@
 #include <vector>
 
 #include "writeapi/auth.h"
+#include "api_document.h"
+#include "temp_dir.h"
 
 using writeapi::ErrorCode;
 using writeapi::KeysFileAuthorizer;
 using writeapi::sha256_hex;
 using writeapi::Status;
+using writeapi::testing::TempDir;
+using writeapi::testing::write_file;
 
 namespace {
 
-const std::string kDocKey = "fbebeb8ae7f94930fd07dd8249287973e786d047e9820a254c4a3aecb36fc238";
-
-class TempDir {
- public:
-  TempDir() {
-    const char* base = std::getenv("TMPDIR");
-    std::string pattern = std::string(base && *base ? base : "/tmp") + "/writeapi-auth-XXXXXX";
-    std::vector<char> buffer(pattern.begin(), pattern.end());
-    buffer.push_back('\0');
-    REQUIRE(::mkdtemp(buffer.data()) != nullptr);
-    path_ = buffer.data();
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path_, ignored);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
-
-void write_file(const std::string& path, const std::string& contents) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out << contents;
-  REQUIRE(out.good());
-}
+const std::string kDocKey(writeapi::testing::kAccessKey);
 
 std::string key_entry(const std::string& id, const std::string& sha, const std::string& label = "x") {
   return R"({"id":")" + id + R"(","sha256":")" + sha + R"(","label":")" + label + R"("})";

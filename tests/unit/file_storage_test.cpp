@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "writeapi/storage.h"
+#include "temp_dir.h"
 
 using writeapi::AppendBatch;
 using writeapi::ErrorCode;
@@ -33,33 +34,11 @@ using writeapi::FileStorageOptions;
 using writeapi::FsyncPolicy;
 using writeapi::Status;
 using writeapi::Storage;
+using writeapi::testing::read_file;
+using writeapi::testing::TempDir;
+using writeapi::testing::write_file;
 
 namespace {
-
-class TempDir {
- public:
-  // Under `preferred_base` when it is a writable directory, else $TMPDIR or /tmp.
-  explicit TempDir(const char* preferred_base = nullptr) {
-    const char* base = std::getenv("TMPDIR");
-    std::string root = base && *base ? base : "/tmp";
-    if (preferred_base && ::access(preferred_base, W_OK | X_OK) == 0) root = preferred_base;
-    std::string pattern = root + "/writeapi-file-XXXXXX";
-    std::vector<char> buffer(pattern.begin(), pattern.end());
-    buffer.push_back('\0');
-    REQUIRE(::mkdtemp(buffer.data()) != nullptr);
-    path_ = buffer.data();
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path_, ignored);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
 
 // Collects log lines of a storage (thread-safe).
 struct LogSink {
@@ -103,18 +82,6 @@ AppendBatch batch(std::string_view bucket, std::string_view key, std::string_vie
   return b;
 }
 
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
-
-void write_file(const std::string& path, const std::string& contents) {
-  std::filesystem::create_directories(std::filesystem::path(path).parent_path());
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out << contents;
-  REQUIRE(out.good());
-}
-
 std::size_t open_fd_count() {
   std::size_t n = 0;
   for (auto it = std::filesystem::directory_iterator("/proc/self/fd"); it != std::filesystem::directory_iterator();
@@ -134,8 +101,8 @@ TEST_CASE("file storage: objects live at <data_dir>/<bucket>/<key>.jsonl", "[fil
   REQUIRE(storage->append(batch("homelab", "outdoors_temp1", lines, 2)).ok());
   REQUIRE(storage->append(batch("homelab", "outdoors_temp1", "3\n", 1)).ok());
   REQUIRE(storage->append(batch("homelab", "other.key-1", "x\n", 1)).ok());
-  CHECK(slurp(data_dir + "/homelab/outdoors_temp1.jsonl") == lines + "3\n");
-  CHECK(slurp(data_dir + "/homelab/other.key-1.jsonl") == "x\n");
+  CHECK(read_file(data_dir + "/homelab/outdoors_temp1.jsonl") == lines + "3\n");
+  CHECK(read_file(data_dir + "/homelab/other.key-1.jsonl") == "x\n");
   // Nothing else appears in the bucket directory.
   std::vector<std::string> names;
   for (auto& entry : std::filesystem::directory_iterator(data_dir + "/homelab"))
@@ -168,7 +135,7 @@ TEST_CASE("file storage: data survives reopening and appends continue", "[file_s
   REQUIRE(storage->list_keys("b", &keys).ok());
   CHECK(keys == std::vector<std::string>{"k"});
   REQUIRE(storage->append(batch("b", "k", "3\n", 1)).ok());
-  CHECK(slurp(data_dir + "/b/k.jsonl") == "1\n2\n3\n");
+  CHECK(read_file(data_dir + "/b/k.jsonl") == "1\n2\n3\n");
   CHECK(storage->stats().torn_tails_repaired == 0);
 }
 
@@ -193,7 +160,7 @@ TEST_CASE("file storage: a torn tail is cut back before the next append", "[file
   options.log = log.fn();
   auto storage = open_storage(options);
   REQUIRE(storage->append(batch("b", "k", "c\nd\n", 2)).ok());
-  CHECK(slurp(data_dir + "/b/k.jsonl") == "a\nb\nc\nd\n");
+  CHECK(read_file(data_dir + "/b/k.jsonl") == "a\nb\nc\nd\n");
   CHECK(storage->stats().torn_tails_repaired == 1);
   CHECK(log.count() >= 1);
   std::string contents;
@@ -202,7 +169,7 @@ TEST_CASE("file storage: a torn tail is cut back before the next append", "[file
   // Further appends do not repair again.
   REQUIRE(storage->append(batch("b", "k", "e\n", 1)).ok());
   CHECK(storage->stats().torn_tails_repaired == 1);
-  CHECK(slurp(data_dir + "/b/k.jsonl") == "a\nb\nc\nd\ne\n");
+  CHECK(read_file(data_dir + "/b/k.jsonl") == "a\nb\nc\nd\ne\n");
 }
 
 TEST_CASE("file storage: a file holding only a partial line is cut to empty", "[file_storage]") {
@@ -211,7 +178,7 @@ TEST_CASE("file storage: a file holding only a partial line is cut to empty", "[
   write_file(data_dir + "/b/k.jsonl", "partial");
   auto storage = open_storage(options_for(data_dir));
   REQUIRE(storage->append(batch("b", "k", "new\n", 1)).ok());
-  CHECK(slurp(data_dir + "/b/k.jsonl") == "new\n");
+  CHECK(read_file(data_dir + "/b/k.jsonl") == "new\n");
   CHECK(storage->stats().torn_tails_repaired == 1);
 }
 
@@ -223,7 +190,7 @@ TEST_CASE("file storage: a long torn tail is cut back to the last newline", "[fi
   write_file(data_dir + "/b/k.jsonl", head + std::string(10000, 't'));
   auto storage = open_storage(options_for(data_dir, FsyncPolicy::never));
   REQUIRE(storage->append(batch("b", "k", "next\n", 1)).ok());
-  bool exact = slurp(data_dir + "/b/k.jsonl") == head + "next\n";
+  bool exact = read_file(data_dir + "/b/k.jsonl") == head + "next\n";
   CHECK(exact);
   CHECK(storage->stats().torn_tails_repaired == 1);
 }
@@ -234,7 +201,7 @@ TEST_CASE("file storage: a complete file is not repaired", "[file_storage]") {
   write_file(data_dir + "/b/k.jsonl", "a\nb\n");
   auto storage = open_storage(options_for(data_dir));
   REQUIRE(storage->append(batch("b", "k", "c\n", 1)).ok());
-  CHECK(slurp(data_dir + "/b/k.jsonl") == "a\nb\nc\n");
+  CHECK(read_file(data_dir + "/b/k.jsonl") == "a\nb\nc\n");
   CHECK(storage->stats().torn_tails_repaired == 0);
 }
 
@@ -354,7 +321,7 @@ TEST_CASE("file storage: FsyncPolicy::interval syncs in the background", "[file_
   }
   // Appends do not wait for the interval (20 waits would take >= 1 s).
   CHECK(std::chrono::steady_clock::now() - start < std::chrono::milliseconds(1000));
-  CHECK(slurp(data_dir + "/b/k.jsonl") == expected);
+  CHECK(read_file(data_dir + "/b/k.jsonl") == expected);
   // The background thread syncs the dirty object within a few intervals.
   auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(1500);
   while (storage->stats().syncs == 0 && std::chrono::steady_clock::now() < deadline)
@@ -430,14 +397,14 @@ int write_error_child(const std::string& data_dir, FsyncPolicy policy) {
   Status s = storage->append(batch("b", "k", big, 40));
   if (s.ok()) return kChildBigAppendSucceeded;
   if (s.code() != ErrorCode::storage_error) return kChildBigAppendWrongCode;
-  if (slurp(path) != expected) return kChildFileChangedAfterError;
+  if (read_file(path) != expected) return kChildFileChangedAfterError;
   std::string contents;
   if (!storage->read_object("b", "k", &contents).ok() || contents != expected) return kChildReadObject;
   // A smaller append that fits succeeds and lands right after the old end.
   const std::string fits = std::string(499, 'f') + "\n";
   if (!storage->append(batch("b", "k", fits, 1)).ok()) return kChildRetryFailed;
   expected += fits;
-  if (slurp(path) != expected) return kChildFinalContents;
+  if (read_file(path) != expected) return kChildFinalContents;
   if (storage->stats().write_errors < 1) return kChildNoWriteError;
   storage.reset();
   return kChildOk;

@@ -3,6 +3,7 @@
 #include "writeapi/auth.h"
 #include "writeapi/clickhouse.h"
 #include "writeapi/clock.h"
+#include "writeapi/export.h"
 #include "writeapi/ingest.h"
 #include "writeapi/keys_file.h"
 #include "writeapi/keys_reloader.h"

@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -17,6 +18,9 @@
 #include "writeapi/auth.h"
 #include "writeapi/ingest.h"
 #include "writeapi/storage.h"
+#include "api_document.h"
+#include "gzip.h"
+#include "temp_dir.h"
 
 using writeapi::ErrorCode;
 using writeapi::IngestOptions;
@@ -25,57 +29,17 @@ using writeapi::IngestResult;
 using writeapi::Ingestor;
 using writeapi::Status;
 using writeapi::Storage;
+using writeapi::testing::TempDir;
 
 namespace {
 
-const std::string kDocKey = "fbebeb8ae7f94930fd07dd8249287973e786d047e9820a254c4a3aecb36fc238";
-const std::string kDocBody =
-    "{\n"
-    "    \"accessKey\": \"" + kDocKey + "\",\n"
-    "    \"deviceId\": \"outdoors_u871a\",\n"
-    "    \"data\": {\n"
-    "        \"timestamp\": 1584156800,\n"
-    "        \"temperature\": 4.7\n"
-    "    }\n"
-    "}\n";
-const std::string kDocLine = "{\"timestamp\":1584156800,\"temperature\":4.7}\n";
+const std::string kDocKey(writeapi::testing::kAccessKey);
+const std::string& kDocBody = writeapi::testing::kDocumentBody;
+const std::string& kDocLine = writeapi::testing::kDocumentLine;
 
-class TempDir {
- public:
-  TempDir() {
-    const char* base = std::getenv("TMPDIR");
-    std::string pattern = std::string(base && *base ? base : "/tmp") + "/writeapi-ingest-XXXXXX";
-    std::vector<char> buffer(pattern.begin(), pattern.end());
-    buffer.push_back('\0');
-    REQUIRE(::mkdtemp(buffer.data()) != nullptr);
-    path_ = buffer.data();
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path_, ignored);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
-
-// gzip-compresses `data` (windowBits 31 = gzip wrapper).
+// gzip-compresses `data` at zlib's default level (or `level`).
 std::string gzip(std::string_view data, int level = Z_DEFAULT_COMPRESSION) {
-  z_stream stream{};
-  REQUIRE(deflateInit2(&stream, level, Z_DEFLATED, 31, 8, Z_DEFAULT_STRATEGY) == Z_OK);
-  std::string out(deflateBound(&stream, static_cast<uLong>(data.size())) + 64, '\0');
-  stream.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));
-  stream.avail_in = static_cast<uInt>(data.size());
-  stream.next_out = reinterpret_cast<Bytef*>(out.data());
-  stream.avail_out = static_cast<uInt>(out.size());
-  int rc = deflate(&stream, Z_FINISH);
-  REQUIRE(rc == Z_STREAM_END);
-  out.resize(stream.total_out);
-  deflateEnd(&stream);
-  return out;
+  return writeapi::testing::gzip_compress(data, 16 + 15, level);
 }
 
 // Delegates to a MemoryStorage, or fails every append with `fail`.
@@ -633,4 +597,103 @@ TEST_CASE("ingest: concurrent requests are all stored", "[ingest]") {
     for (int i = 0; i < kRequests; ++i) expected += std::to_string(t) + "\n" + std::to_string(i) + "\n";
     CHECK(env.object("homelab", "k" + std::to_string(t)) == expected);
   }
+}
+
+namespace {
+
+// A store that completes appends later, from another thread, as the file
+// store's group commit does: the test decides when.
+class DeferredStorage : public writeapi::Storage {
+ public:
+  explicit DeferredStorage(Status result) : result_(std::move(result)) {}
+  Status append(const writeapi::AppendBatch&) override { return result_; }
+  void append_async(const writeapi::AppendBatch& batch, std::function<void(Status)> done) override {
+    stored_.append(batch.lines);  // the batch is only valid until we return
+    pending_.push_back(std::move(done));
+  }
+  Status list_keys(std::string_view, std::vector<std::string>* keys) override {
+    keys->clear();
+    return Status();
+  }
+  Status read_object(std::string_view, std::string_view, std::string* contents) override {
+    *contents = stored_;
+    return Status();
+  }
+  // Answers every pending append from a thread of its own.
+  void complete_all() {
+    std::thread([this] {
+      for (auto& done : pending_) done(result_);
+    }).join();
+    pending_.clear();
+  }
+  std::size_t pending() const { return pending_.size(); }
+
+ private:
+  Status result_;
+  std::string stored_;
+  std::vector<std::function<void(Status)>> pending_;
+};
+
+}  // namespace
+
+TEST_CASE("ingest_async: the answer comes when the store completes, with the request's count", "[ingest]") {
+  Env env;
+  DeferredStorage storage{Status()};
+  Ingestor ingestor(env.auth.get(), &storage);
+  int calls = 0;
+  Status answer(ErrorCode::internal_error, "not answered");
+  IngestResult answered;
+  {
+    // The request's memory is gone once ingest_async returns.
+    std::string body = body_with(R"([1, {"a" : 2}, "x"])");
+    body.insert(body.find('{') + 1, R"("deviceId":"dev1",)");
+    ingestor.ingest_async(request(body), [&](const Status& s, const IngestResult& r) {
+      calls++;
+      answer = s;
+      answered = r;
+    });
+    body.assign(body.size(), ' ');
+  }
+  CHECK(calls == 0);  // nothing waited: the store has not answered yet
+  REQUIRE(storage.pending() == 1);
+  std::string contents;
+  REQUIRE(storage.read_object("homelab", "outdoors_temp1", &contents).ok());
+  CHECK(contents == "1\n{\"a\":2}\n\"x\"\n");
+  storage.complete_all();
+  CHECK(calls == 1);
+  CHECK(answer.ok());
+  CHECK(answered.items == 3);
+  CHECK(answered.bytes_stored == 14);
+  CHECK(answered.device_id == "dev1");
+}
+
+TEST_CASE("ingest_async: refusals are answered before it returns, and store failures with nothing counted",
+          "[ingest]") {
+  Env env;
+  DeferredStorage failing{Status(ErrorCode::storage_error, "disk said no")};
+  Ingestor ingestor(env.auth.get(), &failing);
+  int calls = 0;
+  Status answer;
+  IngestResult answered;
+  auto done = [&](const Status& s, const IngestResult& r) {
+    calls++;
+    answer = s;
+    answered = r;
+  };
+  ingestor.ingest_async(request(body_with("1", "wrong")), done);
+  CHECK(calls == 1);
+  CHECK(answer.code() == ErrorCode::access_denied);
+  CHECK(failing.pending() == 0);
+  ingestor.ingest_async(request(kDocBody, "homelab", "k", "text/plain"), done);
+  CHECK(calls == 2);
+  CHECK(answer.code() == ErrorCode::unsupported_media_type);
+
+  ingestor.ingest_async(request(kDocBody), done);
+  CHECK(calls == 2);
+  failing.complete_all();
+  CHECK(calls == 3);
+  CHECK(answer.code() == ErrorCode::storage_error);
+  CHECK(answered.items == 0);
+  CHECK(answered.bytes_stored == 0);
+  CHECK(answered.device_id == "outdoors_u871a");
 }

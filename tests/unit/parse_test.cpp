@@ -8,6 +8,7 @@
 #include <string_view>
 #include <vector>
 
+#include "api_document.h"
 #include "writeapi/parse.h"
 
 using writeapi::ErrorCode;
@@ -17,7 +18,7 @@ using writeapi::Status;
 
 namespace {
 
-const std::string kDocKey = "fbebeb8ae7f94930fd07dd8249287973e786d047e9820a254c4a3aecb36fc238";
+const std::string kDocKey(writeapi::testing::kAccessKey);
 
 // A body with accessKey "k" and the given raw JSON text as "data".
 std::string with_data(std::string_view data) {
@@ -87,15 +88,7 @@ bool simdjson_accepts(std::string_view text, simdjson::error_code* error = nullp
 // The API document's example.
 
 TEST_CASE("parse: the API document's example body", "[parse]") {
-  const std::string body =
-      "{\n"
-      "    \"accessKey\": \"" + kDocKey + "\",\n"
-      "    \"deviceId\": \"outdoors_u871a\",\n"
-      "    \"data\": {\n"
-      "        \"timestamp\": 1584156800,\n"
-      "        \"temperature\": 4.7\n"
-      "    }\n"
-      "}\n";
+  const std::string& body = writeapi::testing::kDocumentBody;
   ParsedRequest out;
   Status s = writeapi::parse(body, &out);
   REQUIRE(s.ok());

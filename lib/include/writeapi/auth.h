@@ -41,13 +41,14 @@
 #include <utility>
 #include <vector>
 
+#include "writeapi/export.h"
 #include "writeapi/status.h"
 
 namespace writeapi {
 
 class DeviceLimiter;
 
-class Authorizer {
+class WRITEAPI_EXPORT Authorizer {
  public:
   virtual ~Authorizer() = default;
 
@@ -58,7 +59,7 @@ class Authorizer {
 };
 
 // An Authorizer backed by a keys file that can be re-read while serving.
-class KeysFileAuthorizer : public Authorizer {
+class WRITEAPI_EXPORT KeysFileAuthorizer : public Authorizer {
  public:
   // Re-reads the keys file. On success the new keys take effect at once
   // for later requests; on failure (unreadable, bad JSON, bad hash) the
@@ -84,17 +85,17 @@ class KeysFileAuthorizer : public Authorizer {
 
 // Reads the keys file at `path`. On failure returns nullptr and sets
 // *status (message names the problem, never a key).
-std::unique_ptr<KeysFileAuthorizer> make_keys_file_authorizer(
+WRITEAPI_EXPORT std::unique_ptr<KeysFileAuthorizer> make_keys_file_authorizer(
     const std::string& path, Status* status);
 
 // The same, and every successful load (the first and each reload) also
 // hands the file's bucket limits to `limiter` (DeviceLimiter::set_limits),
 // so keys and limits change together. `limiter` must outlive the result.
-std::unique_ptr<KeysFileAuthorizer> make_keys_file_authorizer(
+WRITEAPI_EXPORT std::unique_ptr<KeysFileAuthorizer> make_keys_file_authorizer(
     const std::string& path, DeviceLimiter* limiter, Status* status);
 
 // Lowercase hex SHA-256 of `data` (64 characters).
-std::string sha256_hex(std::string_view data);
+WRITEAPI_EXPORT std::string sha256_hex(std::string_view data);
 
 }  // namespace writeapi
 

@@ -24,6 +24,12 @@
 // every byte of a line round-trips). It works with ClickHouse 18.16 (Debian
 // 12) and later.
 //
+// The backend is optional: a libwriteapi built with
+// WRITEAPI_WITH_CLICKHOUSE=OFF needs no cpp-httplib. This header and its
+// functions are there all the same (one API and one set of symbols for both
+// builds); make_clickhouse_storage() then refuses with not_implemented, and
+// clickhouse_storage_supported() tells a program beforehand.
+//
 // Thread-safety: the Storage returned is safe for concurrent use.
 #ifndef WRITEAPI_CLICKHOUSE_H_
 #define WRITEAPI_CLICKHOUSE_H_
@@ -35,12 +41,13 @@
 #include <string>
 #include <string_view>
 
+#include "writeapi/export.h"
 #include "writeapi/status.h"
 #include "writeapi/storage.h"
 
 namespace writeapi {
 
-struct ClickHouseStorageOptions {
+struct WRITEAPI_EXPORT ClickHouseStorageOptions {
   // Base URL of ClickHouse's HTTP interface: http://host:8123 (https:// works
   // too). A path after the port is kept as a prefix (a proxy in front).
   std::string url = "http://127.0.0.1:8123";
@@ -86,19 +93,26 @@ struct ClickHouseStorageOptions {
   std::function<void(std::string_view)> log;
 };
 
+// True when this libwriteapi was built with the ClickHouse backend
+// (WRITEAPI_WITH_CLICKHOUSE=ON); false when make_clickhouse_storage()
+// always fails with not_implemented. Asked at run time, so it answers for
+// the library a program runs with (a shared libwriteapi may be swapped).
+WRITEAPI_EXPORT bool clickhouse_storage_supported() noexcept;
+
 // Connects to ClickHouse, creates the schema when missing (unless
 // options.create_schema is false) and checks that the table answers.
 // Returns nullptr and sets *status on failure: storage_error for invalid
 // options (URL, identifiers, flush_rows 0), storage_unavailable when
-// ClickHouse cannot be reached or refuses.
-std::unique_ptr<Storage> make_clickhouse_storage(const ClickHouseStorageOptions& options,
-                                                 Status* status);
+// ClickHouse cannot be reached or refuses, not_implemented when the library
+// was built without the backend (clickhouse_storage_supported() is false).
+WRITEAPI_EXPORT std::unique_ptr<Storage> make_clickhouse_storage(const ClickHouseStorageOptions& options,
+                                                                 Status* status);
 
 // The CREATE TABLE IF NOT EXISTS statement the backend runs for
 // options.database and options.table (MergeTree, partitioned by month,
 // ordered by bucket, key, received_us, frontend, seq). For a cluster, run it
 // on every shard for the local table and put a Distributed table over it.
-std::string clickhouse_table_sql(const ClickHouseStorageOptions& options);
+WRITEAPI_EXPORT std::string clickhouse_table_sql(const ClickHouseStorageOptions& options);
 
 }  // namespace writeapi
 

@@ -14,9 +14,11 @@
 #include <chrono>
 #include <cstdint>
 
+#include "writeapi/export.h"
+
 namespace writeapi {
 
-class Clock {
+class WRITEAPI_EXPORT Clock {
  public:
   using time_point = std::chrono::steady_clock::time_point;
   using duration = std::chrono::steady_clock::duration;
@@ -29,10 +31,10 @@ class Clock {
 
 // std::chrono::steady_clock behind the Clock interface. The returned clock
 // lives for the whole process; never null.
-const Clock* real_clock() noexcept;
+WRITEAPI_EXPORT const Clock* real_clock() noexcept;
 
 // A clock that moves only when told to, for tests.
-class ManualClock final : public Clock {
+class WRITEAPI_EXPORT ManualClock final : public Clock {
  public:
   // Starts at `start`; by default at one hour past the steady epoch, so
   // that "an hour ago" is still a valid time point.

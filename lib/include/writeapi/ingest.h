@@ -15,10 +15,12 @@
 #define WRITEAPI_INGEST_H_
 
 #include <cstddef>
+#include <functional>
 #include <string>
 #include <string_view>
 
 #include "writeapi/auth.h"
+#include "writeapi/export.h"
 #include "writeapi/limits.h"
 #include "writeapi/parse.h"
 #include "writeapi/status.h"
@@ -36,7 +38,7 @@ inline constexpr std::size_t kDefaultMaxBodyBytes = 10 * 1024 * 1024;
 // this limit. Servers should refuse a larger setting at startup.
 inline constexpr std::size_t kMaxBodyBytesLimit = std::size_t{1} << 30;
 
-struct IngestOptions {
+struct WRITEAPI_EXPORT IngestOptions {
   // Largest body accepted, in bytes, after gzip decompression. Bigger
   // bodies get payload_too_large. Default 10 MiB (the API's limit); at most
   // kMaxBodyBytesLimit (a larger value acts as that limit).
@@ -44,7 +46,7 @@ struct IngestOptions {
   ParseOptions parse;
 };
 
-struct IngestRequest {
+struct WRITEAPI_EXPORT IngestRequest {
   std::string_view bucket;            // percent-decoded path segment
   std::string_view key;               // percent-decoded path segment
   std::string_view content_type;      // Content-Type header; empty if absent
@@ -53,13 +55,13 @@ struct IngestRequest {
   std::string_view body;              // as received (maybe gzip)
 };
 
-struct IngestResult {
+struct WRITEAPI_EXPORT IngestResult {
   std::size_t items = 0;        // items stored
   std::size_t bytes_stored = 0; // bytes of JSON Lines stored
   std::string device_id;        // deviceId of the request, if any
 };
 
-class Ingestor {
+class WRITEAPI_EXPORT Ingestor {
  public:
   // Without device limits: every authorized request is stored.
   Ingestor(const Authorizer* authorizer, Storage* storage,
@@ -75,9 +77,24 @@ class Ingestor {
   // result->device_id is set whenever the body parsed (for logging).
   Status ingest(const IngestRequest& request, IngestResult* result) const;
 
+  // ingest() that completes through `done`, for front ends on an event
+  // loop: everything up to the store runs before ingest_async returns (on
+  // the calling thread); the store's part completes through
+  // Storage::append_async, so nothing waits for a sync or a remote insert.
+  // `done` is called exactly once with the status and the result, either
+  // before ingest_async returns or later from a thread of the store: it
+  // must be quick and must not block. The request's memory need only stay
+  // valid until ingest_async returns. ingest() is this call and a wait.
+  void ingest_async(const IngestRequest& request,
+                    std::function<void(const Status&, const IngestResult&)> done) const;
+
   const IngestOptions& options() const { return options_; }
 
  private:
+  // Everything before the store: fills *batch (pointing into per-thread
+  // buffers) and result->device_id, or returns the refusal.
+  Status prepare(const IngestRequest& request, IngestResult* result, AppendBatch* batch) const;
+
   const Authorizer* authorizer_;
   DeviceLimiter* limiter_ = nullptr;
   Storage* storage_;
@@ -86,17 +103,17 @@ class Ingestor {
 
 // Ok when `content_type` is application/json (any case, parameters such as
 // charset=utf-8 allowed); unsupported_media_type otherwise.
-Status check_content_type(std::string_view content_type);
+WRITEAPI_EXPORT Status check_content_type(std::string_view content_type);
 
 // Ok when `content_encoding` is empty, identity, gzip, x-gzip or deflate
 // (any case); unsupported_encoding otherwise.
-Status check_content_encoding(std::string_view content_encoding);
+WRITEAPI_EXPORT Status check_content_encoding(std::string_view content_encoding);
 
 // Inflates a gzip (or zlib, for "deflate") stream into *out, failing with
 // payload_too_large as soon as the output would exceed `max_bytes` (or the
 // input kMaxBodyBytesLimit), and with bad_request on corrupt data.
-Status gunzip(std::string_view compressed, std::size_t max_bytes,
-              std::string* out);
+WRITEAPI_EXPORT Status gunzip(std::string_view compressed, std::size_t max_bytes,
+                              std::string* out);
 
 }  // namespace writeapi
 

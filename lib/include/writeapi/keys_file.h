@@ -37,12 +37,13 @@
 #include <string_view>
 #include <vector>
 
+#include "writeapi/export.h"
 #include "writeapi/limits.h"
 #include "writeapi/status.h"
 
 namespace writeapi {
 
-struct KeyRecord {
+struct WRITEAPI_EXPORT KeyRecord {
   std::string id;
   std::string sha256;  // 64 hex digits
   std::string label;
@@ -50,33 +51,33 @@ struct KeyRecord {
 };
 
 // A token bucket as written in the file: absent fields are defaults.
-struct RateLimitRecord {
+struct WRITEAPI_EXPORT RateLimitRecord {
   std::optional<double> rate;
   std::optional<double> burst;
   bool empty() const { return !rate && !burst; }
 };
 
-struct LimitsRecord {
+struct WRITEAPI_EXPORT LimitsRecord {
   RateLimitRecord anonymous;
   RateLimitRecord device;
   std::optional<std::int64_t> max_suspension_seconds;
   bool empty() const { return anonymous.empty() && device.empty() && !max_suspension_seconds; }
 };
 
-struct DeviceRecord {
+struct WRITEAPI_EXPORT DeviceRecord {
   std::string device_id;
   bool blocked = false;
   RateLimitRecord limit;
 };
 
-struct BucketRecord {
+struct WRITEAPI_EXPORT BucketRecord {
   std::string name;
   std::vector<KeyRecord> keys;
   LimitsRecord limits;
   std::vector<DeviceRecord> devices;  // in file order
 };
 
-struct KeysFileContents {
+struct WRITEAPI_EXPORT KeysFileContents {
   std::vector<BucketRecord> buckets;  // in file order
 
   // The bucket named `name`, or nullptr.
@@ -86,13 +87,13 @@ struct KeysFileContents {
 // Reads and validates the keys file at `path`. Errors name the file and
 // the problem (never a key) and use ErrorCode::internal_error as a generic
 // carrier; a missing file is not_found.
-Status read_keys_file(const std::string& path, KeysFileContents* contents);
+WRITEAPI_EXPORT Status read_keys_file(const std::string& path, KeysFileContents* contents);
 
 // The same, from text already read (`path` only names it in messages).
-Status parse_keys_file(std::string_view text, const std::string& path, KeysFileContents* contents);
+WRITEAPI_EXPORT Status parse_keys_file(std::string_view text, const std::string& path, KeysFileContents* contents);
 
 // The file's text: indented JSON that parse_keys_file reads back equal.
-std::string format_keys_file(const KeysFileContents& contents);
+WRITEAPI_EXPORT std::string format_keys_file(const KeysFileContents& contents);
 
 // Replaces the file at `path` with `contents` atomically (temporary file,
 // fsync, rename, directory fsync). An existing file's permission bits are
@@ -100,30 +101,30 @@ std::string format_keys_file(const KeysFileContents& contents);
 // before anything is written, so a file the server would reject (say, a
 // label that is not UTF-8) is never installed. Callers that read before
 // writing must hold the lock: use update_keys_file.
-Status write_keys_file(const std::string& path, const KeysFileContents& contents);
+WRITEAPI_EXPORT Status write_keys_file(const std::string& path, const KeysFileContents& contents);
 
 // Locks the file against other updaters, reads it (or starts empty when it
 // does not exist and `create_if_missing`), applies `change`, and writes the
 // result atomically. Nothing is written when `change` fails.
-Status update_keys_file(const std::string& path, bool create_if_missing,
-                        const std::function<Status(KeysFileContents*)>& change);
+WRITEAPI_EXPORT Status update_keys_file(const std::string& path, bool create_if_missing,
+                                        const std::function<Status(KeysFileContents*)>& change);
 
 // The limits of every bucket of the file, defaults filled in.
-BucketLimitsMap bucket_limits(const KeysFileContents& contents);
+WRITEAPI_EXPORT BucketLimitsMap bucket_limits(const KeysFileContents& contents);
 
 // A new access key: 32 bytes from OpenSSL's CSPRNG as 64 lowercase hex
 // digits. Fails (internal_error) only when the CSPRNG does.
-Status generate_access_key(std::string* key);
+WRITEAPI_EXPORT Status generate_access_key(std::string* key);
 
 // "k<N+1>" where N is the highest numeric suffix of the bucket's "k<N>" ids
 // (so "k1" for a bucket without such ids).
-std::string next_key_id(const BucketRecord& bucket);
+WRITEAPI_EXPORT std::string next_key_id(const BucketRecord& bucket);
 
 // True when `text` is valid UTF-8 (labels must be, to stay valid JSON).
-bool is_valid_utf8(std::string_view text);
+WRITEAPI_EXPORT bool is_valid_utf8(std::string_view text);
 
 // The current UTC time as "YYYY-MM-DDTHH:MM:SSZ".
-std::string utc_now_iso8601();
+WRITEAPI_EXPORT std::string utc_now_iso8601();
 
 }  // namespace writeapi
 

@@ -25,11 +25,12 @@
 #include <thread>
 
 #include "writeapi/auth.h"
+#include "writeapi/export.h"
 #include "writeapi/status.h"
 
 namespace writeapi {
 
-struct KeysReloaderOptions {
+struct WRITEAPI_EXPORT KeysReloaderOptions {
   // How often the background thread checks the file. Zero starts no
   // thread: the embedder calls poll() when it likes (tests do). Default
   // 1 s; a check costs one stat().
@@ -40,7 +41,7 @@ struct KeysReloaderOptions {
   std::function<void(std::string_view)> log;
 };
 
-class KeysReloader {
+class WRITEAPI_EXPORT KeysReloader {
  public:
   // Watches keys->path(), taking the file as it is now as loaded. `keys`
   // must outlive the reloader. Starts the background thread when

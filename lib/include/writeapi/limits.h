@@ -43,6 +43,7 @@
 #include <string_view>
 
 #include "writeapi/clock.h"
+#include "writeapi/export.h"
 #include "writeapi/status.h"
 
 namespace writeapi {
@@ -50,7 +51,7 @@ namespace writeapi {
 // A token bucket: `burst` requests may arrive at once after a quiet
 // period; beyond that, `rate` requests per second are sustained.
 // Preconditions: rate > 0, burst >= 1.
-struct RateLimit {
+struct WRITEAPI_EXPORT RateLimit {
   double rate = 1;   // tokens added per second
   double burst = 1;  // bucket capacity, in requests
 };
@@ -69,7 +70,7 @@ inline constexpr RateLimit kDefaultDeviceLimit{10, 100};
 inline constexpr std::chrono::seconds kDefaultMaxSuspension{3600};
 
 // An operator's rule for one deviceId of a bucket.
-struct DeviceRule {
+struct WRITEAPI_EXPORT DeviceRule {
   // Refuse every request of this device with device_blocked.
   bool blocked = false;
   // The device's own budget, replacing BucketLimits::device.
@@ -77,7 +78,7 @@ struct DeviceRule {
 };
 
 // The limits of one bucket.
-struct BucketLimits {
+struct WRITEAPI_EXPORT BucketLimits {
   // Shared budget of the requests without a deviceId.
   RateLimit anonymous = kDefaultAnonymousLimit;
   // Budget of each deviceId without a rule of its own.
@@ -91,7 +92,7 @@ struct BucketLimits {
 // Limits by bucket name. A bucket not listed gets BucketLimits{}.
 using BucketLimitsMap = std::map<std::string, BucketLimits, std::less<>>;
 
-struct DeviceLimiterOptions {
+struct WRITEAPI_EXPORT DeviceLimiterOptions {
   // Device budgets kept at most; beyond it the least recently seen is
   // evicted. Each costs about 200 bytes plus its bucket name and deviceId:
   // 100,000 take about 21 MB with short ids, at most about 60 MB with
@@ -116,7 +117,7 @@ struct DeviceLimiterOptions {
 };
 
 // Monotonic counters (except tracked_devices, a gauge).
-struct DeviceLimiterStats {
+struct WRITEAPI_EXPORT DeviceLimiterStats {
   std::uint64_t tracked_devices = 0;  // device budgets in the table now
   std::uint64_t rate_limited = 0;     // requests refused with rate_limited
   std::uint64_t suspended = 0;        // requests refused with suspended
@@ -126,7 +127,7 @@ struct DeviceLimiterStats {
   std::uint64_t expirations = 0;      // budgets forgotten after idle_expiry
 };
 
-class DeviceLimiter {
+class WRITEAPI_EXPORT DeviceLimiter {
  public:
   explicit DeviceLimiter(DeviceLimiterOptions options = DeviceLimiterOptions());
   ~DeviceLimiter();

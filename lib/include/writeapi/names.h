@@ -13,6 +13,7 @@
 #include <string>
 #include <string_view>
 
+#include "writeapi/export.h"
 #include "writeapi/status.h"
 
 namespace writeapi {
@@ -20,25 +21,25 @@ namespace writeapi {
 inline constexpr std::size_t kMaxNameLength = 128;
 
 // True when `name` is a valid bucket or key name.
-bool is_valid_name(std::string_view name) noexcept;
+WRITEAPI_EXPORT bool is_valid_name(std::string_view name) noexcept;
 
 // Ok, or invalid_name with a message naming `what` ("bucket" or "key").
-Status validate_name(std::string_view name, std::string_view what);
+WRITEAPI_EXPORT Status validate_name(std::string_view name, std::string_view what);
 
 // Splits a request target ("/write/v3/bucket/<bucket>/<key>", optionally
 // followed by "?query") into its percent-decoded bucket and key.
 // Returns not_found when the target is not a write path (wrong prefix, or
 // not exactly two segments after it), invalid_name when a segment is
 // malformed or decodes to an invalid name.
-Status parse_write_target(std::string_view target, std::string* bucket,
-                          std::string* key);
+WRITEAPI_EXPORT Status parse_write_target(std::string_view target, std::string* bucket,
+                                          std::string* key);
 
 // The path prefix of the Write API.
 inline constexpr std::string_view kWritePathPrefix = "/write/v3/bucket/";
 
 // Decodes %XX escapes of a URL path segment into `*out`. Returns false on a
 // malformed escape ('%' not followed by two hex digits). '+' is kept as is.
-bool percent_decode(std::string_view in, std::string* out);
+WRITEAPI_EXPORT bool percent_decode(std::string_view in, std::string* out);
 
 }  // namespace writeapi
 

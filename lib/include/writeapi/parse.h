@@ -36,11 +36,12 @@
 #include <string>
 #include <string_view>
 
+#include "writeapi/export.h"
 #include "writeapi/status.h"
 
 namespace writeapi {
 
-struct ParseOptions {
+struct WRITEAPI_EXPORT ParseOptions {
   // Deepest nesting of arrays and objects accepted, counting the top-level
   // object as depth 1. Deeper bodies get ErrorCode::too_deep. Default 1024,
   // so every stored item nests at most 1023 deep and reads back with
@@ -55,7 +56,7 @@ inline constexpr std::size_t kMaxDeviceIdBytes = 256;
 // applies to the Idempotency-Key header).
 inline constexpr std::size_t kMaxRequestIdBytes = 128;
 
-struct ParsedRequest {
+struct WRITEAPI_EXPORT ParsedRequest {
   std::string access_key;   // unescaped value of "accessKey"
   bool has_device_id = false;
   std::string device_id;    // unescaped value of "deviceId" (if present)
@@ -94,8 +95,8 @@ struct ParsedRequest {
 // Syntax errors take precedence: a body that is not valid JSON is always
 // invalid_json/invalid_utf8/too_deep, whatever else is wrong with it.
 // On error, `*out` holds no usable data.
-Status parse(std::string_view body, ParsedRequest* out,
-             const ParseOptions& options = ParseOptions());
+WRITEAPI_EXPORT Status parse(std::string_view body, ParsedRequest* out,
+                             const ParseOptions& options = ParseOptions());
 
 }  // namespace writeapi
 

@@ -15,6 +15,8 @@
 #include <string_view>
 #include <utility>
 
+#include "writeapi/export.h"
+
 namespace writeapi {
 
 // Stable error codes. The wire name (error_name) and HTTP status
@@ -65,12 +67,12 @@ enum class ErrorCode : int {
 inline constexpr int kErrorCodeCount = static_cast<int>(ErrorCode::request_id_conflict) + 1;
 
 // Wire name of `code` ("invalid_json"); "ok" for ErrorCode::ok.
-std::string_view error_name(ErrorCode code) noexcept;
+WRITEAPI_EXPORT std::string_view error_name(ErrorCode code) noexcept;
 
 // HTTP status for `code` (200 for ok).
-int http_status(ErrorCode code) noexcept;
+WRITEAPI_EXPORT int http_status(ErrorCode code) noexcept;
 
-class [[nodiscard]] Status {
+class [[nodiscard]] WRITEAPI_EXPORT Status {
  public:
   // An ok status.
   Status() noexcept = default;

@@ -30,12 +30,13 @@
 #include <string_view>
 #include <vector>
 
+#include "writeapi/export.h"
 #include "writeapi/status.h"
 
 namespace writeapi {
 
 // One request's worth of lines for one object.
-struct AppendBatch {
+struct WRITEAPI_EXPORT AppendBatch {
   std::string_view bucket;     // a valid name (see names.h)
   std::string_view key;        // a valid name
   std::string_view device_id;  // empty when the request had none
@@ -44,7 +45,7 @@ struct AppendBatch {
 };
 
 // Counters a backend exposes for monitoring. All monotonic since start.
-struct StorageStats {
+struct WRITEAPI_EXPORT StorageStats {
   std::uint64_t appends = 0;          // batches stored (acknowledged)
   std::uint64_t bytes_written = 0;    // bytes of lines stored (acknowledged)
   std::uint64_t syncs = 0;            // durability syncs (fdatasync rounds)
@@ -57,7 +58,7 @@ struct StorageStats {
   std::uint64_t fenced_objects = 0;
 };
 
-class Storage {
+class WRITEAPI_EXPORT Storage {
  public:
   virtual ~Storage() = default;
 
@@ -67,6 +68,25 @@ class Storage {
   // quota), storage_error (I/O error, failed sync) or storage_unavailable
   // (remote store unreachable) otherwise, with nothing of the batch kept.
   virtual Status append(const AppendBatch& batch) = 0;
+
+  // append() that completes through `done`, for callers on an event loop
+  // that must not wait for a sync or a remote store. `done` is called
+  // exactly once with what append() would have returned: either before
+  // append_async returns (when nothing had to be waited for) or later from
+  // a thread of the backend, so it must be quick and must not block; it
+  // may call append_async again. The batch's memory need only stay valid
+  // until append_async returns. The same contract holds as for append():
+  // nothing of a batch is visible to read_object() before `done` reports
+  // ok, and nothing of it ever when `done` reports an error.
+  //
+  // The default calls append() and then `done`, so a backend that does not
+  // override it blocks the caller as append() does. The file store with
+  // FsyncPolicy::always completes from its log thread when the group
+  // commit that holds the batch is durable, with no thread per waiting
+  // append; its other policies never wait and complete inline.
+  virtual void append_async(const AppendBatch& batch, std::function<void(Status)> done) {
+    done(append(batch));
+  }
 
   // Fills *keys with the keys of `bucket` that hold an object, sorted.
   // An unknown bucket yields an empty list and ok.
@@ -96,7 +116,7 @@ enum class FsyncPolicy {
   never,
 };
 
-struct FileStorageOptions {
+struct WRITEAPI_EXPORT FileStorageOptions {
   // Root directory; objects live at <data_dir>/<bucket>/<key>.jsonl.
   // Created if missing.
   std::string data_dir = "data";
@@ -119,11 +139,11 @@ struct FileStorageOptions {
 // Opens a file store at options.data_dir. On failure (directory not
 // creatable or not writable, or held by another process) returns nullptr
 // and sets *status.
-std::unique_ptr<Storage> make_file_storage(const FileStorageOptions& options,
-                                           Status* status);
+WRITEAPI_EXPORT std::unique_ptr<Storage> make_file_storage(const FileStorageOptions& options,
+                                                           Status* status);
 
 // An in-memory store, for tests and embedders. Nothing survives the process.
-std::unique_ptr<Storage> make_memory_storage();
+WRITEAPI_EXPORT std::unique_ptr<Storage> make_memory_storage();
 
 }  // namespace writeapi
 

@@ -48,26 +48,6 @@ const char* server_binary() {
 // ---------------------------------------------------------------------------
 // Files
 
-TempDir::TempDir() {
-  const char* base = std::getenv("TMPDIR");
-  std::string pattern = std::string(base && *base ? base : "/tmp") + "/writeapi-integ-XXXXXX";
-  std::vector<char> buffer(pattern.begin(), pattern.end());
-  buffer.push_back('\0');
-  if (!::mkdtemp(buffer.data())) throw std::runtime_error("mkdtemp failed: " + std::string(std::strerror(errno)));
-  path_ = buffer.data();
-}
-
-TempDir::~TempDir() {
-  std::error_code ec;
-  // Make everything removable again (tests may chmod directories).
-  for (auto it = fs::recursive_directory_iterator(path_, ec); !ec && it != fs::recursive_directory_iterator();
-       it.increment(ec)) {
-    std::error_code ignored;
-    if (it->is_directory(ignored)) fs::permissions(it->path(), fs::perms::owner_all, fs::perm_options::add, ignored);
-  }
-  fs::remove_all(path_, ec);
-}
-
 void write_keys_file(const std::string& path) {
   // The load tests send thousands of requests a second to "homelab", which
   // the default device limits would throttle; limits themselves are tested
@@ -83,25 +63,6 @@ void write_keys_file(const std::string& path) {
 }}
 )";
   write_file(path, contents);
-}
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return "";
-  std::ostringstream out;
-  out << in.rdbuf();
-  return out.str();
-}
-
-void write_file(const std::string& path, std::string_view contents) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(contents.data(), static_cast<std::streamsize>(contents.size()));
-  if (!out) throw std::runtime_error("cannot write " + path);
-}
-
-bool file_exists(const std::string& path) {
-  struct stat st;
-  return ::stat(path.c_str(), &st) == 0;
 }
 
 std::map<std::string, std::string> snapshot_tree(const std::string& root) {
@@ -152,50 +113,6 @@ std::vector<std::string> split_lines(std::string_view text) {
     text.remove_prefix(nl + 1);
   }
   return lines;
-}
-
-namespace {
-
-// Streams `total` bytes produced by `next` (which fills up to n bytes and
-// returns how many) through deflate.
-template <typename Next>
-std::string deflate_stream(std::size_t total, int window_bits, Next next) {
-  z_stream stream{};
-  if (deflateInit2(&stream, 9, Z_DEFLATED, window_bits, 9, Z_DEFAULT_STRATEGY) != Z_OK)
-    throw std::runtime_error("deflateInit2 failed");
-  std::string out;
-  std::vector<char> in(1 << 20);
-  std::vector<char> chunk(1 << 16);
-  std::size_t fed = 0;
-  int flush = Z_NO_FLUSH;
-  do {
-    std::size_t n = std::min(in.size(), total - fed);
-    next(in.data(), fed, n);
-    fed += n;
-    flush = fed == total ? Z_FINISH : Z_NO_FLUSH;
-    stream.next_in = reinterpret_cast<Bytef*>(in.data());
-    stream.avail_in = static_cast<uInt>(n);
-    do {
-      stream.next_out = reinterpret_cast<Bytef*>(chunk.data());
-      stream.avail_out = static_cast<uInt>(chunk.size());
-      deflate(&stream, flush);
-      out.append(chunk.data(), chunk.size() - stream.avail_out);
-    } while (stream.avail_out == 0);
-  } while (flush != Z_FINISH);
-  deflateEnd(&stream);
-  return out;
-}
-
-}  // namespace
-
-std::string gzip_compress(std::string_view data, int window_bits) {
-  return deflate_stream(data.size(), window_bits, [&](char* dst, std::size_t offset, std::size_t n) {
-    std::memcpy(dst, data.data() + offset, n);
-  });
-}
-
-std::string gzip_of_zeros(std::size_t zeros) {
-  return deflate_stream(zeros, 16 + 15, [](char* dst, std::size_t, std::size_t n) { std::memset(dst, 0, n); });
 }
 
 // ---------------------------------------------------------------------------

@@ -16,16 +16,16 @@
 #include <string_view>
 #include <vector>
 
+#include "api_document.h"
+#include "gzip.h"
+#include "temp_dir.h"
+
 namespace httplib {
 class Client;
 }
 
 namespace writeapi::testing {
 
-// The access key of bucket "homelab" in examples/demo-keys.json (and in the
-// Write API document).
-inline constexpr std::string_view kAccessKey =
-    "fbebeb8ae7f94930fd07dd8249287973e786d047e9820a254c4a3aecb36fc238";
 // A second bucket the test keys file knows, with its own key.
 inline constexpr std::string_view kOtherBucket = "otherlab";
 inline constexpr std::string_view kOtherAccessKey = "0123456789abcdef0123456789abcdef-other-bucket-key";
@@ -34,26 +34,9 @@ inline constexpr std::string_view kOtherAccessKey = "0123456789abcdef0123456789a
 // the one built with the tests (set by CMake).
 const char* server_binary();
 
-// A temporary directory removed (recursively) on destruction.
-class TempDir {
- public:
-  TempDir();
-  ~TempDir();
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
-
 // Writes a keys file granting kAccessKey on "homelab" and kOtherAccessKey on
 // kOtherBucket.
 void write_keys_file(const std::string& path);
-
-std::string read_file(const std::string& path);  // "" when missing
-void write_file(const std::string& path, std::string_view contents);
-bool file_exists(const std::string& path);
 
 // Every file and directory under `root` (relative path -> contents; for
 // directories the value is "<dir>"), to prove a request changed nothing.
@@ -65,11 +48,6 @@ std::string tree_diff(const std::map<std::string, std::string>& before,
 
 // Splits into lines on '\n'; a trailing piece without '\n' is returned too.
 std::vector<std::string> split_lines(std::string_view text);
-
-// gzip (wrapper = 16 + 15) or zlib (15) compression of `data`.
-std::string gzip_compress(std::string_view data, int window_bits = 16 + 15);
-// gzip of `zeros` bytes of zeros, compressed in pieces (no huge buffer).
-std::string gzip_of_zeros(std::size_t zeros);
 
 // How the server's child process is set up before exec, for tests of what
 // the server does with its environment.
@@ -205,7 +183,7 @@ RawResponse raw_exchange(int port, std::string_view request,
 
 // "POST <target> HTTP/1.1" with Host, the given extra header lines (each
 // "Name: value"), Content-Length of `body` unless `with_length` is false,
-// Connection: close, then the body.
+// then the body (a keep-alive request).
 std::string make_post(std::string_view target, std::string_view body,
                       const std::vector<std::string>& headers = {"Content-Type: application/json"},
                       bool with_length = true);
