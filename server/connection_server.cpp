@@ -317,7 +317,7 @@ class Loop final : public ConnectionServer {
     // milliseconds); its connection is not freed before.
     {
       std::unique_lock<std::mutex> lock(returned_mu_);
-      direct_done_cv_.wait(lock, [&] { return direct_in_flight_ == 0; });
+      direct_done_cv_.wait(lock, [&] { return direct_in_flight_.load(std::memory_order_acquire) == 0; });
     }
     while (!conns_.empty()) close_now(conns_.back());
   }
@@ -1125,6 +1125,12 @@ class Loop final : public ConnectionServer {
       {
         std::lock_guard<std::mutex> lock(queue_mu_);
         --a->active;
+        // A parked run's connection may have been answered and closed by
+        // the loop meanwhile: then the address is this worker's to drop.
+        if (a->active == 0 && a->connections == 0 && a->ready.empty()) {
+          addresses_.erase(a->ip);
+          continue;
+        }
         if (!a->ready.empty() && !a->in_turns && a->active < worker_share_) {
           a->in_turns = true;
           turns_.push_back(a);
@@ -1157,10 +1163,7 @@ class Loop final : public ConnectionServer {
     c->out.clear();
     if (c->direct) {
       c->run_keep_alive = keep_alive;
-      {
-        std::lock_guard<std::mutex> lock(returned_mu_);
-        ++direct_in_flight_;
-      }
+      direct_in_flight_.fetch_add(1, std::memory_order_relaxed);
       c->completion.store(kRunning, std::memory_order_relaxed);
       hooks_.run_direct(c->head, c->body, c->ip, keep_alive, &c->out, [this, c] { complete_direct(c); });
       int expected = kRunning;
@@ -1179,15 +1182,17 @@ class Loop final : public ConnectionServer {
     int expected = kRunning;
     const bool parked = !c->completion.compare_exchange_strong(expected, kDone, std::memory_order_acq_rel);
     bool was_empty = false;
-    {
+    if (parked) {
       std::lock_guard<std::mutex> lock(returned_mu_);
-      if (parked) {
-        was_empty = returned_.empty() && completed_.empty();
-        completed_.push_back(c);
-      }
-      if (--direct_in_flight_ == 0) direct_done_cv_.notify_all();
+      was_empty = returned_.empty() && completed_.empty();
+      completed_.push_back(c);
     }
     if (was_empty) wake();
+    // Last: serve() may free the connection once this reaches 0.
+    if (direct_in_flight_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+      std::lock_guard<std::mutex> lock(returned_mu_);
+      direct_done_cv_.notify_all();
+    }
   }
 
   // After the answer: send it and go on with the connection.
@@ -1257,8 +1262,8 @@ class Loop final : public ConnectionServer {
   // Parked direct runs whose answer came (complete_direct), and the direct
   // runs whose answer has not come yet (guarded by returned_mu_).
   std::vector<Conn*> completed_;
-  std::size_t direct_in_flight_ = 0;
-  std::condition_variable direct_done_cv_;
+  std::atomic<std::size_t> direct_in_flight_{0};
+  std::condition_variable direct_done_cv_;  // direct_in_flight_ fell to 0 (with returned_mu_)
 };
 
 SSL_CTX* load_tls(const ConnectionOptions& options, std::string* error) {

@@ -46,6 +46,8 @@
 #include <cstdio>
 #include <ctime>
 #include <deque>
+#include <functional>
+#include <memory>
 #include <mutex>
 #include <random>
 #include <set>
@@ -203,11 +205,16 @@ std::string default_frontend_id() {
   return std::string(host) + "-" + std::to_string(::getpid()) + "-" + suffix;
 }
 
-// A writer waiting for the INSERT holding its rows (lives on its stack).
+// A writer waiting for the INSERT holding its rows (lives on its stack),
+// or, with a callback (append_async), nobody waiting: the waiter then owns
+// a copy of the batch's bytes, and the flush thread calls the callback
+// once, outside the lock, and deletes the waiter.
 struct Waiter {
   std::condition_variable cv;
   bool done = false;
   Status result;
+  std::function<void(Status)> callback;
+  std::string copy;  // bucket, key, device_id and lines of an async batch
 };
 
 // One append waiting in a group. The batch's views point into the
@@ -366,6 +373,53 @@ class ClickHouseStorage final : public Storage {
 
   Status append(const AppendBatch& batch) override {
     if (batch.item_count == 0) return Status();
+    Waiter waiter;
+    std::unique_lock<std::mutex> lock(mu_);
+    enqueue(batch, &waiter);
+    waiter.cv.wait(lock, [&] { return waiter.done; });
+    return waiter.result;
+  }
+
+  // The batch is copied (the caller does not wait), so the flush thread's
+  // INSERT encodes the rows from the copy; no thread waits for it.
+  void append_async(const AppendBatch& batch, std::function<void(Status)> done) override {
+    if (batch.item_count == 0) return done(Status());
+    auto waiter = std::make_unique<Waiter>();
+    waiter->callback = std::move(done);
+    std::string& copy = waiter->copy;
+    copy.reserve(batch.bucket.size() + batch.key.size() + batch.device_id.size() + batch.lines.size());
+    copy.append(batch.bucket).append(batch.key).append(batch.device_id).append(batch.lines);
+    AppendBatch owned = batch;
+    std::string_view bytes = copy;
+    owned.bucket = bytes.substr(0, batch.bucket.size());
+    bytes.remove_prefix(batch.bucket.size());
+    owned.key = bytes.substr(0, batch.key.size());
+    bytes.remove_prefix(batch.key.size());
+    owned.device_id = bytes.substr(0, batch.device_id.size());
+    bytes.remove_prefix(batch.device_id.size());
+    owned.lines = bytes;
+    std::unique_lock<std::mutex> lock(mu_);
+    enqueue(owned, waiter.release());
+  }
+
+  Status list_keys(std::string_view bucket, std::vector<std::string>* keys) override {
+    keys->clear();
+    Reply reply = query(*new_client(), "wait_end_of_query=1",
+                        "SELECT DISTINCT key FROM " + table_ + " WHERE bucket = " + clickhouse::quote_string(bucket) +
+                            " ORDER BY key FORMAT RowBinary");
+    if (!reply.ok) return read_error("list_keys", reply);
+    std::string_view in = reply.body, key;
+    while (!in.empty()) {
+      if (!clickhouse::get_string(&in, &key)) return malformed("list_keys");
+      keys->emplace_back(key);
+    }
+    return Status();
+  }
+
+ private:
+  // Puts the batch in the open group (a new one when needed) for the
+  // waiter; mu_ is held.
+  void enqueue(const AppendBatch& batch, Waiter* waiter) {
     // The size of the rows, outside the lock; everything but the line
     // lengths and seq is the same in every row of the append.
     const std::uint64_t row_overhead = string_size(batch.bucket) + string_size(batch.key) +
@@ -376,8 +430,6 @@ class ClickHouseStorage final : public Storage {
       rows++;
       body_bytes += row_overhead + string_size(line);
     });
-    Waiter waiter;
-    std::unique_lock<std::mutex> lock(mu_);
     // One receive time per append, never behind the previous one, so a
     // clock stepped back cannot reorder this front-end's appends.
     auto now_us = static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
@@ -397,29 +449,15 @@ class ClickHouseStorage final : public Storage {
       flush_cv_.notify_all();
     }
     Group& group = groups_.back();
-    group.appends.push_back({batch, received_us, next_seq_, &waiter});
+    group.appends.push_back({batch, received_us, next_seq_, waiter});
     next_seq_ += rows;
     group.rows += rows;
     group.body_bytes += body_bytes;
     group.line_bytes += batch.lines.size();
     if (group.rows >= options_.flush_rows) flush_cv_.notify_all();
-    waiter.cv.wait(lock, [&] { return waiter.done; });
-    return waiter.result;
   }
 
-  Status list_keys(std::string_view bucket, std::vector<std::string>* keys) override {
-    keys->clear();
-    Reply reply = query(*new_client(), "wait_end_of_query=1",
-                        "SELECT DISTINCT key FROM " + table_ + " WHERE bucket = " + clickhouse::quote_string(bucket) +
-                            " ORDER BY key FORMAT RowBinary");
-    if (!reply.ok) return read_error("list_keys", reply);
-    std::string_view in = reply.body, key;
-    while (!in.empty()) {
-      if (!clickhouse::get_string(&in, &key)) return malformed("list_keys");
-      keys->emplace_back(key);
-    }
-    return Status();
-  }
+ public:
 
   Status read_object(std::string_view bucket, std::string_view key, std::string* contents) override {
     contents->clear();
@@ -522,11 +560,26 @@ class ClickHouseStorage final : public Storage {
       lock.lock();
       // Still under the lock: a waiter cannot see done and leave (taking its
       // condition variable with it) before it is notified.
+      std::vector<Waiter*> callbacks;
       for (const PendingAppend& pending : group.appends) {
+        if (pending.waiter->callback) {
+          callbacks.push_back(pending.waiter);
+          continue;
+        }
         pending.waiter->done = true;
         pending.waiter->result = result;
         pending.waiter->cv.notify_one();
       }
+      if (callbacks.empty()) continue;
+      group = Group();  // its views point into the waiters' copies
+      lock.unlock();
+      for (Waiter* waiter : callbacks) {
+        std::unique_ptr<Waiter> owned(waiter);
+        std::function<void(Status)> callback = std::move(owned->callback);
+        owned.reset();
+        callback(result);
+      }
+      lock.lock();
     }
   }
 

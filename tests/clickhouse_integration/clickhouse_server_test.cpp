@@ -221,10 +221,8 @@ TEST_CASE("clickhouse: 8 clients x 100 batches to one object never interleave", 
   for (int t = 0; t < kThreads; ++t) CHECK(next[t] == kRequests);
 
   // Batching: fewer INSERTs than requests (metrics count INSERTs as syncs).
-  auto metrics = ch.server.client()->Get("/metrics");
-  REQUIRE(metrics);
-  auto inserts = metric_value(metrics->body, "writeapi_storage_syncs_total");
-  auto appends = metric_value(metrics->body, "writeapi_storage_appends_total");
+  auto inserts = ch.server.metric("writeapi_storage_syncs_total");
+  auto appends = ch.server.metric("writeapi_storage_appends_total");
   REQUIRE(inserts);
   REQUIRE(appends);
   CHECK(*appends == kThreads * kRequests);

@@ -263,10 +263,8 @@ TEST_CASE("fsync always: requests in flight share group commits and hold no work
       CHECK(check_ok_body(response.body, 1).empty());
     }
   }
-  auto metrics = server.client()->Get("/metrics");
-  REQUIRE(metrics);
-  auto appends = metric_value(metrics->body, "writeapi_storage_synced_appends_total");
-  auto syncs = metric_value(metrics->body, "writeapi_storage_syncs_total");
+  auto appends = server.metric("writeapi_storage_synced_appends_total");
+  auto syncs = server.metric("writeapi_storage_syncs_total");
   REQUIRE(appends);
   REQUIRE(syncs);
   CHECK(*appends == kConnections * kRounds);

@@ -585,6 +585,12 @@ std::string error_message(std::string_view body) {
   return std::string(message);
 }
 
+std::optional<double> ServerProcess::metric(std::string_view name_with_labels) const {
+  auto res = client()->Get("/metrics");
+  if (!res || res->status != 200) return std::nullopt;
+  return metric_value(res->body, name_with_labels);
+}
+
 std::optional<double> metric_value(std::string_view metrics, std::string_view name_with_labels) {
   for (const auto& line : split_lines(metrics)) {
     if (line.size() > name_with_labels.size() && line.compare(0, name_with_labels.size(), name_with_labels) == 0 &&

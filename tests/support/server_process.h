@@ -108,6 +108,9 @@ class ServerProcess {
 
   // A client for this server (keep-alive on, 10 s timeouts).
   std::unique_ptr<httplib::Client> client() const;
+  // The value of one sample of GET /metrics (see metric_value); nullopt
+  // when absent or when /metrics does not answer 200.
+  std::optional<double> metric(std::string_view name_with_labels) const;
 
   // True while the child has not exited.
   bool running();

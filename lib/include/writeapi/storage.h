@@ -83,7 +83,9 @@ class WRITEAPI_EXPORT Storage {
   // override it blocks the caller as append() does. The file store with
   // FsyncPolicy::always completes from its log thread when the group
   // commit that holds the batch is durable, with no thread per waiting
-  // append; its other policies never wait and complete inline.
+  // append; its other policies never wait and complete inline. The
+  // ClickHouse store copies the batch and completes from its flush thread
+  // when the INSERT holding it is answered.
   virtual void append_async(const AppendBatch& batch, std::function<void(Status)> done) {
     done(append(batch));
   }
