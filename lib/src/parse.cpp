@@ -848,12 +848,22 @@ Status scan_error(Scan s) {
   return Status(ErrorCode::invalid_json, "the request body is not valid JSON");
 }
 
+// The requestId rule: 1 to kMaxRequestIdBytes bytes, each 0x20..0x7e.
+bool is_printable_ascii_id(std::string_view id) {
+  if (id.empty() || id.size() > kMaxRequestIdBytes) return false;
+  for (char c : id)
+    if (static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) > 0x7e) return false;
+  return true;
+}
+
 // Top-level fields the body may carry.
-enum class Field { access_key, device_id, data, other };
+enum class Field { access_key, device_id, request_id, data, other };
 
 Field classify(std::string_view name) {
   switch (name.size()) {
-    case 9: return std::memcmp(name.data(), "accessKey", 9) == 0 ? Field::access_key : Field::other;
+    case 9:
+      if (std::memcmp(name.data(), "accessKey", 9) == 0) return Field::access_key;
+      return std::memcmp(name.data(), "requestId", 9) == 0 ? Field::request_id : Field::other;
     case 8: return std::memcmp(name.data(), "deviceId", 8) == 0 ? Field::device_id : Field::other;
     case 4: return std::memcmp(name.data(), "data", 4) == 0 ? Field::data : Field::other;
     default: return Field::other;
@@ -945,7 +955,7 @@ Status run_body(Walk& walk, ParsedRequest* request) {
   };
   // The three known fields can only repeat themselves: flags find those.
   // Other names go to a set, built only when a body has such a field.
-  bool seen_access_key = false, seen_device_id = false, seen_data = false;
+  bool seen_access_key = false, seen_device_id = false, seen_request_id = false, seen_data = false;
   Lazy<FieldNames> names;
   std::string scratch;
   StringSpan span;
@@ -970,6 +980,7 @@ Status run_body(Walk& walk, ParsedRequest* request) {
       switch (field) {
         case Field::access_key: duplicate = seen_access_key; break;
         case Field::device_id: duplicate = seen_device_id, seen_device_id = true; break;
+        case Field::request_id: duplicate = seen_request_id, seen_request_id = true; break;
         case Field::data: duplicate = seen_data; break;
         default:
           if (span.has_escapes) name = names.get().keep(scratch);
@@ -999,6 +1010,18 @@ Status run_body(Walk& walk, ParsedRequest* request) {
           } else {
             if (Scan s = walk.value(1); s != Scan::ok) return scan_error(s);
             note(ErrorCode::invalid_field, "deviceId must be a string");
+          }
+          break;
+        case Field::request_id:
+          if (walk.peek() == '"') {
+            if (Scan s = walk.string(&span); s != Scan::ok) return scan_error(s);
+            request->has_request_id = true;
+            unescape(span, &request->request_id);
+            if (!is_printable_ascii_id(request->request_id))
+              note(ErrorCode::invalid_request_id, "requestId must be a string of 1 to 128 printable ASCII bytes");
+          } else {
+            if (Scan s = walk.value(1); s != Scan::ok) return scan_error(s);
+            note(ErrorCode::invalid_request_id, "requestId must be a string of 1 to 128 printable ASCII bytes");
           }
           break;
         case Field::data: {
@@ -1066,6 +1089,8 @@ Status parse(std::string_view body, ParsedRequest* out, const ParseOptions& opti
   out->access_key.clear();
   out->has_device_id = false;
   out->device_id.clear();
+  out->has_request_id = false;
+  out->request_id.clear();
   out->item_count = 0;
   std::string& lines = out->lines;
   const Byte* json = reinterpret_cast<const Byte*>(body.data());

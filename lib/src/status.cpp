@@ -43,6 +43,8 @@ constexpr std::array<CodeInfo, kErrorCodeCount> kCodes = {{
     {ErrorCode::internal_error, "internal_error", 500},
     {ErrorCode::not_implemented, "not_implemented", 501},
     {ErrorCode::server_busy, "server_busy", 503},
+    {ErrorCode::invalid_request_id, "invalid_request_id", 400},
+    {ErrorCode::request_id_conflict, "request_id_conflict", 409},
 }};
 
 constexpr bool table_in_order() {

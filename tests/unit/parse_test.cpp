@@ -608,6 +608,41 @@ TEST_CASE("parse: deviceId is unescaped", "[parse]") {
   CHECK(out.device_id == "dev-ice/1 \"q\"");
 }
 
+TEST_CASE("parse: requestId is extracted, unescaped and validated", "[parse]") {
+  auto with_id = [](const std::string& id_json) {
+    return R"({"accessKey":"k","requestId":)" + id_json + R"(,"data":[1,2]})";
+  };
+  ParsedRequest out;
+  REQUIRE(writeapi::parse(R"({"accessKey":"k","data":1})", &out).ok());
+  CHECK(!out.has_request_id);
+  REQUIRE(writeapi::parse(with_id(R"("req-\u0031 ~")"), &out).ok());
+  CHECK(out.has_request_id);
+  CHECK(out.request_id == "req-1 ~");
+  CHECK(out.item_count == 2);
+  // The field is not part of any stored line.
+  CHECK(out.lines == "1\n2\n");
+  const std::string id128(128, 'r');
+  REQUIRE(writeapi::parse(with_id("\"" + id128 + "\""), &out).ok());
+  CHECK(out.request_id == id128);
+  CHECK(code_of(with_id("\"" + std::string(129, 'r') + "\"")) == ErrorCode::invalid_request_id);
+  CHECK(code_of(with_id(R"("")")) == ErrorCode::invalid_request_id);
+  CHECK(code_of(with_id(R"("a\tb")")) == ErrorCode::invalid_request_id);
+  CHECK(code_of(with_id("\"a\x7f" "b\"")) == ErrorCode::invalid_request_id);
+  CHECK(code_of(with_id(R"("\u00e9")")) == ErrorCode::invalid_request_id);
+  for (const char* value : {"1", "null", "[]", "{}"}) {
+    INFO("requestId: " << value);
+    CHECK(code_of(with_id(value)) == ErrorCode::invalid_request_id);
+  }
+  CHECK(code_of(R"({"accessKey":"k","requestId":"a","requestId":"a","data":1})") == ErrorCode::duplicate_field);
+  // Syntax errors still take precedence.
+  CHECK(code_of(R"({"accessKey":"k","requestId":1,"data":tru})") == ErrorCode::invalid_json);
+  // A pretty-printed body (the structural-index walk) gives the same.
+  REQUIRE(writeapi::parse("{\n  \"accessKey\": \"k\",\n  \"requestId\": \"p-1\",\n  \"data\": 1\n}", &out).ok());
+  CHECK(out.request_id == "p-1");
+  CHECK(code_of("{\n  \"accessKey\": \"k\",\n  \"requestId\": 7,\n  \"data\": 1\n}") ==
+        ErrorCode::invalid_request_id);
+}
+
 TEST_CASE("parse: duplicate top-level fields are duplicate_field", "[parse]") {
   CHECK(code_of(R"({"accessKey":"k","accessKey":"k","data":1})") == ErrorCode::duplicate_field);
   CHECK(code_of(R"({"accessKey":"k","data":1,"data":1})") == ErrorCode::duplicate_field);

@@ -29,7 +29,7 @@ TEST_CASE("every error code has a distinct non-empty wire name", "[status]") {
 }
 
 TEST_CASE("every error code maps to an allowed HTTP status", "[status]") {
-  const std::set<int> allowed = {200, 400, 401, 403, 404, 405, 411, 413, 415, 429, 500, 501, 503, 507};
+  const std::set<int> allowed = {200, 400, 401, 403, 404, 405, 409, 411, 413, 415, 429, 500, 501, 503, 507};
   for (int i = 0; i < writeapi::kErrorCodeCount; ++i) {
     int http = writeapi::http_status(code_at(i));
     INFO("code " << i << " (" << writeapi::error_name(code_at(i)) << ") -> " << http);
@@ -58,6 +58,8 @@ TEST_CASE("wire names and HTTP statuses of selected codes", "[status]") {
       {ErrorCode::missing_access_key, "missing_access_key", 401},
       {ErrorCode::access_denied, "access_denied", 403},
       {ErrorCode::not_found, "not_found", 404},
+      {ErrorCode::invalid_request_id, "invalid_request_id", 400},
+      {ErrorCode::request_id_conflict, "request_id_conflict", 409},
       {ErrorCode::method_not_allowed, "method_not_allowed", 405},
       {ErrorCode::length_required, "length_required", 411},
       {ErrorCode::payload_too_large, "payload_too_large", 413},
@@ -82,8 +84,10 @@ TEST_CASE("codes are only appended: old values keep their numbers", "[status]") 
   CHECK(static_cast<int>(ErrorCode::internal_error) == 26);
   CHECK(static_cast<int>(ErrorCode::not_implemented) == 27);
   CHECK(static_cast<int>(ErrorCode::server_busy) == 28);
-  CHECK(writeapi::kErrorCodeCount == static_cast<int>(ErrorCode::server_busy) + 1);
-  CHECK(writeapi::error_name(code_at(writeapi::kErrorCodeCount - 1)) == "server_busy");
+  CHECK(static_cast<int>(ErrorCode::invalid_request_id) == 29);
+  CHECK(static_cast<int>(ErrorCode::request_id_conflict) == 30);
+  CHECK(writeapi::kErrorCodeCount == static_cast<int>(ErrorCode::request_id_conflict) + 1);
+  CHECK(writeapi::error_name(code_at(writeapi::kErrorCodeCount - 1)) == "request_id_conflict");
 }
 
 TEST_CASE("a default Status is ok", "[status]") {

@@ -6,6 +6,7 @@
 // HTTP; the server and embedders call it (usually through Ingestor).
 //
 // Body shape: {"accessKey": string, "deviceId": optional string,
+//              "requestId": optional string,
 //              "data": any JSON value except null}
 //   - A top-level array in "data" is split: each element is one item ("[]"
 //     is zero items). Any other value is one item. Items may not be null.
@@ -51,11 +52,16 @@ struct WRITEAPI_EXPORT ParseOptions {
 
 // Longest deviceId accepted, in bytes after unescaping.
 inline constexpr std::size_t kMaxDeviceIdBytes = 256;
+// Longest requestId accepted, in bytes after unescaping (the same bound
+// applies to the Idempotency-Key header).
+inline constexpr std::size_t kMaxRequestIdBytes = 128;
 
 struct WRITEAPI_EXPORT ParsedRequest {
   std::string access_key;   // unescaped value of "accessKey"
   bool has_device_id = false;
   std::string device_id;    // unescaped value of "deviceId" (if present)
+  bool has_request_id = false;
+  std::string request_id;   // unescaped value of "requestId" (if present)
   std::string lines;        // items as JSON Lines, each ending in '\n'
   std::size_t item_count = 0;
 
@@ -64,6 +70,8 @@ struct WRITEAPI_EXPORT ParsedRequest {
     access_key.clear();
     has_device_id = false;
     device_id.clear();
+    has_request_id = false;
+    request_id.clear();
     lines.clear();
     item_count = 0;
   }
@@ -76,11 +84,13 @@ struct WRITEAPI_EXPORT ParsedRequest {
 //   invalid_json       syntax, bad escape, bad number or literal, trailing data
 //   too_deep           nesting beyond options.max_depth
 //   not_an_object      the top-level value is not an object
-//   duplicate_field    accessKey, deviceId, data (or any top-level field) twice
+//   duplicate_field    accessKey, deviceId, requestId, data (or any top-level field) twice
 //   invalid_field      accessKey or deviceId is not a string
 //   missing_field      "data" is absent
 //   null_data          "data" is null, or an item of a data array is null
 //   invalid_device_id  deviceId empty, over 256 bytes, or has control chars
+//   invalid_request_id requestId not a string of 1 to 128 bytes of printable
+//                      ASCII (0x20..0x7e)
 //   missing_access_key "accessKey" absent or empty
 // Syntax errors take precedence: a body that is not valid JSON is always
 // invalid_json/invalid_utf8/too_deep, whatever else is wrong with it.
