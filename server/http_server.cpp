@@ -34,7 +34,7 @@ thread_local RequestContext t_request;
 
 void respond(httplib::Response& res, const Status& status) {
   res.status = status.http_status();
-  if (status.retry_after_seconds() > 0) res.set_header("Retry-After", std::to_string(status.retry_after_seconds()));
+  for (const auto& header : status_headers(status)) res.set_header(std::string(header.name), header.value);
   res.set_content(error_json(status.name(), status.message()), "application/json");
   t_request.error = status.name();
 }
@@ -304,11 +304,15 @@ void HttpServer::install_routes() {
   });
 
   // POST on the write path never reaches cpp-httplib: decide_head and
-  // run_write decide and answer it. The other methods there are 405.
+  // run_write decide and answer it. The other methods there get the
+  // library's answer (405 with Allow).
   const std::string write_route = std::string(kWritePathPrefix) + ".*";
-  auto method_not_allowed = [](const httplib::Request&, httplib::Response& res) {
-    res.set_header("Allow", "POST");
-    respond(res, Status(ErrorCode::method_not_allowed, "the write path accepts POST only"));
+  auto method_not_allowed = [this](const httplib::Request& req, httplib::Response& res) {
+    WriteHead head;
+    head.method = req.method;
+    head.target = req.path;  // cpp-httplib 0.11 keeps only the decoded path
+    std::string bucket, key;
+    respond(res, ingestor_.check_head(head, &bucket, &key));
   };
   http.Get(write_route, method_not_allowed);
   http.Options(write_route, method_not_allowed);

@@ -128,6 +128,11 @@ void release_buffers(ThreadBuffers* buffers) {
 std::size_t Ingestor::max_body_bytes() const { return std::min(options_.max_body_bytes, kMaxBodyBytesLimit); }
 
 Status Ingestor::check_head(const WriteHead& head, std::string* bucket, std::string* key) const {
+  // Unknown paths are not_found whatever the method; on the write path
+  // the method comes before the names, so GET on any write target is 405.
+  const std::string_view path = head.target.substr(0, head.target.find('?'));
+  if (path.substr(0, kWritePathPrefix.size()) == kWritePathPrefix && head.method != "POST")
+    return Status(ErrorCode::method_not_allowed, "the write path accepts POST only");
   if (Status s = parse_write_target(head.target, bucket, key); !s.ok()) return s;
   if (head.framing == WriteHead::Framing::none)
     return Status(ErrorCode::length_required, "send a Content-Length header (or a chunked body)");

@@ -1,6 +1,7 @@
 #include "writeapi/response.h"
 
 #include <cstdio>
+#include <string>
 
 namespace writeapi {
 
@@ -70,6 +71,13 @@ const char* reason_phrase(int http_status) noexcept {
   }
 }
 
+std::vector<ResponseHeader> status_headers(const Status& status) {
+  std::vector<ResponseHeader> headers;
+  if (status.code() == ErrorCode::method_not_allowed) headers.push_back({"Allow", "POST"});
+  if (status.retry_after_seconds() > 0) headers.push_back({"Retry-After", std::to_string(status.retry_after_seconds())});
+  return headers;
+}
+
 void append_write_response(const Status& status, std::size_t items, std::string_view header_lines,
                            std::string* out) {
   const std::string body = status.ok() ? ok_json(items) : error_json(status.name(), status.message());
@@ -79,9 +87,9 @@ void append_write_response(const Status& status, std::size_t items, std::string_
                            http_status, reason_phrase(http_status), body.size());
   out->append(head, static_cast<std::size_t>(size));
   out->append(header_lines);
-  if (!status.ok() && status.retry_after_seconds() > 0) {
-    size = std::snprintf(head, sizeof head, "Retry-After: %d\r\n", status.retry_after_seconds());
-    out->append(head, static_cast<std::size_t>(size));
+  if (!status.ok()) {
+    for (const ResponseHeader& header : status_headers(status))
+      out->append(header.name).append(": ").append(header.value).append("\r\n");
   }
   out->append("\r\n").append(body);
 }

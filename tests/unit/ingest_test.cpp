@@ -720,6 +720,21 @@ TEST_CASE("check_head: what the head alone decides, before any body is read", "[
   auto h = head();
   h.target = "/write/v3/bucket/homelab";
   CHECK(refusal(h) == ErrorCode::not_found);
+  // Another method on the write path is 405 (before the names are looked
+  // at); off the write path every method is not_found.
+  for (const char* method : {"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "PATCH", "post"}) {
+    INFO(method);
+    h = head();
+    h.method = method;
+    CHECK(refusal(h) == ErrorCode::method_not_allowed);
+    h.target = "/write/v3/bucket/Bad!/k";
+    CHECK(refusal(h) == ErrorCode::method_not_allowed);
+    h.target = "/nope";
+    CHECK(refusal(h) == ErrorCode::not_found);
+    h.target = "/write/v3/bucke";
+    CHECK(refusal(h) == ErrorCode::not_found);
+  }
+  CHECK(writeapi::WriteHead().method == "POST");
   h = head();
   h.target = "/write/v3/bucket/home%2Flab/k";
   CHECK(refusal(h) == ErrorCode::invalid_name);

@@ -47,6 +47,23 @@ TEST_CASE("response: a whole write answer, byte for byte", "[response]") {
   }
 }
 
+TEST_CASE("response: the headers a status brings", "[response]") {
+  auto headers = writeapi::status_headers(Status(ErrorCode::method_not_allowed, "POST only"));
+  REQUIRE(headers.size() == 1);
+  CHECK(headers[0].name == "Allow");
+  CHECK(headers[0].value == "POST");
+  headers = writeapi::status_headers(Status(ErrorCode::suspended, "later").with_retry_after(30));
+  REQUIRE(headers.size() == 1);
+  CHECK(headers[0].name == "Retry-After");
+  CHECK(headers[0].value == "30");
+  CHECK(writeapi::status_headers(Status()).empty());
+  CHECK(writeapi::status_headers(Status(ErrorCode::access_denied, "no")).empty());
+
+  std::string out;
+  writeapi::append_write_response(Status(ErrorCode::method_not_allowed, "POST only"), 0, "", &out);
+  CHECK(out.find("\r\nAllow: POST\r\n\r\n") != std::string::npos);
+}
+
 TEST_CASE("response: reason phrases of the statuses the API uses", "[response]") {
   CHECK(std::string(writeapi::reason_phrase(409)) == "Conflict");
   CHECK(std::string(writeapi::reason_phrase(413)) == "Payload Too Large");

@@ -58,7 +58,7 @@ struct WRITEAPI_EXPORT IngestRequest {
 
 // What a front end knows of a write request once its head has arrived.
 struct WRITEAPI_EXPORT WriteHead {
-  std::string_view method;            // "POST"
+  std::string_view method = "POST";   // the request method, as sent
   std::string_view target;            // as sent: "/write/v3/bucket/<b>/<k>[?query]"
   std::string_view content_type;      // first Content-Type value; empty if absent
   int content_type_count = 1;         // how many Content-Type fields were sent
@@ -88,7 +88,8 @@ class WRITEAPI_EXPORT Ingestor {
            IngestOptions options = IngestOptions());
 
   // The checks the head alone decides, before any of the body is read:
-  // the target (not_found, invalid_name; fills *bucket and *key), a body
+  // the target (not_found outside the write path, method_not_allowed for
+  // a method other than POST on it, invalid_name; fills *bucket and *key), a body
   // framing (length_required), the declared length against max_body_bytes
   // (payload_too_large), one supported Content-Type and Content-Encoding.
   // Ok: read a body of at most max_body_bytes() and pass it to ingest() or

@@ -14,6 +14,7 @@
 #include <cstddef>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "writeapi/export.h"
 #include "writeapi/status.h"
@@ -30,12 +31,23 @@ WRITEAPI_EXPORT std::string error_json(std::string_view code, std::string_view m
 // {"ok":true,"items":<items>} and '\n'.
 WRITEAPI_EXPORT std::string ok_json(std::size_t items);
 
+// A header that goes with an answer beyond Content-Type and Content-Length.
+struct WRITEAPI_EXPORT ResponseHeader {
+  std::string_view name;
+  std::string value;
+};
+
+// The headers a status brings: Allow: POST with method_not_allowed,
+// Retry-After with a status that has retry_after_seconds(). For front ends
+// that set headers one at a time; append_write_response includes them.
+WRITEAPI_EXPORT std::vector<ResponseHeader> status_headers(const Status& status);
+
 // The reason phrase of an HTTP status code ("Too Many Requests").
 WRITEAPI_EXPORT const char* reason_phrase(int http_status) noexcept;
 
 // Appends the whole HTTP/1.1 response to a write request: for an ok status
-// 200 with ok_json(items), else the status's code with error_json and,
-// when the status has one, Retry-After. `header_lines` (each ending
+// 200 with ok_json(items), else the status's code with error_json and
+// its status_headers(). `header_lines` (each ending
 // "\r\n", e.g. "Connection: close\r\n") go after the fixed headers.
 WRITEAPI_EXPORT void append_write_response(const Status& status, std::size_t items, std::string_view header_lines,
                                            std::string* out);
