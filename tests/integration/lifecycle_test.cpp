@@ -15,7 +15,7 @@
 using namespace writeapi::testing;
 using namespace std::chrono_literals;
 
-TEST_CASE("help flag exits 0 and lists every flag", "[integration][lifecycle]") {
+TEST_CASE("help flag exits 0 and lists every flag", "[integration][lifecycle][server-only]") {
   auto result = run_server_to_exit({"--help"});
   REQUIRE(result.exited);
   CHECK(result.exit_code == 0);

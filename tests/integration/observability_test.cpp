@@ -95,7 +95,7 @@ TEST_CASE("access keys never reach the logs or the data directory", "[integratio
   CHECK(server.read_object("homelab", "secret") == "{\"v\":1}\n1\n2\n3\n2\n3\n");
 }
 
-TEST_CASE("the access log has one line per request", "[integration][observability][access-log]") {
+TEST_CASE("the access log has one line per request", "[integration][observability][access-log][server-only]") {
   ServerProcess server;
   const std::size_t baseline = server.wait_for_access_log_lines(1);  // the readiness probe
   auto client = server.client();
@@ -142,7 +142,7 @@ TEST_CASE("the access log has one line per request", "[integration][observabilit
   }
 }
 
-TEST_CASE("metrics are exposed and move with traffic", "[integration][observability][metrics]") {
+TEST_CASE("metrics are exposed and move with traffic", "[integration][observability][metrics][server-only]") {
   ServerProcess server;
   auto client = server.client();
   auto get_metrics = [&] {

@@ -34,6 +34,13 @@ inline constexpr std::string_view kOtherAccessKey = "0123456789abcdef0123456789a
 // the one built with the tests (set by CMake).
 const char* server_binary();
 
+// The front end under test: "server" (writeapi-server, the default) or
+// "asio" (examples/asio-server), from $WRITEAPI_FRONT_END. The Write API
+// cases run against both; cases of what only writeapi-server has (access
+// log, metrics, its connection layer's flags) are tagged [server-only].
+std::string_view front_end();
+bool testing_asio_front_end();
+
 // Writes a keys file granting kAccessKey on "homelab" and kOtherAccessKey on
 // kOtherBucket.
 void write_keys_file(const std::string& path);
@@ -59,7 +66,8 @@ struct ChildSetup {
   std::optional<std::pair<std::uint64_t, std::uint64_t>> open_files_limit;
 };
 
-// Runs the server binary with exactly `args`, waits for it to exit (killing
+// Runs the server binary with exactly `args` (for the asio front end
+// without "--access-log off"), waits for it to exit (killing
 // it after `timeout`), and reports what happened.
 struct ExitResult {
   bool exited = false;  // false: still running at the timeout (killed)
