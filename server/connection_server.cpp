@@ -40,6 +40,11 @@ constexpr auto kLingerIdle = std::chrono::seconds(2);
 // A client whose head broke the grammar gets its answer; what it sends
 // after that is not a body anyone asked for.
 constexpr std::size_t kLingerAfterBadHead = 256 * 1024;
+// Connections refused at accept (capacity, per-address cap) that linger
+// so the client reads the refusal: at most this many at once (each one
+// descriptor, from the server's reserve; see fit_file_descriptors), the
+// rest are closed at once.
+constexpr std::size_t kMaxRefusedLingering = 64;
 constexpr auto kTick = milliseconds(100);
 // Bytes a connection may hold in its head buffer without drawing on the
 // shared buffer budget: a typical head, so that a budget taken by bodies
@@ -85,6 +90,16 @@ struct Counters {
 enum class Phase { handshake, head, body, worker, writing, lingering };
 
 struct Address;
+
+// A connection refused at accept: its answer is sent, and it reads and
+// drops what the client still sends until the client closes, the linger
+// limit or a deadline (no request buffers, no address entry).
+struct Refused {
+  int fd = -1;
+  std::size_t index = 0;  // in Loop::refused_
+  std::size_t lingered = 0;
+  Clock::time_point deadline{}, idle_until{};
+};
 
 // One client connection. Owned by exactly one thread at a time: the loop,
 // or (with in_worker set) the worker running its request.
@@ -230,6 +245,7 @@ class Loop final : public ConnectionServer {
     worker_share_ = std::max(1, options_.workers - std::max(1, options_.workers / 4));
   }
   ~Loop() override {
+    while (!refused_.empty()) close_refused(refused_.back());
     if (listener_ >= 0) ::close(listener_);
     ::close(wake_);
     ::close(epoll_);
@@ -358,6 +374,8 @@ class Loop final : public ConnectionServer {
           std::uint64_t value;
           while (::read(wake_, &value, sizeof value) > 0) {
           }
+        } else if (reinterpret_cast<std::uintptr_t>(tag) & 1) {
+          on_refused_event(reinterpret_cast<Refused*>(reinterpret_cast<std::uintptr_t>(tag) & ~std::uintptr_t{1}));
         } else {
           on_event(static_cast<Conn*>(tag), events[i].events);
         }
@@ -394,8 +412,54 @@ class Loop final : public ConnectionServer {
     e.message = message;
     e.remote_ip = ip;
     std::string response = hooks_.render_error(e);
-    if (!tls_) ::send(fd, response.data(), response.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
-    ::close(fd);
+    // TLS: no answer before a handshake, which is the cost refusing here
+    // avoids; the client sees the connection closed.
+    if (tls_) return (void)::close(fd);
+    ssize_t sent = ::send(fd, response.data(), response.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    // A client that sends its request before reading gets the answer only
+    // if closing does not reset the connection: linger as after any
+    // refusal (a fresh socket's buffer takes the whole answer at once).
+    if (sent != static_cast<ssize_t>(response.size()) || refused_.size() >= kMaxRefusedLingering) {
+      ::close(fd);
+      return;
+    }
+    ::shutdown(fd, SHUT_WR);
+    auto* r = new Refused;
+    r->fd = fd;
+    r->index = refused_.size();
+    r->deadline = now_ + options_.linger_timeout;
+    r->idle_until = now_ + kLingerIdle;
+    refused_.push_back(r);
+    counters_.lingering_closes++;
+    epoll_event ev{};
+    ev.events = EPOLLIN | EPOLLRDHUP;
+    ev.data.ptr = reinterpret_cast<void*>(reinterpret_cast<std::uintptr_t>(r) | 1);
+    if (::epoll_ctl(epoll_, EPOLL_CTL_ADD, fd, &ev) != 0) close_refused(r);
+  }
+
+  void on_refused_event(Refused* r) {
+    static thread_local char sink[16 * 1024];
+    for (;;) {
+      ssize_t n = ::recv(r->fd, sink, sizeof sink, 0);
+      if (n > 0) {
+        r->lingered += static_cast<std::size_t>(n);
+        r->idle_until = now_ + kLingerIdle;
+        if (r->lingered > options_.linger_bytes) return close_refused(r);
+        continue;
+      }
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+      if (n < 0 && errno == EINTR) continue;
+      return close_refused(r);  // the client closed, or an error
+    }
+  }
+
+  void close_refused(Refused* r) {
+    ::close(r->fd);
+    Refused* last = refused_.back();
+    refused_[r->index] = last;
+    last->index = r->index;
+    refused_.pop_back();
+    delete r;
   }
 
   void accept_all() {
@@ -655,6 +719,9 @@ class Loop final : public ConnectionServer {
         default: break;
       }
       (r.status == http1::HeadStatus::too_large ? counters_.heads_too_large : counters_.framing_errors)++;
+      // A head refused after its framing was read (Host, Expect, a coding
+      // other than chunked) lingers for the body that follows, as any refusal.
+      if (c->head.framing != http1::BodyFraming::none) c->linger_limit = unread_body_limit(c->head);
       refuse(c, status, code, r.reason);
       return false;
     }
@@ -1009,6 +1076,8 @@ class Loop final : public ConnectionServer {
 
   // Timeouts, the minimum body rate, paused reads, the listener after EMFILE.
   void sweep() {
+    for (std::size_t i = refused_.size(); i-- > 0;)
+      if (now_ > refused_[i]->deadline || now_ > refused_[i]->idle_until) close_refused(refused_[i]);
     if (listener_paused_ && listener_ >= 0) {
       epoll_event ev{};
       ev.events = EPOLLIN;
@@ -1089,6 +1158,7 @@ class Loop final : public ConnectionServer {
   // lingering closes end; requests whose body is being read, that run or
   // are being answered finish.
   void close_idle() {
+    while (!refused_.empty()) close_refused(refused_.back());
     for (std::size_t i = conns_.size(); i-- > 0;) {
       Conn* c = conns_[i];
       if (c->in_worker.load(std::memory_order_acquire)) continue;
@@ -1244,6 +1314,7 @@ class Loop final : public ConnectionServer {
   Counters counters_;
   Clock::time_point now_ = Clock::now();
   std::vector<Conn*> conns_;  // loop thread only
+  std::vector<Refused*> refused_;  // loop thread only; at most kMaxRefusedLingering
   std::string inline_request_;
   std::deque<Address*> inline_turns_;  // addresses with requests to run on the loop (run_inline)
   std::deque<Conn*> tls_ready_;        // see run_tls_ready

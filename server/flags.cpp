@@ -228,8 +228,9 @@ std::string fit_file_descriptors(ServerConfig* config) {
   }
   // Descriptors besides connections and objects: listeners, epoll, the
   // log and its segments, the keys file, standard streams, TLS and
-  // ClickHouse sockets.
-  constexpr std::size_t kReserved = 64;
+  // ClickHouse sockets, and up to 64 connections refused at accept while
+  // they linger (connection_server.cpp, kMaxRefusedLingering).
+  constexpr std::size_t kReserved = 128;
   const std::size_t total = limit.rlim_cur == RLIM_INFINITY ? (1u << 20) : static_cast<std::size_t>(limit.rlim_cur);
   const std::size_t usable = total > kReserved ? total - kReserved : 0;
   if (config->max_open_files == 0) {

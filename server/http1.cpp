@@ -1,6 +1,7 @@
 #include "http1.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cstring>
 
 namespace writeapi::server::http1 {
@@ -74,6 +75,10 @@ HeadResult parse_request_line(std::string_view line, RequestHead* head) {
     if (scheme == 0) return refuse(HeadStatus::bad_request, "the request target must start with /");
     std::size_t path = target.find_first_of("/?", scheme);
     if (path == scheme) return refuse(HeadStatus::bad_request, "the request target has no host");
+    // RFC 9110 4.2.4: userinfo in an http(s) URI is an error.
+    if (target.substr(scheme, path == std::string_view::npos ? std::string_view::npos : path - scheme).find('@') !=
+        std::string_view::npos)
+      return refuse(HeadStatus::bad_request, "the request target must not carry userinfo");
     if (path == std::string_view::npos) {
       head->target = "/";
     } else if (target[path] == '?') {
@@ -103,40 +108,81 @@ HeadResult parse_field_line(std::string_view line, RequestHead* head) {
 }
 
 // Content-Length: one value, or a list of equal values, digits only.
+// A Host field value as RFC 9112 3.2 and RFC 3986 3.2.2 allow: empty, or
+// host [":" port] with host a reg-name (unreserved, pct-encoded,
+// sub-delims), an IPv4 address or an IP literal in brackets. Anything else
+// (a list, spaces, userinfo, a path) is a 400.
+bool valid_host(std::string_view value) {
+  if (value.empty()) return true;
+  std::string_view host = value, port;
+  if (value.front() == '[') {
+    std::size_t close = value.find(']');
+    if (close == std::string_view::npos) return false;
+    for (char c : value.substr(1, close - 1))
+      if (!(std::isxdigit(static_cast<unsigned char>(c)) || c == ':' || c == '.')) return false;
+    host = value.substr(0, close + 1);
+    std::string_view rest = value.substr(close + 1);
+    if (!rest.empty() && rest.front() != ':') return false;
+    port = rest.empty() ? rest : rest.substr(1);
+  } else if (std::size_t colon = value.rfind(':'); colon != std::string_view::npos) {
+    host = value.substr(0, colon);
+    port = value.substr(colon + 1);
+    if (host.find(':') != std::string_view::npos) return false;
+  }
+  for (char c : port)
+    if (c < '0' || c > '9') return false;
+  if (port.size() > 5) return false;
+  if (host.front() == '[') return true;
+  for (std::size_t i = 0; i < host.size(); ++i) {
+    const unsigned char c = static_cast<unsigned char>(host[i]);
+    if (std::isalnum(c) || std::strchr("-._~!$&'()*+,;=", c) != nullptr) continue;
+    if (c == '%' && i + 2 < host.size() && std::isxdigit(static_cast<unsigned char>(host[i + 1])) &&
+        std::isxdigit(static_cast<unsigned char>(host[i + 2]))) {
+      i += 2;
+      continue;
+    }
+    return false;
+  }
+  return true;
+}
+
 HeadResult parse_framing(RequestHead* head) {
   bool has_length = false, has_te = false, length_overflow = false;
   std::uint64_t length = 0;
+  std::string_view length_digits;  // the first member, without leading zeros
   bool bad_length = false, te_other = false;
   std::size_t te_fields = 0;
   bool close = false, keep_alive = false;
   bool expect_other = false, expect_continue = false;
   std::size_t hosts = 0;
+  bool bad_host = false;
   for (const Field& f : head->fields) {
     if (iequals(f.name, "Content-Length")) {
+      // 1*DIGIT each; leading zeros allowed; every member the same number
+      // (compared as digit strings, so values past 64 bits are told apart).
       for_each_member(f.value, [&](std::string_view member) {
-        if (member.empty() || member.size() > 20) {
-          bad_length |= member.empty();
-          length_overflow |= member.size() > 20;
-          if (member.size() > 20)
-            for (char c : member) bad_length |= (c < '0' || c > '9');
+        if (member.empty()) {
+          bad_length = true;
           return;
         }
+        for (char c : member) bad_length |= (c < '0' || c > '9');
+        if (bad_length) return;
+        std::size_t first = member.find_first_not_of('0');
+        std::string_view digits = first == std::string_view::npos ? std::string_view("0") : member.substr(first);
+        if (has_length && digits != length_digits) bad_length = true;
+        if (has_length) return;
+        has_length = true;
+        length_digits = digits;
         std::uint64_t v = 0;
-        for (char c : member) {
-          if (c < '0' || c > '9') {
-            bad_length = true;
-            return;
-          }
+        for (char c : digits) {
           std::uint64_t digit = static_cast<std::uint64_t>(c - '0');
           if (v > (UINT64_MAX - digit) / 10) {
             length_overflow = true;
-            return;
+            break;
           }
           v = v * 10 + digit;
         }
-        if (has_length && v != length) bad_length = true;
-        has_length = true;
-        length = v;
+        length = length_overflow ? UINT64_MAX : v;
       });
     } else if (iequals(f.name, "Transfer-Encoding")) {
       has_te = true;
@@ -152,26 +198,30 @@ HeadResult parse_framing(RequestHead* head) {
       else expect_other = true;
     } else if (iequals(f.name, "Host")) {
       ++hosts;
+      bad_host |= !valid_host(f.value);
     }
   }
   if (bad_length) return refuse(HeadStatus::bad_request, "Content-Length must be one number (digits only)");
-  if (has_te && (has_length || length_overflow))
+  if (has_te && has_length)
     return refuse(HeadStatus::bad_request, "send either Content-Length or Transfer-Encoding, not both");
+  // From here on the body's framing is known even if the head is refused,
+  // so that the refusal lingers for the body a client sends before reading.
+  if (has_te) {
+    head->framing = BodyFraming::chunked;
+  } else if (has_length) {
+    head->framing = BodyFraming::length;
+    head->content_length = length;
+  }
   if (has_te && head->minor_version == 0)
     return refuse(HeadStatus::bad_request, "Transfer-Encoding is not allowed in HTTP/1.0");
   if (has_te && (te_other || te_fields > 1))
     return refuse(HeadStatus::not_implemented, "the only Transfer-Encoding supported is chunked");
   if (hosts > 1 || (hosts == 0 && head->minor_version == 1))
     return refuse(HeadStatus::bad_request, "send exactly one Host header");
+  if (bad_host) return refuse(HeadStatus::bad_request, "the Host header must be one host name or address, with an optional port");
   if (head->minor_version == 1 && expect_other)
     return refuse(HeadStatus::expectation_failed, "the only Expect supported is 100-continue");
 
-  if (has_te) {
-    head->framing = BodyFraming::chunked;
-  } else if (has_length || length_overflow) {
-    head->framing = BodyFraming::length;
-    head->content_length = length_overflow ? UINT64_MAX : length;
-  }
   head->keep_alive = !close && (head->minor_version == 1 || keep_alive);
   head->expect_continue = expect_continue && head->minor_version == 1;
   return HeadResult{HeadStatus::complete, 0, ""};

@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <memory>
 #include <string>
 #include <thread>
 
@@ -179,4 +180,91 @@ TEST_CASE("refusals: Expect 100-continue on an acceptable head gets 100 Continue
   CHECK(final_response.status == 200);
   CHECK(check_ok_body(final_response.body, 1) == "");
   CHECK(server.read_object("homelab", "expect") == "1\n");
+}
+
+namespace {
+
+// Sends `head` and a body of `body_bytes` whole before reading anything,
+// as http.client does, then reads to the close: the one answer must be
+// `status` with the JSON error `code`, and every byte must have been taken
+// (a reset would fail the send or destroy the answer).
+void expect_read_after_sending(int port, const char* source_ip, const std::string& head, std::size_t body_bytes,
+                               int status, std::string_view code, std::string_view what) {
+  INFO("case: " << what);
+  ClientSocket client(port, source_ip);
+  REQUIRE(client.connected());
+  bool sent = client.send(head + std::string(body_bytes, ' '), 20s);
+  bool closed = false;
+  std::string bytes = client.read_to_eof(5s, &closed);
+  RawResponse res = parse_response(bytes);
+  INFO("whole body sent: " << sent << "; received:\n" << bytes.substr(0, 800));
+  CHECK(sent);
+  CHECK(res.status == status);
+  CHECK(check_error_body(res.body, code) == "");
+  CHECK(closed);
+  CHECK(count_status_lines(bytes) == 1);
+}
+
+std::string post_head(const std::string& fields) {
+  return "POST " + write_path("homelab", "sent-first") + " HTTP/1.1\r\nContent-Type: application/json\r\n" + fields +
+         "\r\n";
+}
+
+}  // namespace
+
+TEST_CASE("refusals: heads the grammar refuses after their framing linger for the whole body", "[hostile][refusals]") {
+  ServerProcess server(long_keep_alive());
+  const std::size_t size = 8u << 20;  // far more than socket buffers hold
+  const std::string length = "Content-Length: " + std::to_string(size) + "\r\n";
+  expect_read_after_sending(server.port(), "127.0.0.1", post_head("Host: x\r\nExpect: 200-ok\r\n" + length), size, 417,
+                            "bad_request", "Expect other than 100-continue");
+  expect_read_after_sending(server.port(), "127.0.0.1", post_head(length), size, 400, "bad_request", "no Host");
+  expect_read_after_sending(server.port(), "127.0.0.1", post_head("Host: x\r\nHost: y\r\n" + length), size, 400,
+                            "bad_request", "two Host fields");
+  expect_read_after_sending(server.port(), "127.0.0.1", post_head("Host: a, b\r\n" + length), size, 400,
+                            "bad_request", "a list as Host");
+  // A chunked body after an unsupported coding: read up to the linger cap.
+  std::string chunked_body = "800000\r\n" + std::string(8u << 20, 'x') + "\r\n0\r\n\r\n";
+  expect_read_after_sending(server.port(), "127.0.0.1",
+                            post_head("Host: x\r\nTransfer-Encoding: gzip, chunked\r\n") + chunked_body, 0, 501,
+                            "not_implemented", "Transfer-Encoding gzip, chunked");
+  CHECK(!server.object_exists("homelab", "sent-first"));
+  prefill(server, "after");
+}
+
+TEST_CASE("refusals: connections refused at accept linger, so a client that sends first reads the refusal",
+          "[hostile][refusals]") {
+  const std::size_t size = 8u << 20;
+  const std::string head = post_head("Host: x\r\nContent-Length: " + std::to_string(size) + "\r\n");
+  {
+    std::vector<std::string> args = long_keep_alive();
+    args.insert(args.end(), {"--max-connections-per-ip", "1"});
+    ServerProcess server(args);
+    ClientSocket holder(server.port(), "127.0.0.2");
+    REQUIRE(holder.connected());
+    REQUIRE(holder.send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"));
+    REQUIRE(holder.read_response(5s).status == 200);  // the address's one connection, kept open
+    for (int round = 0; round < 2; ++round)
+      expect_read_after_sending(server.port(), "127.0.0.2", head, size, 429, "rate_limited", "per-address cap");
+    prefill(server, "after-cap");  // another address is served meanwhile
+  }
+  {
+    std::vector<std::string> args = long_keep_alive();
+    args.insert(args.end(), {"--max-connections", "1"});
+    ServerProcess server(args);
+    // The fixture's readiness probe may still hold the one connection for
+    // a moment after it closed its end.
+    std::unique_ptr<ClientSocket> holder;
+    for (int attempt = 0; attempt < 200; ++attempt) {
+      holder = std::make_unique<ClientSocket>(server.port(), "127.0.0.2");
+      REQUIRE(holder->connected());
+      REQUIRE(holder->send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"));
+      if (holder->read_response(5s).status == 200) break;
+      holder.reset();
+      std::this_thread::sleep_for(10ms);
+    }
+    REQUIRE(holder);
+    for (int round = 0; round < 2; ++round)
+      expect_read_after_sending(server.port(), "127.0.0.3", head, size, 503, "server_busy", "capacity");
+  }
 }

@@ -209,6 +209,23 @@ TEST_CASE("http1: Content-Length is digits only, a list of equal values is one v
   p = parse(post("Content-Length: 0\r\n"));
   REQUIRE(p.result.status == HeadStatus::complete);
   CHECK(!p.head.has_body());
+  // Leading zeros are digits like any other, however many.
+  p = parse(post("Content-Length: 000000000000000000117\r\n"));
+  REQUIRE(p.result.status == HeadStatus::complete);
+  CHECK(p.head.content_length == 117);
+  p = parse(post("Content-Length: " + std::string(25, '0') + "\r\n"));
+  REQUIRE(p.result.status == HeadStatus::complete);
+  CHECK(!p.head.has_body());
+  // Values past 64 bits are numbers too: one that differs from another
+  // member is a conflict, whichever is larger.
+  for (const char* conflict : {"0\r\nContent-Length: 99999999999999999999", "117, 123456789012345678901",
+                               "99999999999999999999, 99999999999999999998", "123456789012345678901, 117"}) {
+    INFO("Content-Length: " << conflict);
+    CHECK(status_of(post(std::string("Content-Length: ") + conflict + "\r\n")) == HeadStatus::bad_request);
+  }
+  p = parse(post("Content-Length: 99999999999999999999, 099999999999999999999\r\n"));
+  REQUIRE(p.result.status == HeadStatus::complete);
+  CHECK(p.head.content_length == UINT64_MAX);
 }
 
 TEST_CASE("http1: Transfer-Encoding is exactly chunked, never with Content-Length", "[http1]") {
@@ -233,6 +250,37 @@ TEST_CASE("http1: Host is required once in HTTP/1.1", "[http1]") {
   CHECK(status_of("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n") == HeadStatus::bad_request);
   CHECK(status_of("GET / HTTP/1.0\r\n\r\n") == HeadStatus::complete);
   CHECK(status_of("GET / HTTP/1.0\r\nHost: a\r\nhost: a\r\n\r\n") == HeadStatus::bad_request);
+}
+
+TEST_CASE("http1: a Host value is one host and an optional port", "[http1]") {
+  for (const char* good : {"", "localhost", "localhost:8080", "127.0.0.1:1", "[::1]", "[::1]:8080", "a-b.c_d~e",
+                           "xn--bcher-kva.example", "%41b", "a,b"}) {
+    INFO("Host: " << good);
+    CHECK(status_of(std::string("GET / HTTP/1.1\r\nHost: ") + good + "\r\n\r\n") == HeadStatus::complete);
+  }
+  for (const char* bad : {"a, b", "a b", "a/b@c", "user@host", "h:80:80", "h:http", "h:123456", "[::1", "[::1]x",
+                          "[zz]", "h?x", "h#x", "%4", "a\\b"}) {
+    INFO("Host: " << bad);
+    CHECK(status_of(std::string("GET / HTTP/1.1\r\nHost: ") + bad + "\r\n\r\n") == HeadStatus::bad_request);
+  }
+  // userinfo in an absolute-form target is refused too.
+  CHECK(status_of("POST http://user:pw@h/write/v3/bucket/b/k HTTP/1.1\r\nHost: h\r\n\r\n") ==
+        HeadStatus::bad_request);
+  CHECK(status_of("GET http://h/a@b HTTP/1.1\r\nHost: h\r\n\r\n") == HeadStatus::complete);
+}
+
+TEST_CASE("http1: a head refused after its framing was read keeps the framing (for the lingering close)",
+          "[http1]") {
+  Parsed p = parse(post("Content-Length: 4194304\r\nExpect: 200-ok\r\n"));
+  CHECK(p.result.status == HeadStatus::expectation_failed);
+  CHECK(p.head.framing == BodyFraming::length);
+  CHECK(p.head.content_length == 4194304);
+  p = parse("POST / HTTP/1.1\r\nContent-Length: 10\r\n\r\n");  // no Host
+  CHECK(p.result.status == HeadStatus::bad_request);
+  CHECK(p.head.content_length == 10);
+  p = parse(post("Content-Length: 5\r\nContent-Length: 6\r\n"));  // framing unknown
+  CHECK(p.result.status == HeadStatus::bad_request);
+  CHECK(p.head.framing == BodyFraming::none);
 }
 
 TEST_CASE("http1: Connection tokens are case-insensitive, HTTP/1.0 closes unless keep-alive", "[http1]") {
