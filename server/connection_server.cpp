@@ -61,7 +61,8 @@ constexpr std::size_t kSmallHoldBytes = 64 * 1024;
 constexpr std::size_t kLargeHoldBytes = 1 << 20;
 // Requests whose working memory may reach three times --max-body (a
 // compressed body, or one over kHeavyBodyBytes) run at most kHeavySlots at
-// once; more wait in the loop, holding no worker.
+// once; more wait in the loop, holding no worker, addresses taking turns
+// for the next free slot, and each within its request deadline (then 503).
 constexpr std::size_t kHeavyBodyBytes = 1 << 20;
 constexpr int kHeavySlots = 4;
 
@@ -168,6 +169,9 @@ struct Address {
   // The loop's own (no lock): requests of this address to run inline.
   std::deque<Conn*> inline_ready;
   bool inline_in_turns = false;
+  // The loop's own: heavy requests of this address waiting for a slot.
+  std::deque<Conn*> heavy_ready;
+  bool heavy_in_turns = false;
 };
 
 // A request as cpp-httplib reads it (from memory) and its response as
@@ -990,7 +994,12 @@ class Loop final : public ConnectionServer {
     }
     if (compressed || c->body.size() > kHeavyBodyBytes) {
       if (heavy_running_ >= kHeavySlots) {
-        heavy_waiting_.push_back(c);  // no worker until a slot frees
+        Address* a = c->address;  // no worker until a slot frees
+        a->heavy_ready.push_back(c);
+        if (!a->heavy_in_turns) {
+          a->heavy_in_turns = true;
+          heavy_turns_.push_back(a);
+        }
         return;
       }
       ++heavy_running_;
@@ -1050,15 +1059,49 @@ class Loop final : public ConnectionServer {
       if (c->phase == Phase::head || c->phase == Phase::body) read_ready(c);
   }
 
+  // The next heavy request to get a slot: the first of the address whose
+  // turn it is; that address goes to the back of the turns.
+  Conn* next_heavy() {
+    if (heavy_turns_.empty()) return nullptr;
+    Address* a = heavy_turns_.front();
+    heavy_turns_.pop_front();
+    Conn* c = a->heavy_ready.front();
+    a->heavy_ready.pop_front();
+    if (!a->heavy_ready.empty()) {
+      heavy_turns_.push_back(a);
+    } else {
+      a->heavy_in_turns = false;
+    }
+    return c;
+  }
+
+  // Heavy requests still waiting for a slot past their request deadline
+  // are refused (503): a wait for slots taken by others is bounded too.
+  void expire_heavy_waiting() {
+    for (std::size_t i = heavy_turns_.size(); i-- > 0;) {
+      Address* a = heavy_turns_[i];
+      for (std::size_t j = a->heavy_ready.size(); j-- > 0;) {
+        Conn* c = a->heavy_ready[j];
+        if (now_ <= c->deadline) continue;
+        a->heavy_ready.erase(a->heavy_ready.begin() + static_cast<std::ptrdiff_t>(j));
+        c->in_worker.store(false, std::memory_order_relaxed);
+        counters_.request_timeouts++;
+        refuse(c, 503, "server_busy", "the server is busy with large requests; retry later");
+      }
+      if (a->heavy_ready.empty()) {
+        a->heavy_in_turns = false;
+        heavy_turns_.erase(heavy_turns_.begin() + static_cast<std::ptrdiff_t>(i));
+      }
+    }
+  }
+
   // A connection a worker (or an inline run) is done with.
   void hand_back(Conn* c) {
     c->in_worker.store(false, std::memory_order_relaxed);
     if (c->heavy) {
       c->heavy = false;
       --heavy_running_;
-      if (!heavy_waiting_.empty()) {
-        Conn* next = heavy_waiting_.front();
-        heavy_waiting_.pop_front();
+      if (Conn* next = next_heavy()) {
         ++heavy_running_;
         next->heavy = true;
         to_workers(next);
@@ -1076,6 +1119,7 @@ class Loop final : public ConnectionServer {
 
   // Timeouts, the minimum body rate, paused reads, the listener after EMFILE.
   void sweep() {
+    expire_heavy_waiting();
     for (std::size_t i = refused_.size(); i-- > 0;)
       if (now_ > refused_[i]->deadline || now_ > refused_[i]->idle_until) close_refused(refused_[i]);
     if (listener_paused_ && listener_ >= 0) {
@@ -1319,7 +1363,7 @@ class Loop final : public ConnectionServer {
   std::deque<Address*> inline_turns_;  // addresses with requests to run on the loop (run_inline)
   std::deque<Conn*> tls_ready_;        // see run_tls_ready
   int heavy_running_ = 0;              // heavy requests with a worker (loop thread only)
-  std::deque<Conn*> heavy_waiting_;    // heavy requests waiting for a slot
+  std::deque<Address*> heavy_turns_;   // addresses with heavy requests waiting for a slot
 
   std::mutex queue_mu_;
   std::condition_variable queue_cv_;

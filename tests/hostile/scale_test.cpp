@@ -286,3 +286,49 @@ TEST_CASE("scale: bodies from six addresses filling the buffer budget do not kee
   CHECK(server.object_exists("homelab", "small"));
   CHECK(!server.object_exists("homelab", "big"));
 }
+
+TEST_CASE("scale: heavy requests from one address take turns with another address's", "[hostile][scale][heavy]") {
+  // Compressed bodies run at most a few at once; the rest wait for a slot.
+  // One address queues 200 of them (each inflating to 8 MiB, refused 403
+  // after the whole parse); another address's three small compressed
+  // writes must be served in turn with them, not after the whole queue.
+  ServerProcess server({"--fsync", "never", "--keep-alive-timeout-s", "60", "--request-timeout-s", "120"});
+  const std::string heavy = gzip_compress("{\"accessKey\":\"not-the-key\",\"data\":\"" + std::string(8u << 20, 'a') + "\"}");
+  const std::string heavy_request = "POST " + write_path("homelab", "heavy") +
+                                    " HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                                    "Content-Encoding: gzip\r\nContent-Length: " +
+                                    std::to_string(heavy.size()) + "\r\n\r\n" + heavy;
+  constexpr int kConnections = 50, kPipelined = 4;
+  std::vector<std::unique_ptr<ClientSocket>> attackers;
+  std::string pipelined;
+  for (int i = 0; i < kPipelined; ++i) pipelined += heavy_request;
+  for (int i = 0; i < kConnections; ++i) {
+    attackers.push_back(std::make_unique<ClientSocket>(server.port(), "127.0.5.2"));
+    REQUIRE(attackers.back()->connected());
+    REQUIRE(attackers.back()->send(pipelined, 10s));
+  }
+  std::this_thread::sleep_for(200ms);  // the queue is there
+
+  const std::string small = gzip_compress(make_body("[1]"));
+  for (int i = 0; i < 3; ++i) {
+    ClientSocket victim(server.port(), "127.0.5.3");
+    REQUIRE(victim.connected());
+    REQUIRE(victim.send("POST " + write_path("homelab", "victim") +
+                        " HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Encoding: gzip\r\n"
+                        "Content-Length: " + std::to_string(small.size()) + "\r\n\r\n" + small));
+    RawResponse res = victim.read_response(120s);
+    CHECK(res.status == 200);
+  }
+  // How much of the other address's queue had run by then: with turns,
+  // a few slots' worth; first come first served, all of it.
+  std::size_t answered = 0;
+  for (auto& a : attackers) {
+    a->poll_incoming();
+    answered += count_status_lines(a->buffered());
+  }
+  WARN("the other address's heavy requests answered before the third small write: " << answered << " of "
+                                                                                     << kConnections * kPipelined);
+  CHECK(answered < kConnections * kPipelined / 2);
+  CHECK(server.read_object("homelab", "victim") == "1\n1\n1\n");
+  attackers.clear();
+}
