@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """HTTP benchmark of writeapi-server against an nginx ceiling, with wrk.
 
-    benchmarks/http/run.py [--duration S] [--out DIR] [--smoke]
+    benchmarks/http/run.py [--duration S] [--out DIR] [--smoke] [--connections 1,16,64,256]
+                           [--kinds nginx,writeapi-never,writeapi-always,asio-never,asio-always]
 
 Builds nothing itself: run it through benchmarks/http/run.sh, which installs
 wrk, nginx and gnuplot from Debian and builds Release first.
@@ -10,6 +11,9 @@ For each scenario (single-item or 100-item batches; keep-alive or
 Connection: close; 1, 16, 64 and 256 connections) it runs wrk against
   - writeapi-server --fsync never,
   - writeapi-server --fsync always (write-ahead log, group commit),
+  - writeapi-asio-server (examples/asio-server: the library on Boost.Beast)
+    with --fsync never and always, when it was built: where the library's
+    own ceiling is, under another HTTP stack,
   - nginx answering `return 204;` on the same URL (no parsing, no storage:
     the most this machine can do over HTTP),
 and records requests/s, items/s, p50/p99 latency, server CPU (cores used)
@@ -33,6 +37,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SERVER = os.path.join(ROOT, "build", "bin", "writeapi-server")
+ASIO_SERVER = os.path.join(ROOT, "build", "bin", "writeapi-asio-server")
 KEYS = os.path.join(ROOT, "examples", "demo-keys.json")
 ACCESS_KEY = "fbebeb8ae7f94930fd07dd8249287973e786d047e9820a254c4a3aecb36fc238"
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -108,14 +113,14 @@ def unlimited_keys(workdir):
 
 
 class WriteApiServer:
-    def __init__(self, fsync, workdir):
+    def __init__(self, fsync, workdir, asio=False):
         self.port = free_port()
         self.data = tempfile.mkdtemp(prefix="data-", dir=workdir)
-        self.proc = subprocess.Popen(
-            [SERVER, "--host", "127.0.0.1", "--port", str(self.port), "--data-dir", self.data,
-             "--keys", unlimited_keys(workdir),
-             "--access-log", "off", "--fsync", fsync],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        args = [ASIO_SERVER if asio else SERVER, "--host", "127.0.0.1", "--port", str(self.port),
+                "--data-dir", self.data, "--keys", unlimited_keys(workdir), "--fsync", fsync]
+        if not asio:
+            args += ["--access-log", "off"]
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_port(self.port)
 
     def stop(self):
@@ -188,7 +193,8 @@ def measure(kind, scenario, connections, duration, workdir):
         server = Nginx(workdir)
         pids = lambda: nginx_pids(server.proc.pid)
     else:
-        server = WriteApiServer(kind.split("-")[1], workdir)
+        front, fsync = kind.split("-")
+        server = WriteApiServer(fsync, workdir, asio=front == "asio")
         pids = lambda: [server.proc.pid]
     try:
         cpu_before = sum(proc_cpu_seconds(p) for p in pids())
@@ -227,19 +233,24 @@ def main():
     parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results"))
     parser.add_argument("--smoke", action="store_true")
     parser.add_argument("--connections", default="1,16,64,256")
+    parser.add_argument("--kinds", default="nginx,writeapi-never,writeapi-always,asio-never,asio-always")
     args = parser.parse_args()
+    have_asio = os.path.exists(ASIO_SERVER)
+    if not have_asio:
+        print("writeapi-asio-server not built (Boost.Beast missing): its rows are left out", file=sys.stderr)
+    kinds = [k for k in args.kinds.split(",") if have_asio or not k.startswith("asio-")]
 
     workdir = tempfile.mkdtemp(prefix="writeapi-http-bench-")
     results = []
     try:
         if args.smoke:
-            plan = [(k, s, 8, 1) for k in ("writeapi-never", "writeapi-always")
+            plan = [(k, s, 8, 1) for k in kinds if k != "nginx"
                     for s in (("single", False), ("batch100", True))]
         else:
             conns = [int(c) for c in args.connections.split(",")]
             plan = [(k, (body, close), c, args.duration)
                     for body in ("single", "batch100") for close in (False, True) for c in conns
-                    for k in ("nginx", "writeapi-never", "writeapi-always")]
+                    for k in kinds]
         for kind, scenario, conns, duration in plan:
             r = measure(kind, scenario, conns, duration, workdir)
             results.append(r)
