@@ -39,7 +39,7 @@ std::string with_hidden_body(std::string_view method, std::string_view target, s
 void stream_body_to_refusing_route(const ServerProcess& server, std::string_view head, const std::string& piece,
                                    std::size_t total, const std::vector<int>& statuses, std::string_view tail = "") {
   RssWatch memory(server.pid(), 4 * rss_growth_bound());
-  ClientSocket client(server.port(), "127.0.0.1");
+  RawConnection client(server.port(), "127.0.0.1");
   REQUIRE(client.connected());
   REQUIRE(client.send(head));
   std::size_t sent = 0;
@@ -154,7 +154,7 @@ TEST_CASE("body routes: a 4 MB gzip body to POST /write/v3/bucket (no key) is 40
                            std::to_string(body.size()) + "\r\n\r\n";
   // Sent in 64 KiB pieces through the same loop as the chunked flood.
   RssWatch memory(server.pid(), 4 * rss_growth_bound());
-  ClientSocket client(server.port(), "127.0.0.1");
+  RawConnection client(server.port(), "127.0.0.1");
   REQUIRE(client.connected());
   REQUIRE(client.send(head));
   std::size_t sent = 0;

@@ -131,7 +131,7 @@ TEST_CASE("exposure: an access log pipe nobody reads never blocks a request, dro
   std::vector<std::thread> clients;
   for (int c = 0; c < kConnections; ++c) {
     clients.emplace_back([&, c] {
-      ClientSocket client(server.port(), "127.0.0.1");
+      RawConnection client(server.port(), "127.0.0.1");
       if (!client.connected()) return;
       const std::string request =
           c % 2 ? "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
@@ -239,7 +239,7 @@ TEST_CASE("exposure: under ulimit -n 1024 with a higher hard limit the server ra
   // beside the server's other descriptors with the default --max-open-files.
   // (300, the figure in the issue, fits under 1,024 when written one at a
   // time, so it would not show the limit.)
-  ClientSocket client(server.port(), "127.0.0.1");
+  RawConnection client(server.port(), "127.0.0.1");
   REQUIRE(client.connected());
   int ok = 0, unavailable = 0, other = 0;
   for (int i = 0; i < 1100; ++i) {

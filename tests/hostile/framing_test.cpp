@@ -33,14 +33,14 @@ void expect_refused_without_smuggling(const ServerProcess& server, std::string_v
   auto before = snapshot_tree(server.data_dir());
   std::string request = "POST " + kTarget + " HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n" +
                         head_lines + "\r\n" + std::string(body) + valid_request("smuggled");
-  ClientSocket client(server.port(), "127.0.0.1");
+  RawConnection client(server.port(), "127.0.0.1");
   REQUIRE(client.connected());
   REQUIRE(client.send(request));
   RawResponse res = client.read_response(5s);
   INFO("response:\n" << res.raw);
   CHECK(res.status == 400);
   CHECK(check_error_body(res.body, "bad_request") == "");
-  CHECK(client.wait_closed(3s));
+  CHECK(client.drain_until_closed(3s));
   CHECK(!server.object_exists("homelab", "smuggled"));
   CHECK(tree_diff(before, snapshot_tree(server.data_dir())) == "");
 }
@@ -94,7 +94,7 @@ TEST_CASE("hostile: an oversized request head gets 431 and the server stops read
   // Header lines without end: the client keeps sending up to 32 MiB unless
   // the server answers and closes first.
   auto flood = [&](const std::string& start, const std::string& filler) {
-    ClientSocket client(server.port(), "127.0.0.1");
+    RawConnection client(server.port(), "127.0.0.1");
     REQUIRE(client.connected());
     REQUIRE(client.send(start));
     std::size_t sent = start.size();
@@ -113,7 +113,7 @@ TEST_CASE("hostile: an oversized request head gets 431 and the server stops read
     CHECK((res.status == 431 || res.status == 400));
     if (res.status != 0) CHECK(check_error_body(res.body, "bad_request") == "");
     CHECK(sent < (32u << 20));
-    CHECK(client.wait_closed(5s));
+    CHECK(client.drain_until_closed(5s));
   };
 
   SECTION("many header lines") {
@@ -128,14 +128,14 @@ TEST_CASE("hostile: an oversized request head gets 431 and the server stops read
   SECTION("an endless request line") {
     // No response is owed to something that never became a request line;
     // the connection must still be closed soon.
-    ClientSocket client(server.port(), "127.0.0.1");
+    RawConnection client(server.port(), "127.0.0.1");
     REQUIRE(client.connected());
     REQUIRE(client.send("POST /" + std::string(60000, 'c')));
     std::size_t sent = 60000;
     while (sent < (32u << 20) && client.send(std::string(65536, 'c'), 200ms)) sent += 65536;
     INFO("sent " << sent);
     CHECK(sent < (32u << 20));
-    CHECK(client.wait_closed(5s));
+    CHECK(client.drain_until_closed(5s));
   }
 
   const std::size_t rss_after = resident_bytes(server.pid());
@@ -153,7 +153,7 @@ TEST_CASE("hostile: a body shorter than its Content-Length times out and stores 
   std::string request = make_post(write_path("homelab", "short"), body);
   request.resize(request.size() - body.size() / 2);  // Content-Length promises more
 
-  ClientSocket client(server.port(), "127.0.0.1");
+  RawConnection client(server.port(), "127.0.0.1");
   REQUIRE(client.connected());
   const auto start = Clock::now();
   REQUIRE(client.send(request));
@@ -166,7 +166,7 @@ TEST_CASE("hostile: a body shorter than its Content-Length times out and stores 
   if (res.status != 0) CHECK(res.status >= 400);
   CHECK(waited >= 1500ms);
   CHECK(waited < 8s);
-  CHECK(client.wait_closed(3s));
+  CHECK(client.drain_until_closed(3s));
   CHECK(tree_diff(before, snapshot_tree(server.data_dir())) == "");
   CHECK(server.read_object("homelab", "short") == "0\n");
 }

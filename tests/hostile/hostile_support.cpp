@@ -32,11 +32,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 
-int poll_ms(Clock::time_point deadline) {
-  auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
-  return left < 0 ? 0 : static_cast<int>(left);
-}
-
 #if defined(__SANITIZE_ADDRESS__)
 constexpr bool kAddressSanitizer = true;
 #elif defined(__has_feature)
@@ -95,149 +90,6 @@ bool address_sanitizer_build() { return kAddressSanitizer; }
 std::size_t rss_growth_bound() { return (kAddressSanitizer ? 640u : 150u) << 20; }
 
 // ---------------------------------------------------------------------------
-// ClientSocket
-
-ClientSocket::ClientSocket(int port, const char* source_ip) {
-  fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd_ < 0) return;
-  sockaddr_in source{};
-  source.sin_family = AF_INET;
-  ::inet_pton(AF_INET, source_ip, &source.sin_addr);
-  sockaddr_in target{};
-  target.sin_family = AF_INET;
-  target.sin_port = htons(static_cast<uint16_t>(port));
-  target.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::bind(fd_, reinterpret_cast<sockaddr*>(&source), sizeof source) != 0 ||
-      ::connect(fd_, reinterpret_cast<sockaddr*>(&target), sizeof target) != 0) {
-    ::close(fd_);
-    fd_ = -1;
-    return;
-  }
-  int one = 1;
-  ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  ::fcntl(fd_, F_SETFL, ::fcntl(fd_, F_GETFL) | O_NONBLOCK);
-}
-
-ClientSocket::~ClientSocket() {
-  if (fd_ >= 0) ::close(fd_);
-}
-
-bool ClientSocket::send(std::string_view bytes, std::chrono::milliseconds timeout) {
-  auto deadline = Clock::now() + timeout;
-  while (!bytes.empty()) {
-    ssize_t n = ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL);
-    if (n > 0) {
-      bytes.remove_prefix(static_cast<std::size_t>(n));
-      continue;
-    }
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      pollfd p{fd_, POLLOUT, 0};
-      if (::poll(&p, 1, poll_ms(deadline)) <= 0) return false;
-      continue;
-    }
-    return false;
-  }
-  return true;
-}
-
-RawResponse ClientSocket::read_response(std::chrono::milliseconds timeout) {
-  auto deadline = Clock::now() + timeout;
-  auto fill = [&]() {
-    pollfd p{fd_, POLLIN, 0};
-    if (::poll(&p, 1, poll_ms(deadline)) <= 0) return false;
-    char chunk[65536];
-    ssize_t n = ::recv(fd_, chunk, sizeof chunk, 0);
-    if (n <= 0) return false;
-    buffer_.append(chunk, static_cast<std::size_t>(n));
-    return true;
-  };
-  RawResponse response;
-  std::size_t head_end;
-  while ((head_end = buffer_.find("\r\n\r\n")) == std::string::npos) {
-    if (!fill()) {
-      response.raw = buffer_;
-      return response;
-    }
-  }
-  std::string head = buffer_.substr(0, head_end);
-  buffer_.erase(0, head_end + 4);
-  response.raw = head + "\r\n\r\n";
-  parse_response_head(head, &response);
-  std::string length = response.header("content-length");
-  if (response.status >= 100 && response.status < 200) {
-    // An interim response (100 Continue) has no body.
-  } else if (!length.empty()) {
-    std::size_t n = std::stoul(length);
-    while (buffer_.size() < n && fill()) {
-    }
-    response.body = buffer_.substr(0, std::min(n, buffer_.size()));
-    buffer_.erase(0, response.body.size());
-  } else {
-    while (fill()) {
-    }
-    response.body = buffer_;
-    buffer_.clear();
-  }
-  response.raw += response.body;
-  return response;
-}
-
-bool ClientSocket::wait_closed(std::chrono::milliseconds timeout) {
-  auto deadline = Clock::now() + timeout;
-  for (;;) {
-    pollfd p{fd_, POLLIN, 0};
-    int r = ::poll(&p, 1, poll_ms(deadline));
-    if (r <= 0) return false;
-    char chunk[65536];
-    ssize_t n = ::recv(fd_, chunk, sizeof chunk, 0);
-    if (n == 0) return true;
-    if (n < 0) {
-      if (errno == EAGAIN || errno == EINTR) continue;
-      return errno == ECONNRESET || errno == EPIPE;
-    }
-  }
-}
-
-std::string ClientSocket::read_to_eof(std::chrono::milliseconds timeout, bool* closed) {
-  auto deadline = Clock::now() + timeout;
-  *closed = false;
-  std::string bytes = std::move(buffer_);
-  buffer_.clear();
-  for (;;) {
-    pollfd p{fd_, POLLIN, 0};
-    int r = ::poll(&p, 1, poll_ms(deadline));
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) return bytes;
-    char chunk[65536];
-    ssize_t n = ::recv(fd_, chunk, sizeof chunk, 0);
-    if (n > 0) {
-      bytes.append(chunk, static_cast<std::size_t>(n));
-      continue;
-    }
-    if (n < 0 && (errno == EAGAIN || errno == EINTR)) continue;
-    *closed = true;  // EOF, or reset (ECONNRESET) after the server closed
-    return bytes;
-  }
-}
-
-bool ClientSocket::poll_incoming() {
-  for (;;) {
-    char chunk[65536];
-    ssize_t n = ::recv(fd_, chunk, sizeof chunk, MSG_DONTWAIT);
-    if (n > 0) {
-      buffer_.append(chunk, static_cast<std::size_t>(n));
-      continue;
-    }
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return true;
-    return false;
-  }
-}
-
-void ClientSocket::shutdown_write() { ::shutdown(fd_, SHUT_WR); }
-
-// ---------------------------------------------------------------------------
 // Responses on the wire
 
 std::size_t count_status_lines(std::string_view bytes) {
@@ -271,7 +123,7 @@ RawResponse parse_response(std::string_view bytes) {
 Exchange exchange_to_eof(int port, std::string_view request, std::chrono::milliseconds timeout,
                          const char* source_ip) {
   Exchange exchange;
-  ClientSocket client(port, source_ip);
+  RawConnection client(port, source_ip);
   if (!client.connected()) return exchange;
   const auto deadline = Clock::now() + timeout;
   // Send and read at once: a server that answers early and stops reading

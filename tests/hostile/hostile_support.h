@@ -43,41 +43,6 @@ bool address_sanitizer_build();
 // default) and shadow memory besides, so they get a looser bound.
 std::size_t rss_growth_bound();
 
-// A TCP connection to 127.0.0.1:port from `source_ip` (any 127.x.y.z
-// address works on Linux loopback), for clients that must appear to come
-// from distinct addresses. Non-blocking underneath; every call is bounded.
-class ClientSocket {
- public:
-  ClientSocket(int port, const char* source_ip);
-  ~ClientSocket();
-  ClientSocket(const ClientSocket&) = delete;
-  ClientSocket& operator=(const ClientSocket&) = delete;
-
-  bool connected() const { return fd_ >= 0; }
-  int fd() const { return fd_; }
-  // Sends all of `bytes` within `timeout`; false on error or timeout.
-  bool send(std::string_view bytes, std::chrono::milliseconds timeout = std::chrono::seconds(10));
-  // Reads one response (head, then Content-Length bytes, or until EOF)
-  // within `timeout`. status 0 when none came.
-  RawResponse read_response(std::chrono::milliseconds timeout);
-  // True when the peer closes (EOF or reset) within `timeout`, discarding
-  // any bytes that arrive first.
-  bool wait_closed(std::chrono::milliseconds timeout);
-  // Everything the peer sends (after what read_response left buffered)
-  // until it closes or `timeout` passes; *closed says which.
-  std::string read_to_eof(std::chrono::milliseconds timeout, bool* closed);
-  // Appends to buffered bytes what has already arrived, without waiting;
-  // false once the peer has closed (EOF or reset).
-  bool poll_incoming();
-  // Bytes received and not yet consumed by read_response.
-  const std::string& buffered() const { return buffer_; }
-  void shutdown_write();
-
- private:
-  int fd_ = -1;
-  std::string buffer_;
-};
-
 // Lines starting with "HTTP/1." in a byte stream of responses: how many
 // responses (interim 1xx ones included) the server sent.
 std::size_t count_status_lines(std::string_view bytes);

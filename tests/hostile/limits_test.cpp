@@ -96,14 +96,14 @@ TEST_CASE("hostile: a 10 MiB single string is stored as one line", "[hostile][li
 
   // One byte more is refused from its Content-Length, before the body is
   // read (the client need not send it).
-  ClientSocket over(server.port(), "127.0.0.1");
+  RawConnection over(server.port(), "127.0.0.1");
   REQUIRE(over.send("POST " + write_path("homelab", "string") +
                     " HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: " +
                     std::to_string(kMaxBody + 1) + "\r\n\r\n" + body.substr(0, 65536)));
   RawResponse refused = over.read_response(5s);
   CHECK(refused.status == 413);
   CHECK(check_error_body(refused.body, "payload_too_large") == "");
-  CHECK(over.wait_closed(5s));
+  CHECK(over.drain_until_closed(5s));
   CHECK(server.read_object("homelab", "string") == "\"" + value + "\"\n");
   memory.check_bounded_and_serving();
 }

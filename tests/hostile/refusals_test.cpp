@@ -97,7 +97,7 @@ TEST_CASE("refusals: Python http.client sending an 11 MiB body first reads the 4
 TEST_CASE("refusals: a raw client sending 11 MiB before reading gets the whole 413", "[hostile][refusals]") {
   ServerProcess server(long_keep_alive());
   const std::string body(11u << 20, ' ');
-  ClientSocket client(server.port(), "127.0.0.1");
+  RawConnection client(server.port(), "127.0.0.1");
   REQUIRE(client.connected());
   bool sent = client.send("POST " + write_path("homelab", "big") +
                               " HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: " +
@@ -142,7 +142,7 @@ TEST_CASE("refusals: Expect 100-continue on a head that decides a refusal gets t
   };
   for (const auto& c : cases) {
     INFO("case: " << c.what);
-    ClientSocket client(server.port(), "127.0.0.1");
+    RawConnection client(server.port(), "127.0.0.1");
     REQUIRE(client.connected());
     REQUIRE(client.send(c.request));
     // The body is withheld, as a client waiting for 100 Continue does: the
@@ -164,7 +164,7 @@ TEST_CASE("refusals: Expect 100-continue on an acceptable head gets 100 Continue
           "[hostile][refusals][expect]") {
   ServerProcess server(long_keep_alive());
   const std::string body = make_body("1");
-  ClientSocket client(server.port(), "127.0.0.1");
+  RawConnection client(server.port(), "127.0.0.1");
   REQUIRE(client.connected());
   REQUIRE(client.send("POST " + write_path("homelab", "expect") +
                       " HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nExpect: 100-continue\r\n"
@@ -191,7 +191,7 @@ namespace {
 void expect_read_after_sending(int port, const char* source_ip, const std::string& head, std::size_t body_bytes,
                                int status, std::string_view code, std::string_view what) {
   INFO("case: " << what);
-  ClientSocket client(port, source_ip);
+  RawConnection client(port, source_ip);
   REQUIRE(client.connected());
   bool sent = client.send(head + std::string(body_bytes, ' '), 20s);
   bool closed = false;
@@ -240,7 +240,7 @@ TEST_CASE("refusals: connections refused at accept linger, so a client that send
     std::vector<std::string> args = long_keep_alive();
     args.insert(args.end(), {"--max-connections-per-ip", "1"});
     ServerProcess server(args);
-    ClientSocket holder(server.port(), "127.0.0.2");
+    RawConnection holder(server.port(), "127.0.0.2");
     REQUIRE(holder.connected());
     REQUIRE(holder.send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"));
     REQUIRE(holder.read_response(5s).status == 200);  // the address's one connection, kept open
@@ -254,9 +254,9 @@ TEST_CASE("refusals: connections refused at accept linger, so a client that send
     ServerProcess server(args);
     // The fixture's readiness probe may still hold the one connection for
     // a moment after it closed its end.
-    std::unique_ptr<ClientSocket> holder;
+    std::unique_ptr<RawConnection> holder;
     for (int attempt = 0; attempt < 200; ++attempt) {
-      holder = std::make_unique<ClientSocket>(server.port(), "127.0.0.2");
+      holder = std::make_unique<RawConnection>(server.port(), "127.0.0.2");
       REQUIRE(holder->connected());
       REQUIRE(holder->send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"));
       if (holder->read_response(5s).status == 200) break;

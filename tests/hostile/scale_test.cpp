@@ -40,7 +40,7 @@ std::string slow_head(std::string_view key, std::size_t content_length) {
 // a negative value when it was not answered 200 within `bound`.
 double timed_write(int port, const char* source_ip, std::string_view key, std::chrono::milliseconds bound) {
   const auto start = Clock::now();
-  ClientSocket client(port, source_ip);
+  RawConnection client(port, source_ip);
   if (!client.connected()) return -1;
   if (!client.send(make_post(write_path("homelab", key), make_body("1")), bound)) return -1;
   RawResponse res = client.read_response(bound);
@@ -52,7 +52,7 @@ double timed_write(int port, const char* source_ip, std::string_view key, std::c
 }
 
 // Whether the server closed `socket` or sent it something unasked.
-bool disturbed(ClientSocket& socket) {
+bool disturbed(RawConnection& socket) {
   pollfd p{socket.fd(), POLLIN | POLLRDHUP, 0};
   return ::poll(&p, 1, 0) > 0;
 }
@@ -70,7 +70,7 @@ TEST_CASE("scale: 10,000 idle keep-alive connections are held while another addr
   ServerProcess server({"--max-connections", "12000", "--keep-alive-timeout-s", "300", "--fsync", "never"});
   const char* sources[] = {"127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"};
 
-  std::vector<std::unique_ptr<ClientSocket>> idle;
+  std::vector<std::unique_ptr<RawConnection>> idle;
   idle.reserve(kIdle);
   std::size_t failures = 0;
   const std::string request = "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
@@ -81,7 +81,7 @@ TEST_CASE("scale: 10,000 idle keep-alive connections are held while another addr
       std::size_t begin = idle.size();
       std::size_t end = std::min(target, begin + 200);
       for (std::size_t i = begin; i < end; ++i) {
-        idle.push_back(std::make_unique<ClientSocket>(server.port(), sources[i % 4]));
+        idle.push_back(std::make_unique<RawConnection>(server.port(), sources[i % 4]));
         if (!idle.back()->connected() || !idle.back()->send(request, 2s)) ++failures;
       }
       for (std::size_t i = begin; i < end; ++i) {
@@ -142,12 +142,12 @@ TEST_CASE("scale: 200 slow-body clients from 50 addresses are cut by --min-body-
           "[hostile][scale][slow]") {
   ServerProcess server({"--min-body-rate", "1024", "--request-timeout-s", "60", "--fsync", "never"});
   constexpr int kSlow = 200;
-  std::vector<std::unique_ptr<ClientSocket>> slow;
+  std::vector<std::unique_ptr<RawConnection>> slow;
   std::vector<double> cut_after(kSlow, -1);
   std::vector<int> cut_status(kSlow, 0);
   for (int i = 0; i < kSlow; ++i) {
     std::string source = "127.0.1." + std::to_string(1 + i % 50);
-    slow.push_back(std::make_unique<ClientSocket>(server.port(), source.c_str()));
+    slow.push_back(std::make_unique<RawConnection>(server.port(), source.c_str()));
     REQUIRE(slow.back()->connected());
     REQUIRE(slow.back()->send(slow_head("slow", 100000) + " "));
   }
@@ -165,7 +165,7 @@ TEST_CASE("scale: 200 slow-body clients from 50 addresses are cut by --min-body-
   while (remaining > 0 && Clock::now() - start < 25s) {
     for (int i = 0; i < kSlow; ++i) {
       if (cut_after[i] >= 0) continue;
-      ClientSocket& s = *slow[i];
+      RawConnection& s = *slow[i];
       bool open = s.poll_incoming();
       if (!open || !s.buffered().empty() || !s.send(" ", 20ms)) {
         cut_after[i] = seconds_since(start);
@@ -205,10 +205,10 @@ namespace {
 // 100000) and trickle their body a byte every 100 ms; meanwhile 127.0.2.2
 // writes three times. Each write must be answered within 5 s.
 void one_address_holds_slow_requests(const ServerProcess& server, int count) {
-  std::vector<std::unique_ptr<ClientSocket>> slow;
+  std::vector<std::unique_ptr<RawConnection>> slow;
   int refused = 0;
   for (int i = 0; i < count; ++i) {
-    slow.push_back(std::make_unique<ClientSocket>(server.port(), "127.0.2.1"));
+    slow.push_back(std::make_unique<RawConnection>(server.port(), "127.0.2.1"));
     if (!slow.back()->connected() || !slow.back()->send(slow_head("slow", 100000) + "{", 2s)) ++refused;
   }
   std::atomic<bool> stop{false};
@@ -260,11 +260,11 @@ TEST_CASE("scale: bodies from six addresses filling the buffer budget do not kee
   // budget, each within its share.
   ServerProcess server({"--max-buffer-memory", "8MiB", "--fsync", "never", "--request-timeout-s", "60",
                         "--keep-alive-timeout-s", "60"});
-  std::vector<std::unique_ptr<ClientSocket>> attackers;
+  std::vector<std::unique_ptr<RawConnection>> attackers;
   const std::string part(1900 * 1024, 'x');
   for (int i = 0; i < 6; ++i) {
     const std::string source = "127.0.4." + std::to_string(10 + i);
-    attackers.push_back(std::make_unique<ClientSocket>(server.port(), source.c_str()));
+    attackers.push_back(std::make_unique<RawConnection>(server.port(), source.c_str()));
     REQUIRE(attackers.back()->connected());
     attackers.back()->send("POST " + write_path("homelab", "big") +
                                " HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: " +
@@ -275,7 +275,7 @@ TEST_CASE("scale: bodies from six addresses filling the buffer budget do not kee
   // A sensor's body of 40 KB from another address is read from the budget's
   // reserve and answered at once.
   const std::string body = make_body("\"" + std::string(40 * 1024, 'y') + "\"");
-  ClientSocket victim(server.port(), "127.0.4.99");
+  RawConnection victim(server.port(), "127.0.4.99");
   REQUIRE(victim.connected());
   const auto start = Clock::now();
   REQUIRE(victim.send(make_post(write_path("homelab", "small"), body)));
@@ -299,11 +299,11 @@ TEST_CASE("scale: heavy requests from one address take turns with another addres
                                     "Content-Encoding: gzip\r\nContent-Length: " +
                                     std::to_string(heavy.size()) + "\r\n\r\n" + heavy;
   constexpr int kConnections = 50, kPipelined = 4;
-  std::vector<std::unique_ptr<ClientSocket>> attackers;
+  std::vector<std::unique_ptr<RawConnection>> attackers;
   std::string pipelined;
   for (int i = 0; i < kPipelined; ++i) pipelined += heavy_request;
   for (int i = 0; i < kConnections; ++i) {
-    attackers.push_back(std::make_unique<ClientSocket>(server.port(), "127.0.5.2"));
+    attackers.push_back(std::make_unique<RawConnection>(server.port(), "127.0.5.2"));
     REQUIRE(attackers.back()->connected());
     REQUIRE(attackers.back()->send(pipelined, 10s));
   }
@@ -311,7 +311,7 @@ TEST_CASE("scale: heavy requests from one address take turns with another addres
 
   const std::string small = gzip_compress(make_body("[1]"));
   for (int i = 0; i < 3; ++i) {
-    ClientSocket victim(server.port(), "127.0.5.3");
+    RawConnection victim(server.port(), "127.0.5.3");
     REQUIRE(victim.connected());
     REQUIRE(victim.send("POST " + write_path("homelab", "victim") +
                         " HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Encoding: gzip\r\n"

@@ -25,10 +25,10 @@ using Clock = std::chrono::steady_clock;
 // Keeps sending one byte per connection every `period` until destroyed.
 class Trickler {
  public:
-  Trickler(std::vector<ClientSocket*> sockets, std::chrono::milliseconds period, char byte)
+  Trickler(std::vector<RawConnection*> sockets, std::chrono::milliseconds period, char byte)
       : thread_([this, sockets = std::move(sockets), period, byte] {
           while (!stop_.load()) {
-            for (ClientSocket* s : sockets) s->send(std::string_view(&byte, 1), 50ms);
+            for (RawConnection* s : sockets) s->send(std::string_view(&byte, 1), 50ms);
             std::this_thread::sleep_for(period);
           }
         }) {}
@@ -61,9 +61,9 @@ TEST_CASE("hostile: twice the worker count of slow connections from one address 
                         std::to_string(kCap)});
 
   // Half trickle their headers, half their body; 127.0.0.3 is the attacker.
-  std::vector<std::unique_ptr<ClientSocket>> slow;
+  std::vector<std::unique_ptr<RawConnection>> slow;
   for (int i = 0; i < kSlow; ++i) {
-    slow.push_back(std::make_unique<ClientSocket>(server.port(), "127.0.0.3"));
+    slow.push_back(std::make_unique<RawConnection>(server.port(), "127.0.0.3"));
     REQUIRE(slow.back()->connected());
     if (i % 2 == 0) {
       slow.back()->send("POST " + write_path("homelab", "slow") + " HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ");
@@ -74,7 +74,7 @@ TEST_CASE("hostile: twice the worker count of slow connections from one address 
   // Connections over the cap are answered 429 at once.
   std::this_thread::sleep_for(300ms);
   int refused = 0;
-  std::vector<ClientSocket*> admitted;
+  std::vector<RawConnection*> admitted;
   for (auto& s : slow) {
     RawResponse res = s->read_response(100ms);
     if (res.status == 429) {
@@ -94,7 +94,7 @@ TEST_CASE("hostile: twice the worker count of slow connections from one address 
 
   // A normal client from another address is answered within 5 s.
   for (int round = 0; round < 3; ++round) {
-    ClientSocket normal(server.port(), "127.0.0.2");
+    RawConnection normal(server.port(), "127.0.0.2");
     REQUIRE(normal.connected());
     const auto start = Clock::now();
     REQUIRE(normal.send(make_post(write_path("homelab", "normal"), make_body("1"))));
@@ -117,23 +117,23 @@ TEST_CASE("hostile: twice the worker count of slow connections from one address 
 TEST_CASE("hostile: --max-connections-per-ip caps one address and frees slots as connections close",
           "[hostile][slow]") {
   ServerProcess server({"--max-connections-per-ip", "2"});
-  auto first = std::make_unique<ClientSocket>(server.port(), "127.0.0.5");
-  ClientSocket second(server.port(), "127.0.0.5");
+  auto first = std::make_unique<RawConnection>(server.port(), "127.0.0.5");
+  RawConnection second(server.port(), "127.0.0.5");
   std::this_thread::sleep_for(100ms);
   {
-    ClientSocket third(server.port(), "127.0.0.5");
+    RawConnection third(server.port(), "127.0.0.5");
     RawResponse res = third.read_response(2s);
     CHECK(res.status == 429);
-    CHECK(third.wait_closed(2s));
+    CHECK(third.drain_until_closed(2s));
   }
   // Another address is not affected.
-  ClientSocket other(server.port(), "127.0.0.6");
+  RawConnection other(server.port(), "127.0.0.6");
   REQUIRE(other.send(make_post(write_path("homelab", "other"), make_body("1"))));
   CHECK(other.read_response(5s).status == 200);
   // Closing one frees its slot.
   first.reset();
   std::this_thread::sleep_for(300ms);
-  ClientSocket again(server.port(), "127.0.0.5");
+  RawConnection again(server.port(), "127.0.0.5");
   REQUIRE(again.send(make_post(write_path("homelab", "again"), make_body("2"))));
   CHECK(again.read_response(5s).status == 200);
 }
@@ -146,12 +146,12 @@ TEST_CASE("hostile: a request trickled a byte at a time is cut off by the reques
   auto before = snapshot_tree(server.data_dir());
 
   SECTION("headers") {
-    ClientSocket client(server.port(), "127.0.0.4");
+    RawConnection client(server.port(), "127.0.0.4");
     REQUIRE(client.send("POST " + write_path("homelab", "trickle") + " HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: "));
     const auto start = Clock::now();
     RawResponse res;
     {
-      std::vector<ClientSocket*> one = {&client};
+      std::vector<RawConnection*> one = {&client};
       Trickler trickle(one, 200ms, 'a');
       res = client.read_response(6s);
     }
@@ -160,16 +160,16 @@ TEST_CASE("hostile: a request trickled a byte at a time is cut off by the reques
     CHECK(res.status == 408);
     CHECK(check_error_body(res.body, "bad_request") == "");
     CHECK(took < 5s);
-    CHECK(client.wait_closed(3s));
+    CHECK(client.drain_until_closed(3s));
   }
   SECTION("body") {
-    ClientSocket client(server.port(), "127.0.0.4");
+    RawConnection client(server.port(), "127.0.0.4");
     const std::string body = make_body("[1,2,3]");
     REQUIRE(client.send(head_of("trickle", body.size() + 1000) + body));
     const auto start = Clock::now();
     RawResponse res;
     {
-      std::vector<ClientSocket*> one = {&client};
+      std::vector<RawConnection*> one = {&client};
       Trickler trickle(one, 200ms, ' ');
       res = client.read_response(6s);
     }
@@ -177,7 +177,7 @@ TEST_CASE("hostile: a request trickled a byte at a time is cut off by the reques
     INFO("after " << std::chrono::duration<double>(took).count() << " s:\n" << res.raw);
     CHECK((res.status == 400 || res.status == 408));
     CHECK(took < 5s);
-    CHECK(client.wait_closed(3s));
+    CHECK(client.drain_until_closed(3s));
   }
   CHECK(tree_diff(before, snapshot_tree(server.data_dir())) == "");
   prefill(server, "after");

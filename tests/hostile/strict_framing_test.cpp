@@ -321,7 +321,7 @@ TEST_CASE("strict: an endless chunk-size line is cut with 400 after a few KiB an
     INFO("case: " << what);
     // Kill the server long before it could exhaust the machine.
     RssWatch memory(server.pid(), 4 * rss_growth_bound());
-    ClientSocket client(server.port(), "127.0.0.1");
+    RawConnection client(server.port(), "127.0.0.1");
     REQUIRE(client.connected());
     REQUIRE(client.send(start));
     const std::string piece(65536, filler);
@@ -360,7 +360,7 @@ TEST_CASE("strict: a chunked body whose last chunk never comes is never stored",
   ServerProcess server({"--request-timeout-s", "3", "--keep-alive-timeout-s", "60"});
   const std::string start = post_with("Transfer-Encoding: chunked\r\n", hex(kBody.size()) + "\r\n" + kBody + "\r\n");
   SECTION("the client ends its side before the last chunk") {
-    ClientSocket client(server.port(), "127.0.0.1");
+    RawConnection client(server.port(), "127.0.0.1");
     REQUIRE(client.send(start));
     client.shutdown_write();
     bool closed = false;
@@ -372,7 +372,7 @@ TEST_CASE("strict: a chunked body whose last chunk never comes is never stored",
     CHECK(closed);
   }
   SECTION("the client keeps sending valid one-byte chunks") {
-    ClientSocket client(server.port(), "127.0.0.1");
+    RawConnection client(server.port(), "127.0.0.1");
     REQUIRE(client.send(start));
     const auto begin = Clock::now();
     bool cut = false;
@@ -430,7 +430,7 @@ TEST_CASE("strict: body bytes that arrive in pieces on a kept-alive connection a
                                        : "Content-Length: " + std::to_string(body.size()) + "\r\n") +
                          "\r\n";
       std::string payload = chunked_body ? hex(body.size()) + "\r\n" + body + "\r\n0\r\n\r\n" : body;
-      ClientSocket client(server.port(), "127.0.0.1");
+      RawConnection client(server.port(), "127.0.0.1");
       REQUIRE(client.connected());
       const std::size_t cut1 = std::min<std::size_t>(payload.size(), 8192 - std::min<std::size_t>(head.size(), 8000));
       const std::size_t cut2 = cut1 + (payload.size() - cut1) / 2;

@@ -60,15 +60,15 @@ TEST_CASE("hostile: plain HTTP and stalled handshakes on the HTTPS port do not s
   TlsServerProcess server({"--request-timeout-s", "2", "--read-timeout-s", "2"});
   {
     // Plain HTTP: the handshake fails and the connection is closed.
-    ClientSocket plain(server.port(), "127.0.0.1");
+    RawConnection plain(server.port(), "127.0.0.1");
     REQUIRE(plain.send(make_post(write_path("homelab", "plain"), make_body("1"))));
-    CHECK(plain.wait_closed(5s));
+    CHECK(plain.drain_until_closed(5s));
   }
   {
     // A client that connects and sends nothing is closed by the deadline.
-    ClientSocket silent(server.port(), "127.0.0.1");
+    RawConnection silent(server.port(), "127.0.0.1");
     REQUIRE(silent.connected());
-    CHECK(silent.wait_closed(6s));
+    CHECK(silent.drain_until_closed(6s));
   }
   auto res = tls_client(server)->Post(write_path("homelab", "after"), make_body("1"), "application/json");
   REQUIRE(res);
@@ -138,7 +138,7 @@ TEST_CASE("hostile: pipelined requests over TLS are all answered, bytes buffered
     pipeline += "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Pad: " + std::string(200, 'a') + "\r\n\r\n";
   SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
   REQUIRE(ctx);
-  ClientSocket socket(server.port(), "127.0.0.1");
+  RawConnection socket(server.port(), "127.0.0.1");
   REQUIRE(socket.connected());
   int flags = ::fcntl(socket.fd(), F_GETFL);
   ::fcntl(socket.fd(), F_SETFL, flags & ~O_NONBLOCK);

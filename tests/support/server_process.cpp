@@ -408,34 +408,61 @@ void parse_response_head(std::string_view head, RawResponse* response) {
   }
 }
 
-RawConnection::RawConnection(int port) {
+namespace {
+
+int poll_ms(Clock::time_point deadline) {
+  auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+  return left < 0 ? 0 : static_cast<int>(left);
+}
+
+}  // namespace
+
+RawConnection::RawConnection(int port, const char* source_ip) {
   fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd_ < 0) return;
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+  if (source_ip) {
+    sockaddr_in source{};
+    source.sin_family = AF_INET;
+    ::inet_pton(AF_INET, source_ip, &source.sin_addr);
+    if (::bind(fd_, reinterpret_cast<sockaddr*>(&source), sizeof source) != 0) {
+      ::close(fd_);
+      fd_ = -1;
+      return;
+    }
+  }
+  sockaddr_in target{};
+  target.sin_family = AF_INET;
+  target.sin_port = htons(static_cast<uint16_t>(port));
+  target.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd_, reinterpret_cast<sockaddr*>(&target), sizeof target) != 0) {
     ::close(fd_);
     fd_ = -1;
     return;
   }
   int one = 1;
   ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  ::fcntl(fd_, F_SETFL, ::fcntl(fd_, F_GETFL) | O_NONBLOCK);  // every call below is bounded
 }
 
 RawConnection::~RawConnection() {
   if (fd_ >= 0) ::close(fd_);
 }
 
-bool RawConnection::send(std::string_view bytes) {
+bool RawConnection::send(std::string_view bytes, std::chrono::milliseconds timeout) {
+  auto deadline = Clock::now() + timeout;
   while (!bytes.empty()) {
     ssize_t n = ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return false;
+    if (n > 0) {
+      bytes.remove_prefix(static_cast<std::size_t>(n));
+      continue;
     }
-    bytes.remove_prefix(static_cast<std::size_t>(n));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      pollfd p{fd_, POLLOUT, 0};
+      if (::poll(&p, 1, poll_ms(deadline)) <= 0) return false;
+      continue;
+    }
+    return false;
   }
   return true;
 }
@@ -444,15 +471,13 @@ void RawConnection::shutdown_write() { ::shutdown(fd_, SHUT_WR); }
 
 bool RawConnection::fill(Clock::time_point deadline) {
   for (;;) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
-    if (left <= 0) return false;
     pollfd p{fd_, POLLIN, 0};
-    int r = ::poll(&p, 1, static_cast<int>(left));
+    int r = ::poll(&p, 1, poll_ms(deadline));
     if (r < 0 && errno == EINTR) continue;
     if (r <= 0) return false;
     char chunk[65536];
     ssize_t n = ::recv(fd_, chunk, sizeof chunk, 0);
-    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)) continue;
     if (n <= 0) return false;
     buffer_.append(chunk, static_cast<std::size_t>(n));
     return true;
@@ -476,7 +501,9 @@ RawResponse RawConnection::read_response(std::chrono::milliseconds timeout) {
   parse_response_head(head, &response);
   if (response.status_line.empty()) return response;
   std::string length = response.header("content-length");
-  if (!length.empty()) {
+  if (response.status >= 100 && response.status < 200) {
+    // An interim response (100 Continue) has no body.
+  } else if (!length.empty()) {
     std::size_t n = std::stoul(length);
     while (buffer_.size() < n)
       if (!fill(deadline)) break;
@@ -504,20 +531,61 @@ RawResponse RawConnection::read_response(std::chrono::milliseconds timeout) {
   return response;
 }
 
-bool RawConnection::wait_closed(std::chrono::milliseconds timeout) {
+bool RawConnection::closes_within(std::chrono::milliseconds timeout, bool bytes_fail) {
   auto deadline = Clock::now() + timeout;
   for (;;) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
-    if (left <= 0) return false;
     pollfd p{fd_, POLLIN, 0};
-    int r = ::poll(&p, 1, static_cast<int>(left));
+    int r = ::poll(&p, 1, poll_ms(deadline));
     if (r < 0 && errno == EINTR) continue;
     if (r <= 0) return false;
-    char chunk[4096];
+    char chunk[65536];
     ssize_t n = ::recv(fd_, chunk, sizeof chunk, 0);
     if (n == 0) return true;
+    if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)) continue;
     if (n < 0) return errno == ECONNRESET || errno == EPIPE;
-    buffer_.append(chunk, static_cast<std::size_t>(n));
+    if (bytes_fail) {
+      buffer_.append(chunk, static_cast<std::size_t>(n));
+      return false;
+    }
+  }
+}
+
+bool RawConnection::wait_closed(std::chrono::milliseconds timeout) { return closes_within(timeout, true); }
+
+bool RawConnection::drain_until_closed(std::chrono::milliseconds timeout) { return closes_within(timeout, false); }
+
+std::string RawConnection::read_to_eof(std::chrono::milliseconds timeout, bool* closed) {
+  auto deadline = Clock::now() + timeout;
+  *closed = false;
+  std::string bytes = std::move(buffer_);
+  buffer_.clear();
+  for (;;) {
+    pollfd p{fd_, POLLIN, 0};
+    int r = ::poll(&p, 1, poll_ms(deadline));
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return bytes;
+    char chunk[65536];
+    ssize_t n = ::recv(fd_, chunk, sizeof chunk, 0);
+    if (n > 0) {
+      bytes.append(chunk, static_cast<std::size_t>(n));
+      continue;
+    }
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) continue;
+    *closed = true;  // EOF, or reset (ECONNRESET) after the server closed
+    return bytes;
+  }
+}
+
+bool RawConnection::poll_incoming() {
+  for (;;) {
+    char chunk[65536];
+    ssize_t n = ::recv(fd_, chunk, sizeof chunk, MSG_DONTWAIT);
+    if (n > 0) {
+      buffer_.append(chunk, static_cast<std::size_t>(n));
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return true;
     return false;
   }
 }

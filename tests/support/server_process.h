@@ -162,28 +162,47 @@ struct RawResponse {
 // line. Shared by every raw client of the tests.
 void parse_response_head(std::string_view head, RawResponse* response);
 
-// A plain TCP connection to the server for exact bytes on the wire.
+// A plain TCP connection to 127.0.0.1:port for exact bytes on the wire,
+// from `source_ip` when given (any 127.x.y.z address works on Linux
+// loopback: clients that must appear to come from distinct addresses).
+// Non-blocking underneath; every call is bounded by its timeout. The one
+// raw HTTP client of the tests.
 class RawConnection {
  public:
-  explicit RawConnection(int port);
+  explicit RawConnection(int port, const char* source_ip = nullptr);
   ~RawConnection();
   RawConnection(const RawConnection&) = delete;
   RawConnection& operator=(const RawConnection&) = delete;
 
   bool connected() const { return fd_ >= 0; }
-  // Writes all of `bytes`; false on error (e.g. the peer reset).
-  bool send(std::string_view bytes);
+  int fd() const { return fd_; }
+  // Writes all of `bytes` within `timeout`; false on error (e.g. the peer
+  // reset) or timeout.
+  bool send(std::string_view bytes, std::chrono::milliseconds timeout = std::chrono::seconds(10));
   // Reads one response (headers, then Content-Length bytes or chunked body,
-  // or until EOF when neither is given). status 0 on timeout / EOF.
+  // or until EOF when neither is given; none for 1xx). status 0 on timeout
+  // / EOF.
   RawResponse read_response(std::chrono::milliseconds timeout = std::chrono::seconds(10));
   // True when the server closes the connection (EOF or reset) within
   // `timeout` with no further bytes; false if bytes arrive or time runs out.
   bool wait_closed(std::chrono::milliseconds timeout);
+  // True when the server closes within `timeout`, discarding whatever
+  // bytes come first.
+  bool drain_until_closed(std::chrono::milliseconds timeout);
+  // Everything the peer sends (after what read_response left buffered)
+  // until it closes or `timeout` passes; *closed says which.
+  std::string read_to_eof(std::chrono::milliseconds timeout, bool* closed);
+  // Appends to buffered() what has already arrived, without waiting;
+  // false once the peer has closed (EOF or reset).
+  bool poll_incoming();
+  // Bytes received and not yet consumed by read_response.
+  const std::string& buffered() const { return buffer_; }
   void shutdown_write();
 
  private:
   // Reads more bytes into buffer_; false on EOF, error or timeout.
   bool fill(std::chrono::steady_clock::time_point deadline);
+  bool closes_within(std::chrono::milliseconds timeout, bool bytes_fail);
   int fd_ = -1;
   std::string buffer_;
 };
