@@ -235,13 +235,6 @@ bool is_token_char(unsigned char c) {
   return c != 0 && std::strchr(kSpecials, c) != nullptr;
 }
 
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i)
-    if (lower(static_cast<unsigned char>(a[i])) != lower(static_cast<unsigned char>(b[i]))) return false;
-  return true;
-}
-
 const Field* RequestHead::find(std::string_view name) const {
   for (const Field& f : fields)
     if (iequals(f.name, name)) return &f;

@@ -21,6 +21,8 @@
 #include <string_view>
 #include <vector>
 
+#include "writeapi/names.h"
+
 namespace writeapi::server::http1 {
 
 // Bounds of the grammar. A head, a field line or a target beyond them is
@@ -126,8 +128,9 @@ class ChunkedDecoder {
 
 // Whether `c` may appear in a token (RFC 9110 tchar).
 bool is_token_char(unsigned char c);
-// ASCII case-insensitive comparison.
-bool iequals(std::string_view a, std::string_view b);
+// ASCII case-insensitive comparison: the library's.
+using writeapi::ascii_iequals;
+inline bool iequals(std::string_view a, std::string_view b) { return ascii_iequals(a, b); }
 
 }  // namespace writeapi::server::http1
 

@@ -15,6 +15,7 @@
 #include <writeapi/ingest.h>
 #include <writeapi/keys_reloader.h>
 #include <writeapi/limits.h>
+#include <writeapi/names.h>
 #include <writeapi/response.h>
 #include <writeapi/storage.h>
 
@@ -23,7 +24,6 @@
 #include <boost/beast/http.hpp>
 
 #include <atomic>
-#include <cctype>
 #include <cerrno>
 #include <csignal>
 #include <chrono>
@@ -63,13 +63,6 @@ struct App {
   std::atomic<long> requests_in_flight{0};  // from a head read to its answer sent
 };
 
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i)
-    if (std::tolower(static_cast<unsigned char>(a[i])) != std::tolower(static_cast<unsigned char>(b[i]))) return false;
-  return true;
-}
-
 class Session : public std::enable_shared_from_this<Session> {
  public:
   Session(tcp::socket socket, App* app) : stream_(std::move(socket)), app_(app) {}
@@ -99,7 +92,7 @@ class Session : public std::enable_shared_from_this<Session> {
     // never beside a Content-Length (Beast would take the chunked one).
     std::string_view coding;
     if (int codings = count(http::field::transfer_encoding, &coding); codings > 0) {
-      if (codings > 1 || !iequals(coding, "chunked"))
+      if (codings > 1 || !writeapi::ascii_iequals(coding, "chunked"))
         return send_status(Status(ErrorCode::not_implemented, "the only transfer coding accepted is chunked"), true);
       if (count(http::field::content_length, &ignored) > 0)
         return send_status(Status(ErrorCode::bad_request, "Content-Length and Transfer-Encoding together"), true);
@@ -131,7 +124,7 @@ class Session : public std::enable_shared_from_this<Session> {
     Status status = app_->ingestor->check_head(head, &bucket_, &key_);
     if (!status.ok()) return send_status(status, has_body() || req.method() == http::verb::post);
     parser_->body_limit(app_->ingestor->max_body_bytes());
-    if (iequals(std::string_view(req[http::field::expect].data(), req[http::field::expect].size()), "100-continue")) {
+    if (writeapi::ascii_iequals(std::string_view(req[http::field::expect].data(), req[http::field::expect].size()), "100-continue")) {
       out_ = "HTTP/1.1 100 Continue\r\n\r\n";
       asio::async_write(stream_, asio::buffer(out_), [self = shared_from_this()](beast::error_code ec, std::size_t) {
         if (ec) return self->close();
@@ -349,7 +342,7 @@ int main(int argc, char** argv) {
   std::function<void(beast::error_code, int)> on_signal = [&](beast::error_code ec, int sig) {
     if (ec) return;
     if (sig == SIGHUP) {
-      reloader.reload("SIGHUP");
+      (void)reloader.reload("SIGHUP");  // it logs the outcome
       return signals.async_wait(on_signal);
     }
     std::fprintf(stderr, "writeapi-asio-server: %s: finishing the requests in flight\n",

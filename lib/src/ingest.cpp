@@ -11,17 +11,6 @@
 namespace writeapi {
 namespace {
 
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    char x = a[i], y = b[i];
-    if (x >= 'A' && x <= 'Z') x = static_cast<char>(x - 'A' + 'a');
-    if (y >= 'A' && y <= 'Z') y = static_cast<char>(y - 'A' + 'a');
-    if (x != y) return false;
-  }
-  return true;
-}
-
 std::string_view trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
   while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
@@ -51,7 +40,7 @@ void trim_buffer(std::string* s) {
 
 Status check_content_type(std::string_view content_type) {
   std::string_view media = trim(content_type.substr(0, content_type.find(';')));
-  if (iequals(media, "application/json")) return Status();
+  if (ascii_iequals(media, "application/json")) return Status();
   if (content_type.empty())
     return Status(ErrorCode::unsupported_media_type, "send the header Content-Type: application/json");
   return Status(ErrorCode::unsupported_media_type,
@@ -60,8 +49,8 @@ Status check_content_type(std::string_view content_type) {
 
 Status check_content_encoding(std::string_view content_encoding) {
   std::string_view encoding = trim(content_encoding);
-  if (encoding.empty() || iequals(encoding, "identity") || iequals(encoding, "gzip") ||
-      iequals(encoding, "x-gzip") || iequals(encoding, "deflate"))
+  if (encoding.empty() || ascii_iequals(encoding, "identity") || ascii_iequals(encoding, "gzip") ||
+      ascii_iequals(encoding, "x-gzip") || ascii_iequals(encoding, "deflate"))
     return Status();
   return Status(ErrorCode::unsupported_encoding, "Content-Encoding must be gzip, deflate or absent");
 }
@@ -153,7 +142,7 @@ Status Ingestor::prepare(const IngestRequest& request, IngestResult* result, App
   std::string_view body = request.body;
   std::string_view encoding = trim(request.content_encoding);
   const std::size_t limit = max_body_bytes();
-  if (!encoding.empty() && !iequals(encoding, "identity")) {
+  if (!encoding.empty() && !ascii_iequals(encoding, "identity")) {
     if (Status s = gunzip(body, limit, &buffers.inflated); !s.ok()) return s;
     body = buffers.inflated;
   }

@@ -41,6 +41,17 @@ bool percent_decode(std::string_view in, std::string* out) {
   return true;
 }
 
+bool ascii_iequals(std::string_view a, std::string_view b) noexcept {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    char x = a[i], y = b[i];
+    if (x >= 'A' && x <= 'Z') x = static_cast<char>(x - 'A' + 'a');
+    if (y >= 'A' && y <= 'Z') y = static_cast<char>(y - 'A' + 'a');
+    if (x != y) return false;
+  }
+  return true;
+}
+
 Status parse_write_target(std::string_view target, std::string* bucket, std::string* key) {
   std::size_t query = target.find('?');
   if (query != std::string_view::npos) target = target.substr(0, query);

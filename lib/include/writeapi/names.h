@@ -41,6 +41,10 @@ inline constexpr std::string_view kWritePathPrefix = "/write/v3/bucket/";
 // malformed escape ('%' not followed by two hex digits). '+' is kept as is.
 WRITEAPI_EXPORT bool percent_decode(std::string_view in, std::string* out);
 
+// Compares ASCII case-insensitively, as HTTP compares field names, tokens
+// and media types (bytes above 0x7f only match themselves).
+WRITEAPI_EXPORT bool ascii_iequals(std::string_view a, std::string_view b) noexcept;
+
 }  // namespace writeapi
 
 #endif  // WRITEAPI_NAMES_H_
