@@ -161,7 +161,8 @@ std::string track_item(std::mt19937_64& rng, long i) {
   std::uniform_real_distribution<double> step(-0.0005, 0.0005);
   double lon = -122.4194155 + (i % 100) * 0.01, lat = 37.7749295 + (i % 37) * 0.01;
   std::string item = "{\"type\":\"Feature\",\"properties\":{\"id\":" + std::to_string(i) +
-                     ",\"speed\":" + std::to_string(i % 90) + ".5},\"geometry\":{\"type\":\"LineString\",\"coordinates\":[";
+                     ",\"speed\":" + std::to_string(i % 90) +
+                     ".5},\"geometry\":{\"type\":\"LineString\",\"coordinates\":[";
   char buf[64];
   for (int k = 0; k < 40; ++k) {
     lon += step(rng), lat += step(rng);
@@ -174,23 +175,25 @@ std::string track_item(std::mt19937_64& rng, long i) {
 // R3: chat-like messages in many scripts, some with escapes.
 std::string message_item(std::mt19937_64& rng, long i) {
   static const char* fragments[] = {
-      "Hyv\xc3\xa4\xc3\xa4 p\xc3\xa4iv\xc3\xa4\xc3\xa4, ",                          // Finnish
+      "Hyv\xc3\xa4\xc3\xa4 p\xc3\xa4iv\xc3\xa4\xc3\xa4, ",  // Finnish
       "\xce\x9a\xce\xb1\xce\xbb\xce\xb7\xce\xbc\xce\xad\xcf\x81\xce\xb1 \xce\xba\xcf\x8c\xcf\x83\xce\xbc\xce\xb5 ",  // Greek
-      "\xd0\x9f\xd1\x80\xd0\xb8\xd0\xb2\xd0\xb5\xd1\x82, \xd0\xbc\xd0\xb8\xd1\x80! ",  // Russian
-      "\xe3\x81\x93\xe3\x82\x93\xe3\x81\xab\xe3\x81\xa1\xe3\x81\xaf\xe4\xb8\x96\xe7\x95\x8c ",  // Japanese
-      "\xe4\xbd\xa0\xe5\xa5\xbd\xef\xbc\x8c\xe4\xb8\x96\xe7\x95\x8c ",                  // Chinese
+      "\xd0\x9f\xd1\x80\xd0\xb8\xd0\xb2\xd0\xb5\xd1\x82, \xd0\xbc\xd0\xb8\xd1\x80! ",                        // Russian
+      "\xe3\x81\x93\xe3\x82\x93\xe3\x81\xab\xe3\x81\xa1\xe3\x81\xaf\xe4\xb8\x96\xe7\x95\x8c ",               // Japanese
+      "\xe4\xbd\xa0\xe5\xa5\xbd\xef\xbc\x8c\xe4\xb8\x96\xe7\x95\x8c ",                                       // Chinese
       "\xd9\x85\xd8\xb1\xd8\xad\xd8\xa8\xd8\xa7 \xd8\xa8\xd8\xa7\xd9\x84\xd8\xb9\xd8\xa7\xd9\x84\xd9\x85 ",  // Arabic
-      "\xf0\x9f\x8c\x8d\xf0\x9f\x9a\x80 ",                                             // emoji
-      "caf\\u00e9 \\\"quoted\\\" ",                                                    // escapes
+      "\xf0\x9f\x8c\x8d\xf0\x9f\x9a\x80 ",                                                                   // emoji
+      "caf\\u00e9 \\\"quoted\\\" ",                                                                          // escapes
       "line one\\nline two ",
-      "temperature rose to 21.5 \xc2\xb0" "C in the greenhouse ",
+      "temperature rose to 21.5 \xc2\xb0"
+      "C in the greenhouse ",
   };
   std::uniform_int_distribution<int> pick(0, 9), count(6, 24);
   std::string text;
   for (int k = count(rng); k > 0; --k) text += fragments[pick(rng)];
   static const char* langs[] = {"fi", "el", "ru", "ja", "zh", "ar"};
   return "{\"id\":" + std::to_string(i) + ",\"user\":\"k\xc3\xa4ytt\xc3\xa4j\xc3\xa4_" + std::to_string(i % 97) +
-         "\",\"lang\":\"" + langs[i % 6] + "\",\"text\":\"" + text + "\",\"tags\":[\"\xc3\xa9t\xc3\xa9\",\"\xe5\x86\xac\"]}";
+         "\",\"lang\":\"" + langs[i % 6] + "\",\"text\":\"" + text +
+         "\",\"tags\":[\"\xc3\xa9t\xc3\xa9\",\"\xe5\x86\xac\"]}";
 }
 
 std::vector<Payload> make_payloads() {
@@ -214,30 +217,30 @@ std::vector<Payload> make_payloads() {
     static const char* b64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     std::string blob(1 << 20, 'A');
     for (char& c : blob) c = b64[blob_rng() % 64];
-    payloads.push_back(
-        {"P3", envelope("camera", "{\"timestamp\":1584156800,\"image\":\"" + blob + "\"}"), 1});
+    payloads.push_back({"P3", envelope("camera", "{\"timestamp\":1584156800,\"image\":\"" + blob + "\"}"), 1});
   }
   rng.seed(42);
   std::string p4 = envelope("bench", batch(readings, 10 * 1024 * 1024, SIZE_MAX, &items));
   payloads.push_back({"P4", p4, items});
 
   rng.seed(1);
-  std::string r1 = pretty(envelope("inventory", batch([&](long i) { return nested_item(rng, i); }, 1 << 19,
-                                                      SIZE_MAX, &items)));
+  std::string r1 =
+      pretty(envelope("inventory", batch([&](long i) { return nested_item(rng, i); }, 1 << 19, SIZE_MAX, &items)));
   payloads.push_back({"R1", r1, items});
   rng.seed(2);
   payloads.push_back(
-      {"R2", envelope("tracker", batch([&](long i) { return track_item(rng, i); }, 1 << 20, SIZE_MAX, &items)),
-       items});
+      {"R2", envelope("tracker", batch([&](long i) { return track_item(rng, i); }, 1 << 20, SIZE_MAX, &items)), items});
   rng.seed(3);
   payloads.push_back(
-      {"R3", envelope("chat", batch([&](long i) { return message_item(rng, i); }, 1 << 20, SIZE_MAX, &items)),
-       items});
-  payloads.push_back({"R4", envelope("counter", batch([](long i) {
-                                       return "{\"id\":" + std::to_string(i) + ",\"v\":" + std::to_string(i % 1000) +
-                                              "." + std::to_string(i % 10) + ",\"ok\":true}";
-                                     },
-                                                      1 << 30, 100000, &items)),
+      {"R3", envelope("chat", batch([&](long i) { return message_item(rng, i); }, 1 << 20, SIZE_MAX, &items)), items});
+  payloads.push_back({"R4",
+                      envelope("counter", batch(
+                                              [](long i) {
+                                                return "{\"id\":" + std::to_string(i) +
+                                                       ",\"v\":" + std::to_string(i % 1000) + "." +
+                                                       std::to_string(i % 10) + ",\"ok\":true}";
+                                              },
+                                              1 << 30, 100000, &items)),
                       items});
   return payloads;
 }
@@ -416,14 +419,19 @@ bool check_output(const Payload& p) {
 // The implementations, in table order: name and whether it is built.
 const std::vector<const char*>& implementations() {
   static const std::vector<const char*> names = {
-      "writeapi_parse", "simdjson_dom", "simdjson_dom_items", "simdjson_ondemand",
+    "writeapi_parse",
+    "simdjson_dom",
+    "simdjson_dom_items",
+    "simdjson_ondemand",
 #if WRITEAPI_BENCH_RAPIDJSON
-      "rapidjson",
+    "rapidjson",
 #endif
 #if WRITEAPI_BENCH_BOOST_JSON
-      "boost_json",
+    "boost_json",
 #endif
-      "nlohmann_dump", "memcpy"};
+    "nlohmann_dump",
+    "memcpy"
+  };
   return names;
 }
 

@@ -7,9 +7,9 @@
 #ifndef WRITEAPI_SERVER_ACCESS_LOG_H_
 #define WRITEAPI_SERVER_ACCESS_LOG_H_
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
-#include <atomic>
 #include <memory>
 #include <mutex>
 #include <string>

@@ -128,7 +128,7 @@ struct Conn {
   std::string pending;
   std::uint64_t body_left = 0;  // with Content-Length framing
   std::optional<http1::ChunkedDecoder> chunked;
-  std::int64_t buffered = 0;    // bytes of the above counted in Counters::buffered
+  std::int64_t buffered = 0;  // bytes of the above counted in Counters::buffered
 
   bool close_after = false;     // close (lingering) after the response
   bool run_keep_alive = false;  // of the request being run
@@ -136,18 +136,18 @@ struct Conn {
   // run returned first (the loop finishes it when the answer comes), kDone
   // when the answer came first.
   std::atomic<int> completion{0};
-  bool direct = false;          // run by ConnectionHooks::run_direct
-  bool heavy = false;           // holds one of the heavy slots (Loop::dispatch)
+  bool direct = false;            // run by ConnectionHooks::run_direct
+  bool heavy = false;             // holds one of the heavy slots (Loop::dispatch)
   bool body_after_write = false;  // the response was "100 Continue": read the body next
   bool first_request = true;
-  bool paused = false;          // waiting for buffer memory (the address's share or the total)
-  bool paused_by_total = false; // ... the total: not the client's doing
-  bool want_write = false;      // TLS read needs the socket writable
+  bool paused = false;           // waiting for buffer memory (the address's share or the total)
+  bool paused_by_total = false;  // ... the total: not the client's doing
+  bool want_write = false;       // TLS read needs the socket writable
 
   std::string out;
   std::size_t out_sent = 0;
 
-  Clock::time_point deadline{};  // of the phase: idle, request, write or linger
+  Clock::time_point deadline{};    // of the phase: idle, request, write or linger
   Clock::time_point idle_until{};  // no progress for this long ends it too
   Clock::time_point window_start{};
   std::uint64_t window_bytes = 0;
@@ -211,9 +211,9 @@ class RequestStream final : public httplib::Stream {
 // Fields the connection layer has dealt with; cpp-httplib never sees them.
 bool is_framing_field(std::string_view name) {
   return http1::iequals(name, "Content-Length") || http1::iequals(name, "Transfer-Encoding") ||
-         http1::iequals(name, "Connection") || http1::iequals(name, "Keep-Alive") ||
-         http1::iequals(name, "Expect") || http1::iequals(name, "Range") || http1::iequals(name, "Content-Encoding") ||
-         http1::iequals(name, "Upgrade") || http1::iequals(name, "TE") || http1::iequals(name, "Trailer");
+         http1::iequals(name, "Connection") || http1::iequals(name, "Keep-Alive") || http1::iequals(name, "Expect") ||
+         http1::iequals(name, "Range") || http1::iequals(name, "Content-Encoding") || http1::iequals(name, "Upgrade") ||
+         http1::iequals(name, "TE") || http1::iequals(name, "Trailer");
 }
 
 // The head rebuilt for cpp-httplib: request line and the other fields.
@@ -221,13 +221,18 @@ bool is_framing_field(std::string_view name) {
 // spelling cpp-httplib compares with.
 void normalized_head(const http1::RequestHead& head, bool keep_alive, std::string* out) {
   out->clear();
-  out->append(head.method).append(" ").append(head.target).append(head.minor_version == 0 ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n");
+  out->append(head.method)
+      .append(" ")
+      .append(head.target)
+      .append(head.minor_version == 0 ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n");
   for (const http1::Field& f : head.fields) {
     if (is_framing_field(f.name)) continue;
     out->append(f.name).append(": ").append(f.value).append("\r\n");
   }
-  if (!keep_alive) out->append("Connection: close\r\n");
-  else if (head.minor_version == 0) out->append("Connection: Keep-Alive\r\n");
+  if (!keep_alive)
+    out->append("Connection: close\r\n");
+  else if (head.minor_version == 0)
+    out->append("Connection: Keep-Alive\r\n");
   out->append("\r\n");
 }
 
@@ -581,12 +586,16 @@ class Loop final : public ConnectionServer {
     while (c->in_worker.load(std::memory_order_acquire)) sched_yield();
     if (events & EPOLLERR) return close_now(c);
     switch (c->phase) {
-      case Phase::handshake: return handshake(c);
+      case Phase::handshake:
+        return handshake(c);
       case Phase::head:
       case Phase::body:
-      case Phase::lingering: return read_ready(c);
-      case Phase::writing: return write_ready(c);
-      case Phase::worker: return;  // not armed while a worker has it
+      case Phase::lingering:
+        return read_ready(c);
+      case Phase::writing:
+        return write_ready(c);
+      case Phase::worker:
+        return;  // not armed while a worker has it
     }
   }
 
@@ -706,8 +715,8 @@ class Loop final : public ConnectionServer {
   // Parses the head at c->in_pos. False when the connection left the
   // loop's reading.
   bool parse_head(Conn* c) {
-    http1::HeadResult r = http1::parse_head(std::string_view(c->in).substr(c->in_pos), options_.max_head_bytes,
-                                            &c->head, &c->scan_from);
+    http1::HeadResult r =
+        http1::parse_head(std::string_view(c->in).substr(c->in_pos), options_.max_head_bytes, &c->head, &c->scan_from);
     if (r.status == http1::HeadStatus::incomplete) return true;
     if (r.status != http1::HeadStatus::complete) {
       // Every refusal of the grammar: its status, the error code clients
@@ -715,12 +724,23 @@ class Loop final : public ConnectionServer {
       int status = 400;
       std::string_view code = "bad_request";
       switch (r.status) {
-        case http1::HeadStatus::too_large: status = 431; break;
-        case http1::HeadStatus::uri_too_long: status = 414; break;
-        case http1::HeadStatus::not_implemented: status = 501, code = "not_implemented"; break;
-        case http1::HeadStatus::bad_version: status = 505; break;
-        case http1::HeadStatus::expectation_failed: status = 417; break;
-        default: break;
+        case http1::HeadStatus::too_large:
+          status = 431;
+          break;
+        case http1::HeadStatus::uri_too_long:
+          status = 414;
+          break;
+        case http1::HeadStatus::not_implemented:
+          status = 501, code = "not_implemented";
+          break;
+        case http1::HeadStatus::bad_version:
+          status = 505;
+          break;
+        case http1::HeadStatus::expectation_failed:
+          status = 417;
+          break;
+        default:
+          break;
       }
       (r.status == http1::HeadStatus::too_large ? counters_.heads_too_large : counters_.framing_errors)++;
       // A head refused after its framing was read (Host, Expect, a coding
@@ -784,8 +804,8 @@ class Loop final : public ConnectionServer {
   // How much lingering reads after leaving the body of `head` unread.
   std::size_t unread_body_limit(const http1::RequestHead& head) const {
     if (head.framing == http1::BodyFraming::length)
-      return static_cast<std::size_t>(
-          std::min<std::uint64_t>(head.content_length, options_.linger_bytes) + kLingerAfterBadHead);
+      return static_cast<std::size_t>(std::min<std::uint64_t>(head.content_length, options_.linger_bytes) +
+                                      kLingerAfterBadHead);
     return head.framing == http1::BodyFraming::chunked ? options_.linger_bytes : kLingerAfterBadHead;
   }
 
@@ -979,8 +999,7 @@ class Loop final : public ConnectionServer {
     c->phase = Phase::worker;
     c->in_worker.store(true, std::memory_order_release);
     const bool compressed = c->head.find("Content-Encoding") != nullptr;
-    if (options_.inline_body_bytes > 0 && c->body.size() <= options_.inline_body_bytes && !compressed &&
-        !stopping_) {
+    if (options_.inline_body_bytes > 0 && c->body.size() <= options_.inline_body_bytes && !compressed && !stopping_) {
       // Small uncompressed requests on a store that does not block run on
       // the loop (run_inline), addresses taking turns: no hand-over, no
       // context switch.
@@ -1357,7 +1376,7 @@ class Loop final : public ConnectionServer {
   std::atomic<bool> stopping_{false};
   Counters counters_;
   Clock::time_point now_ = Clock::now();
-  std::vector<Conn*> conns_;  // loop thread only
+  std::vector<Conn*> conns_;       // loop thread only
   std::vector<Refused*> refused_;  // loop thread only; at most kMaxRefusedLingering
   std::string inline_request_;
   std::deque<Address*> inline_turns_;  // addresses with requests to run on the loop (run_inline)
@@ -1456,8 +1475,8 @@ std::string render_connection_metrics(const ConnectionStats& stats) {
   metric("writeapi_request_timeouts_total",
          "Requests cut short by the read timeout, the request deadline or the minimum body rate.", "counter",
          stats.request_timeouts);
-  metric("writeapi_connections_lingering_closes_total", "Connections closed after reading and discarding what was left.",
-         "counter", stats.lingering_closes);
+  metric("writeapi_connections_lingering_closes_total",
+         "Connections closed after reading and discarding what was left.", "counter", stats.lingering_closes);
   metric("writeapi_connections_buffer_pauses_total", "Reads paused because request buffers reached their cap.",
          "counter", stats.buffer_pauses);
   metric("writeapi_connections_buffered_bytes", "Request bytes (heads and bodies) held by the connection layer.",

@@ -87,8 +87,8 @@ struct ConnectionHooks {
   // holds no thread, and head, remote_ip and *response stay valid; `body`
   // only until run_direct returns. Called on a worker, or on the loop
   // thread for an inline run: must not block there.
-  std::function<void(const http1::RequestHead& head, std::string_view body, std::string_view remote_ip,
-                     bool keep_alive, std::string* response, std::function<void()> done)>
+  std::function<void(const http1::RequestHead& head, std::string_view body, std::string_view remote_ip, bool keep_alive,
+                     std::string* response, std::function<void()> done)>
       run_direct;
 };
 
@@ -131,23 +131,22 @@ struct ConnectionOptions {
 
 // Counters since start, for /metrics.
 struct ConnectionStats {
-  std::uint64_t accepted = 0;             // connections accepted
-  std::uint64_t refused_per_ip = 0;       // refused: address over its cap
-  std::uint64_t refused_capacity = 0;     // refused: max_connections reached
+  std::uint64_t accepted = 0;          // connections accepted
+  std::uint64_t refused_per_ip = 0;    // refused: address over its cap
+  std::uint64_t refused_capacity = 0;  // refused: max_connections reached
   std::uint64_t tls_handshake_failures = 0;
-  std::uint64_t heads_too_large = 0;      // requests refused with 431
-  std::uint64_t framing_errors = 0;       // requests refused for their framing (400, 414, 417, 501, 505)
-  std::uint64_t request_timeouts = 0;     // requests cut by a timeout, deadline or the minimum rate
-  std::uint64_t lingering_closes = 0;     // connections closed after discarding an unread body
-  std::uint64_t buffer_pauses = 0;        // reads paused at max_buffer_bytes
-  std::uint64_t open = 0;                 // gauge: connections held
-  std::uint64_t buffered_bytes = 0;       // gauge: request bytes held by the loop
-  std::uint64_t busy_workers = 0;         // gauge: workers running a request
+  std::uint64_t heads_too_large = 0;   // requests refused with 431
+  std::uint64_t framing_errors = 0;    // requests refused for their framing (400, 414, 417, 501, 505)
+  std::uint64_t request_timeouts = 0;  // requests cut by a timeout, deadline or the minimum rate
+  std::uint64_t lingering_closes = 0;  // connections closed after discarding an unread body
+  std::uint64_t buffer_pauses = 0;     // reads paused at max_buffer_bytes
+  std::uint64_t open = 0;              // gauge: connections held
+  std::uint64_t buffered_bytes = 0;    // gauge: request bytes held by the loop
+  std::uint64_t busy_workers = 0;      // gauge: workers running a request
 };
 
 // The counters as Prometheus text (writeapi_connections_*).
 std::string render_connection_metrics(const ConnectionStats& stats);
-
 
 class ConnectionServer {
  public:

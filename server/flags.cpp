@@ -6,10 +6,10 @@ static_assert(writeapi::kMaxBodyBytesLimit == 1073741824, "update the --max-body
 
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
-#include <algorithm>
 #include <cstring>
 #include <map>
 #include <string>
@@ -99,8 +99,10 @@ bool parse_size(std::string_view text, std::size_t* out) {
     }
     return false;
   };
-  if (ends_with("KiB") || ends_with("K") || ends_with("k")) multiplier = 1024;
-  else if (ends_with("MiB") || ends_with("M")) multiplier = 1024 * 1024;
+  if (ends_with("KiB") || ends_with("K") || ends_with("k"))
+    multiplier = 1024;
+  else if (ends_with("MiB") || ends_with("M"))
+    multiplier = 1024 * 1024;
   if (text.empty()) return false;
   std::size_t value = 0;
   for (char c : text) {
@@ -195,8 +197,8 @@ bool read_config_file(const std::string& path, std::vector<Setting>* settings, s
       return false;
     }
     if (name[0] == '-') {
-      *error = fmt::format("{}: write names without the flag's dashes (\"port = 8080\", not \"--port = 8080\")",
-                           origin);
+      *error =
+          fmt::format("{}: write names without the flag's dashes (\"port = 8080\", not \"--port = 8080\")", origin);
       return false;
     }
     if (name == "config" || name == "help" || name == "version") {
@@ -234,7 +236,8 @@ std::string fit_file_descriptors(ServerConfig* config) {
   const std::size_t total = limit.rlim_cur == RLIM_INFINITY ? (1u << 20) : static_cast<std::size_t>(limit.rlim_cur);
   const std::size_t usable = total > kReserved ? total - kReserved : 0;
   if (config->max_open_files == 0) {
-    std::size_t wanted_connections = config->max_connections > 0 ? static_cast<std::size_t>(config->max_connections) : 0;
+    std::size_t wanted_connections =
+        config->max_connections > 0 ? static_cast<std::size_t>(config->max_connections) : 0;
     std::size_t left = usable > wanted_connections ? usable - wanted_connections : 0;
     // Without an explicit connection count, objects take at most a quarter.
     config->max_open_files = std::min<std::size_t>(1024, wanted_connections ? left : usable / 4);
@@ -312,8 +315,7 @@ int parse_flags(int argc, char** argv, ServerConfig* config) {
       if (setting.origin.empty())
         fmt::print(stderr, "writeapi-server: {} {}: expected {}\n", flag, value, want);
       else
-        fmt::print(stderr, "writeapi-server: {}: {} = {}: expected {}\n", setting.origin, flag.substr(2), value,
-                   want);
+        fmt::print(stderr, "writeapi-server: {}: {} = {}: expected {}\n", setting.origin, flag.substr(2), value, want);
       return 2;
     };
     int number = 0;
@@ -333,10 +335,14 @@ int parse_flags(int argc, char** argv, ServerConfig* config) {
     } else if (flag == "--threads") {
       if (!parse_int(value, 1, 65536, &config->threads)) return bad("a thread count 1-65536");
     } else if (flag == "--fsync") {
-      if (value == "always") config->fsync = FsyncPolicy::always;
-      else if (value == "interval") config->fsync = FsyncPolicy::interval;
-      else if (value == "never") config->fsync = FsyncPolicy::never;
-      else return bad("always, interval or never");
+      if (value == "always")
+        config->fsync = FsyncPolicy::always;
+      else if (value == "interval")
+        config->fsync = FsyncPolicy::interval;
+      else if (value == "never")
+        config->fsync = FsyncPolicy::never;
+      else
+        return bad("always, interval or never");
     } else if (flag == "--fsync-interval-ms") {
       if (!parse_int(value, 1, 3600000, &number)) return bad("milliseconds 1-3600000");
       config->fsync_interval = std::chrono::milliseconds(number);
@@ -378,11 +384,14 @@ int parse_flags(int argc, char** argv, ServerConfig* config) {
       if (!parse_int(value, 1, 100000000, &number)) return bad("a count 1-100000000");
       config->max_tracked_devices = static_cast<std::size_t>(number);
     } else if (flag == "--storage") {
-      if (value == "file") config->storage = StorageBackend::file;
+      if (value == "file")
+        config->storage = StorageBackend::file;
       else if (value == "clickhouse" && !clickhouse_storage_supported())
         return bad("file: this writeapi-server was built without ClickHouse support (WRITEAPI_WITH_CLICKHOUSE=OFF)");
-      else if (value == "clickhouse") config->storage = StorageBackend::clickhouse;
-      else return bad("file or clickhouse");
+      else if (value == "clickhouse")
+        config->storage = StorageBackend::clickhouse;
+      else
+        return bad("file or clickhouse");
     } else if (flag == "--clickhouse-url") {
       if (value.substr(0, 7) != "http://" && value.substr(0, 8) != "https://") return bad("an http:// or https:// URL");
       config->clickhouse.url = std::string(value);

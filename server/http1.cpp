@@ -52,8 +52,7 @@ HeadResult parse_request_line(std::string_view line, RequestHead* head) {
   if (i == target_begin || i == line.size() || line[i] != ' ')
     return refuse(HeadStatus::bad_request, "the request line must be: METHOD SP target SP HTTP/1.1");
   std::string_view target = line.substr(target_begin, i - target_begin);
-  if (target.size() > kMaxTargetBytes)
-    return refuse(HeadStatus::uri_too_long, "the request target is too long");
+  if (target.size() > kMaxTargetBytes) return refuse(HeadStatus::uri_too_long, "the request target is too long");
   std::string_view version = line.substr(i + 1);
   if (version.size() != 8 || version.substr(0, 5) != "HTTP/" || version[6] != '.' || version[5] < '0' ||
       version[5] > '9' || version[7] < '0' || version[7] > '9')
@@ -70,8 +69,10 @@ HeadResult parse_request_line(std::string_view line, RequestHead* head) {
   } else {
     // absolute-form (RFC 9112 3.2.2): keep the path and query.
     std::size_t scheme = 0;
-    if (target.size() > 7 && iequals(target.substr(0, 7), "http://")) scheme = 7;
-    else if (target.size() > 8 && iequals(target.substr(0, 8), "https://")) scheme = 8;
+    if (target.size() > 7 && iequals(target.substr(0, 7), "http://"))
+      scheme = 7;
+    else if (target.size() > 8 && iequals(target.substr(0, 8), "https://"))
+      scheme = 8;
     if (scheme == 0) return refuse(HeadStatus::bad_request, "the request target must start with /");
     std::size_t path = target.find_first_of("/?", scheme);
     if (path == scheme) return refuse(HeadStatus::bad_request, "the request target has no host");
@@ -97,7 +98,8 @@ HeadResult parse_field_line(std::string_view line, RequestHead* head) {
   std::size_t i = 0;
   while (i < line.size() && is_token_char(static_cast<unsigned char>(line[i]))) ++i;
   if (i == 0 || i == line.size() || line[i] != ':')
-    return refuse(HeadStatus::bad_request, "a header line must be name: value, with a token name and no space before the colon");
+    return refuse(HeadStatus::bad_request,
+                  "a header line must be name: value, with a token name and no space before the colon");
   std::string_view value = line.substr(i + 1);
   for (char c : value)
     if (!is_field_value_char(static_cast<unsigned char>(c)))
@@ -190,12 +192,16 @@ HeadResult parse_framing(RequestHead* head) {
       if (!iequals(f.value, "chunked")) te_other = true;
     } else if (iequals(f.name, "Connection")) {
       for_each_member(f.value, [&](std::string_view token) {
-        if (iequals(token, "close")) close = true;
-        else if (iequals(token, "keep-alive")) keep_alive = true;
+        if (iequals(token, "close"))
+          close = true;
+        else if (iequals(token, "keep-alive"))
+          keep_alive = true;
       });
     } else if (iequals(f.name, "Expect")) {
-      if (iequals(f.value, "100-continue")) expect_continue = true;
-      else expect_other = true;
+      if (iequals(f.value, "100-continue"))
+        expect_continue = true;
+      else
+        expect_other = true;
     } else if (iequals(f.name, "Host")) {
       ++hosts;
       bad_host |= !valid_host(f.value);
@@ -218,7 +224,8 @@ HeadResult parse_framing(RequestHead* head) {
     return refuse(HeadStatus::not_implemented, "the only Transfer-Encoding supported is chunked");
   if (hosts > 1 || (hosts == 0 && head->minor_version == 1))
     return refuse(HeadStatus::bad_request, "send exactly one Host header");
-  if (bad_host) return refuse(HeadStatus::bad_request, "the Host header must be one host name or address, with an optional port");
+  if (bad_host)
+    return refuse(HeadStatus::bad_request, "the Host header must be one host name or address, with an optional port");
   if (head->minor_version == 1 && expect_other)
     return refuse(HeadStatus::expectation_failed, "the only Expect supported is 100-continue");
 
@@ -246,16 +253,17 @@ std::size_t RequestHead::count(std::string_view name) const {
       std::count_if(fields.begin(), fields.end(), [&](const Field& f) { return iequals(f.name, name); }));
 }
 
-HeadResult parse_head(std::string_view input, std::size_t max_head_bytes, RequestHead* head,
-                      std::size_t* scan_from) {
+HeadResult parse_head(std::string_view input, std::size_t max_head_bytes, RequestHead* head, std::size_t* scan_from) {
   // Empty lines before a request line are skipped (RFC 9112 2.2).
   std::size_t begin = 0;
   while (input.size() - begin >= 2 && input[begin] == '\r' && input[begin + 1] == '\n') begin += 2;
   if (begin >= max_head_bytes) {
-    if (input.size() > max_head_bytes) return refuse(HeadStatus::too_large, "the request line and headers are too large");
+    if (input.size() > max_head_bytes)
+      return refuse(HeadStatus::too_large, "the request line and headers are too large");
     return HeadResult{};
   }
-  if (begin < input.size() && input[begin] == '\n') return refuse(HeadStatus::bad_request, "bare LF in the request head");
+  if (begin < input.size() && input[begin] == '\n')
+    return refuse(HeadStatus::bad_request, "bare LF in the request head");
 
   // Bytes past the cap are never looked at, so the outcome does not depend
   // on how much arrived beyond it.
@@ -277,7 +285,8 @@ HeadResult parse_head(std::string_view input, std::size_t max_head_bytes, Reques
   }
   if (end == 0) {
     *scan_from = i;
-    if (input.size() > max_head_bytes) return refuse(HeadStatus::too_large, "the request line and headers are too large");
+    if (input.size() > max_head_bytes)
+      return refuse(HeadStatus::too_large, "the request line and headers are too large");
     return HeadResult{};
   }
   if (end > max_head_bytes) return refuse(HeadStatus::too_large, "the request line and headers are too large");
@@ -285,8 +294,7 @@ HeadResult parse_head(std::string_view input, std::size_t max_head_bytes, Reques
   *head = RequestHead();
   std::string_view section = input.substr(begin, end - begin - 2);  // lines, each ending in CRLF
   std::size_t line_end = section.find("\r\n");
-  if (HeadResult r = parse_request_line(section.substr(0, line_end), head); r.status != HeadStatus::complete)
-    return r;
+  if (HeadResult r = parse_request_line(section.substr(0, line_end), head); r.status != HeadStatus::complete) return r;
   std::size_t pos = line_end + 2;
   while (pos < section.size()) {
     line_end = section.find("\r\n", pos);
@@ -328,9 +336,12 @@ ChunkedDecoder::Status ChunkedDecoder::feed(std::string_view input, std::string*
           ext_escape_ = false;
           if (!is_field_value_char(c)) return result(fail("a control character in a chunk extension"));
         } else if (ext_quoted_) {
-          if (c == '\\') ext_escape_ = true;
-          else if (c == '"') ext_quoted_ = false;
-          else if (!is_field_value_char(c)) return result(fail("a control character in a chunk extension"));
+          if (c == '\\')
+            ext_escape_ = true;
+          else if (c == '"')
+            ext_quoted_ = false;
+          else if (!is_field_value_char(c))
+            return result(fail("a control character in a chunk extension"));
         } else if (c == '"') {
           ext_quoted_ = true;
         } else if (c == '\r') {
@@ -378,8 +389,10 @@ ChunkedDecoder::Status ChunkedDecoder::feed(std::string_view input, std::string*
         } else if (trailer_line_ == 0 && is_ows(static_cast<char>(c))) {
           return result(fail("folded trailer lines are not accepted"));
         } else if (!trailer_colon_) {
-          if (c == ':' && trailer_line_ > 0) trailer_colon_ = true;
-          else if (!is_token_char(c)) return result(fail("a trailer line must be name: value"));
+          if (c == ':' && trailer_line_ > 0)
+            trailer_colon_ = true;
+          else if (!is_token_char(c))
+            return result(fail("a trailer line must be name: value"));
           ++trailer_line_;
         } else {
           if (!is_field_value_char(c)) return result(fail("a control character in a trailer"));

@@ -64,13 +64,13 @@ struct RequestHead {
 // Outcome of parse_head. Every status but incomplete and complete is a
 // refusal: answer it with its HTTP status and close the connection.
 enum class HeadStatus {
-  incomplete,        // need more bytes
-  complete,          // *head filled, *head_bytes set
-  bad_request,       // 400
-  too_large,         // 431: head over max_head_bytes or a field line over its cap
-  uri_too_long,      // 414
-  not_implemented,   // 501: a transfer coding other than chunked
-  bad_version,       // 505: HTTP/x.y other than 1.0 and 1.1
+  incomplete,          // need more bytes
+  complete,            // *head filled, *head_bytes set
+  bad_request,         // 400
+  too_large,           // 431: head over max_head_bytes or a field line over its cap
+  uri_too_long,        // 414
+  not_implemented,     // 501: a transfer coding other than chunked
+  bad_version,         // 505: HTTP/x.y other than 1.0 and 1.1
   expectation_failed,  // 417: an Expect other than 100-continue
 };
 
@@ -86,8 +86,7 @@ struct HeadResult {
 // looking for the end of the head (0 at first): only new bytes are
 // scanned again. Returns incomplete while no empty line has arrived and
 // the input is within max_head_bytes.
-HeadResult parse_head(std::string_view input, std::size_t max_head_bytes, RequestHead* head,
-                      std::size_t* scan_from);
+HeadResult parse_head(std::string_view input, std::size_t max_head_bytes, RequestHead* head, std::size_t* scan_from);
 
 // Decodes a chunked body incrementally and exactly. Feed it the bytes
 // after the head as they arrive; data is appended to *out. Bounded: the
@@ -116,7 +115,7 @@ class ChunkedDecoder {
   std::uint64_t max_body_;
   std::uint64_t body_bytes_ = 0;
   std::uint64_t chunk_left_ = 0;
-  std::size_t line_bytes_ = 0;     // bytes of the current size line
+  std::size_t line_bytes_ = 0;  // bytes of the current size line
   std::size_t size_digits_ = 0;
   std::size_t trailer_bytes_ = 0;  // bytes of the trailer section
   std::size_t trailer_line_ = 0;   // bytes of the current trailer line

@@ -1,7 +1,7 @@
 #include "http_server.h"
 
-#include <fmt/format.h>
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <httplib.h>
 #include <unistd.h>
 
@@ -43,9 +43,10 @@ void respond(httplib::Response& res, const Status& status) {
 // closes after it: a body may follow unread).
 std::string render_refusal(int http_status, std::string_view code, std::string_view message, int retry_after) {
   std::string body = error_json(code, message);
-  std::string response = fmt::format("HTTP/1.1 {} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n"
-                                     "Connection: close\r\n",
-                                     http_status, reason_phrase(http_status), body.size());
+  std::string response = fmt::format(
+      "HTTP/1.1 {} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n"
+      "Connection: close\r\n",
+      http_status, reason_phrase(http_status), body.size());
   if (retry_after > 0) response += fmt::format("Retry-After: {}\r\n", retry_after);
   response += "\r\n";
   response += body;
@@ -76,11 +77,8 @@ bool on_write_path(std::string_view target) {
 
 }  // namespace
 
-HttpServer::HttpServer(const ServerConfig& config, Authorizer* authorizer, DeviceLimiter* limiter,
-                       Storage* storage)
-    : config_(config),
-      storage_(storage),
-      ingestor_(authorizer, limiter, storage, [&] {
+HttpServer::HttpServer(const ServerConfig& config, Authorizer* authorizer, DeviceLimiter* limiter, Storage* storage)
+    : config_(config), storage_(storage), ingestor_(authorizer, limiter, storage, [&] {
         IngestOptions options;
         options.max_body_bytes = config.max_body_bytes;
         return options;
@@ -225,9 +223,9 @@ void HttpServer::write_answer(const http1::RequestHead& head, std::string_view r
                               std::string* response) {
   const int http_status = status.http_status();
   // HTTP/1.0 keeps a connection only when the answer says so.
-  const std::string_view connection =
-      !keep_alive ? std::string_view("Connection: close\r\n")
-                  : head.minor_version == 0 ? std::string_view(keep_alive_header_10_) : std::string_view(keep_alive_header_);
+  const std::string_view connection = !keep_alive               ? std::string_view("Connection: close\r\n")
+                                      : head.minor_version == 0 ? std::string_view(keep_alive_header_10_)
+                                                                : std::string_view(keep_alive_header_);
   append_write_response(status, result.items, connection, response);
   const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
   const std::uint64_t items = status.ok() ? result.items : 0;
@@ -261,8 +259,8 @@ std::string HttpServer::render_metrics(bool with_buckets) const {
   return text;
 }
 
-void HttpServer::log_request(std::string_view remote_ip, std::string_view method, std::string_view target,
-                             int status, std::string_view error, double seconds) {
+void HttpServer::log_request(std::string_view remote_ip, std::string_view method, std::string_view target, int status,
+                             std::string_view error, double seconds) {
   if (!access_log_) return;
   std::string line = utc_timestamp();
   line += ' ';

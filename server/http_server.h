@@ -11,8 +11,8 @@
 #include <functional>
 #include <memory>
 #include <mutex>
-#include <thread>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "access_log.h"
@@ -67,9 +67,8 @@ class HttpServer {
   // is durable).
   void run_write(const http1::RequestHead& head, std::string_view body, std::string_view remote_ip, bool keep_alive,
                  std::string* response, std::function<void()> done);
-  void write_answer(const http1::RequestHead& head, std::string_view remote_ip, bool keep_alive,
-                    const Status& status, const IngestResult& result, std::chrono::steady_clock::time_point start,
-                    std::string* response);
+  void write_answer(const http1::RequestHead& head, std::string_view remote_ip, bool keep_alive, const Status& status,
+                    const IngestResult& result, std::chrono::steady_clock::time_point start, std::string* response);
   std::string render_connection_error(const ConnectionError& error);
   std::string render_metrics(bool with_buckets) const;
   void log_request(std::string_view remote_ip, std::string_view method, std::string_view target, int status,

@@ -12,8 +12,8 @@
 #include <string_view>
 #include <vector>
 
-#include "writeapi/keys_file.h"
 #include "writeapi/auth.h"
+#include "writeapi/keys_file.h"
 #include "writeapi/names.h"
 #include "writeapi/version.h"
 
@@ -99,8 +99,8 @@ int add_key(const std::string& path, const std::string& bucket_name, const std::
     return Status();
   });
   if (!s.ok()) return fail(s);
-  fmt::print("{}added key {} to bucket {} in {}\n", created_bucket ? "created bucket " + bucket_name + "; " : "",
-             id, bucket_name, path);
+  fmt::print("{}added key {} to bucket {} in {}\n", created_bucket ? "created bucket " + bucket_name + "; " : "", id,
+             bucket_name, path);
   fmt::print("the access key follows; store it now, only its SHA-256 is kept:\n");
   fmt::print("{}\n", key);
   std::fflush(stdout);

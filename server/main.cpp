@@ -99,8 +99,8 @@ int main(int argc, char** argv) {
     fmt::print(stderr, "writeapi-server: {}\n", error);
     return 1;
   }
-  const std::string listening = fmt::format("listening on {}://{}:{}", server.tls() ? "https" : "http", config.host,
-                                            server.port());
+  const std::string listening =
+      fmt::format("listening on {}://{}:{}", server.tls() ? "https" : "http", config.host, server.port());
   fmt::print(stderr, "writeapi-server: {} (data {}, keys {})\n", listening, data_location, config.keys_path);
   // Under a Type=notify unit: the listener is bound, so clients connecting
   // from now on are queued and served.

@@ -24,19 +24,25 @@ std::string Metrics::render(const StorageStats& storage) const {
   fmt::format_to(it, "# HELP writeapi_build_info Build information.\n# TYPE writeapi_build_info gauge\n");
   fmt::format_to(it, "writeapi_build_info{{version=\"{}\",compiler=\"{}\"}} 1\n", writeapi::kVersion, __VERSION__);
 
-  fmt::format_to(it, "# HELP writeapi_http_requests_total HTTP requests by status code.\n"
-                     "# TYPE writeapi_http_requests_total counter\n");
+  fmt::format_to(it,
+                 "# HELP writeapi_http_requests_total HTTP requests by status code.\n"
+                 "# TYPE writeapi_http_requests_total counter\n");
   for (std::size_t code = 0; code < requests_by_status_.size(); ++code) {
     auto n = requests_by_status_[code].load(std::memory_order_relaxed);
     if (n) fmt::format_to(it, "writeapi_http_requests_total{{code=\"{}\"}} {}\n", code, n);
   }
-  fmt::format_to(it, "# HELP writeapi_items_stored_total Items stored.\n# TYPE writeapi_items_stored_total counter\n"
-                     "writeapi_items_stored_total {}\n", items_.load());
-  fmt::format_to(it, "# HELP writeapi_bytes_stored_total Bytes of JSON Lines stored.\n"
-                     "# TYPE writeapi_bytes_stored_total counter\nwriteapi_bytes_stored_total {}\n", bytes_.load());
+  fmt::format_to(it,
+                 "# HELP writeapi_items_stored_total Items stored.\n# TYPE writeapi_items_stored_total counter\n"
+                 "writeapi_items_stored_total {}\n",
+                 items_.load());
+  fmt::format_to(it,
+                 "# HELP writeapi_bytes_stored_total Bytes of JSON Lines stored.\n"
+                 "# TYPE writeapi_bytes_stored_total counter\nwriteapi_bytes_stored_total {}\n",
+                 bytes_.load());
 
-  fmt::format_to(it, "# HELP writeapi_request_duration_seconds Time from request to response.\n"
-                     "# TYPE writeapi_request_duration_seconds histogram\n");
+  fmt::format_to(it,
+                 "# HELP writeapi_request_duration_seconds Time from request to response.\n"
+                 "# TYPE writeapi_request_duration_seconds histogram\n");
   std::uint64_t cumulative = 0;
   for (std::size_t i = 0; i < kLatencyBounds.size(); ++i) {
     cumulative += latency_buckets_[i].load(std::memory_order_relaxed);
@@ -61,8 +67,9 @@ std::string Metrics::render(const StorageStats& storage) const {
   counter("writeapi_storage_objects_fenced_total",
           "Objects refusing appends until a restart: refused lines could not be cut from them.",
           storage.fenced_objects);
-  fmt::format_to(it, "# HELP writeapi_storage_open_objects Objects with an open file handle.\n"
-                     "# TYPE writeapi_storage_open_objects gauge\nwriteapi_storage_open_objects {}\n",
+  fmt::format_to(it,
+                 "# HELP writeapi_storage_open_objects Objects with an open file handle.\n"
+                 "# TYPE writeapi_storage_open_objects gauge\nwriteapi_storage_open_objects {}\n",
                  storage.open_objects);
   return fmt::to_string(out);
 }
@@ -70,23 +77,27 @@ std::string Metrics::render(const StorageStats& storage) const {
 std::string render_keys_metrics(const KeysFileAuthorizer::Stats& stats, bool with_buckets) {
   fmt::memory_buffer out;
   auto it = std::back_inserter(out);
-  fmt::format_to(it, "# HELP writeapi_keys_reloads_total Successful reloads of the keys file.\n"
-                     "# TYPE writeapi_keys_reloads_total counter\nwriteapi_keys_reloads_total {}\n",
+  fmt::format_to(it,
+                 "# HELP writeapi_keys_reloads_total Successful reloads of the keys file.\n"
+                 "# TYPE writeapi_keys_reloads_total counter\nwriteapi_keys_reloads_total {}\n",
                  stats.reloads);
-  fmt::format_to(it, "# HELP writeapi_keys_reload_failures_total Reloads of the keys file that failed "
-                     "(previous keys kept).\n"
-                     "# TYPE writeapi_keys_reload_failures_total counter\nwriteapi_keys_reload_failures_total {}\n",
+  fmt::format_to(it,
+                 "# HELP writeapi_keys_reload_failures_total Reloads of the keys file that failed "
+                 "(previous keys kept).\n"
+                 "# TYPE writeapi_keys_reload_failures_total counter\nwriteapi_keys_reload_failures_total {}\n",
                  stats.reload_failures);
   if (!with_buckets) {
     std::uint64_t total = stats.unknown_bucket_failures;
     for (const auto& entry : stats.auth_failures) total += entry.second;
-    fmt::format_to(it, "# HELP writeapi_auth_failures_total Requests refused for a wrong access key or an unknown bucket.\n"
-                       "# TYPE writeapi_auth_failures_total counter\nwriteapi_auth_failures_total {}\n",
+    fmt::format_to(it,
+                   "# HELP writeapi_auth_failures_total Requests refused for a wrong access key or an unknown bucket.\n"
+                   "# TYPE writeapi_auth_failures_total counter\nwriteapi_auth_failures_total {}\n",
                    total);
     return fmt::to_string(out);
   }
-  fmt::format_to(it, "# HELP writeapi_auth_failures_total Requests refused for a wrong access key, by bucket.\n"
-                     "# TYPE writeapi_auth_failures_total counter\n");
+  fmt::format_to(it,
+                 "# HELP writeapi_auth_failures_total Requests refused for a wrong access key, by bucket.\n"
+                 "# TYPE writeapi_auth_failures_total counter\n");
   // Bucket names are [A-Za-z0-9._-]: nothing to escape in the label.
   for (const auto& [bucket, count] : stats.auth_failures)
     fmt::format_to(it, "writeapi_auth_failures_total{{bucket=\"{}\"}} {}\n", bucket, count);
@@ -97,23 +108,28 @@ std::string render_keys_metrics(const KeysFileAuthorizer::Stats& stats, bool wit
 std::string render_limiter_metrics(const DeviceLimiterStats& stats) {
   fmt::memory_buffer out;
   auto it = std::back_inserter(out);
-  fmt::format_to(it, "# HELP writeapi_limit_refusals_total Authorized requests refused by device limits, by reason.\n"
-                     "# TYPE writeapi_limit_refusals_total counter\n"
-                     "writeapi_limit_refusals_total{{reason=\"rate_limited\"}} {}\n"
-                     "writeapi_limit_refusals_total{{reason=\"suspended\"}} {}\n"
-                     "writeapi_limit_refusals_total{{reason=\"device_blocked\"}} {}\n",
+  fmt::format_to(it,
+                 "# HELP writeapi_limit_refusals_total Authorized requests refused by device limits, by reason.\n"
+                 "# TYPE writeapi_limit_refusals_total counter\n"
+                 "writeapi_limit_refusals_total{{reason=\"rate_limited\"}} {}\n"
+                 "writeapi_limit_refusals_total{{reason=\"suspended\"}} {}\n"
+                 "writeapi_limit_refusals_total{{reason=\"device_blocked\"}} {}\n",
                  stats.rate_limited, stats.suspended, stats.blocked);
-  fmt::format_to(it, "# HELP writeapi_limit_suspensions_total Suspensions started (device or anonymous budget).\n"
-                     "# TYPE writeapi_limit_suspensions_total counter\nwriteapi_limit_suspensions_total {}\n",
+  fmt::format_to(it,
+                 "# HELP writeapi_limit_suspensions_total Suspensions started (device or anonymous budget).\n"
+                 "# TYPE writeapi_limit_suspensions_total counter\nwriteapi_limit_suspensions_total {}\n",
                  stats.suspensions);
-  fmt::format_to(it, "# HELP writeapi_limit_tracked_devices Device budgets held in memory.\n"
-                     "# TYPE writeapi_limit_tracked_devices gauge\nwriteapi_limit_tracked_devices {}\n",
+  fmt::format_to(it,
+                 "# HELP writeapi_limit_tracked_devices Device budgets held in memory.\n"
+                 "# TYPE writeapi_limit_tracked_devices gauge\nwriteapi_limit_tracked_devices {}\n",
                  stats.tracked_devices);
-  fmt::format_to(it, "# HELP writeapi_limit_evictions_total Device budgets evicted at the table cap.\n"
-                     "# TYPE writeapi_limit_evictions_total counter\nwriteapi_limit_evictions_total {}\n",
+  fmt::format_to(it,
+                 "# HELP writeapi_limit_evictions_total Device budgets evicted at the table cap.\n"
+                 "# TYPE writeapi_limit_evictions_total counter\nwriteapi_limit_evictions_total {}\n",
                  stats.evictions);
-  fmt::format_to(it, "# HELP writeapi_limit_expirations_total Device budgets forgotten after being idle.\n"
-                     "# TYPE writeapi_limit_expirations_total counter\nwriteapi_limit_expirations_total {}\n",
+  fmt::format_to(it,
+                 "# HELP writeapi_limit_expirations_total Device budgets forgotten after being idle.\n"
+                 "# TYPE writeapi_limit_expirations_total counter\nwriteapi_limit_expirations_total {}\n",
                  stats.expirations);
   return fmt::to_string(out);
 }

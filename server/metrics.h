@@ -22,8 +22,8 @@ class Metrics {
   std::string render(const StorageStats& storage) const;
 
   // Upper bounds (seconds) of the latency histogram buckets.
-  static constexpr std::array<double, 14> kLatencyBounds = {
-      0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0};
+  static constexpr std::array<double, 14> kLatencyBounds = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
+                                                            0.025,  0.05,    0.1,    0.25,  0.5,    1.0,   5.0};
 
  private:
   std::array<std::atomic<std::uint64_t>, 600> requests_by_status_{};

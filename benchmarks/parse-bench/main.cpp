@@ -129,8 +129,8 @@ struct alignas(64) ThreadResult {
 
 struct Measurement {
   double wall_seconds = 0;
-  std::size_t bodies = 0;       // over all threads
-  double cpu_per_body = 0;      // seconds of CPU per body, averaged
+  std::size_t bodies = 0;   // over all threads
+  double cpu_per_body = 0;  // seconds of CPU per body, averaged
   bool ok = true;
 };
 
@@ -240,8 +240,8 @@ int main(int argc, char** argv) {
   int width = 4;
   for (const Input& input : inputs)
     width = std::max(width, static_cast<int>(input.file.size() + (input.wrapped ? 10 : 0)));
-  std::printf("%-*s %10s %8s  %13s %9s  %8s %9s  %7s\n", width, "file", "bytes", "items", "writeapi GB/s",
-              "Mitems/s", "DOM GB/s", "Mitems/s", "ratio");
+  std::printf("%-*s %10s %8s  %13s %9s  %8s %9s  %7s\n", width, "file", "bytes", "items", "writeapi GB/s", "Mitems/s",
+              "DOM GB/s", "Mitems/s", "ratio");
   double bytes_1 = 0, time_1 = 0, bytes_n = 0, time_n = 0, cpu_1 = 0, cpu_n = 0;
   for (const Input& input : inputs) {
     Measurement w = measure(input, Parser::writeapi, threads, seconds);

@@ -25,8 +25,8 @@
 
 #include <atomic>
 #include <cerrno>
-#include <csignal>
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
@@ -124,7 +124,8 @@ class Session : public std::enable_shared_from_this<Session> {
     Status status = app_->ingestor->check_head(head, &bucket_, &key_);
     if (!status.ok()) return send_status(status, has_body() || req.method() == http::verb::post);
     parser_->body_limit(app_->ingestor->max_body_bytes());
-    if (writeapi::ascii_iequals(std::string_view(req[http::field::expect].data(), req[http::field::expect].size()), "100-continue")) {
+    if (writeapi::ascii_iequals(std::string_view(req[http::field::expect].data(), req[http::field::expect].size()),
+                                "100-continue")) {
       out_ = "HTTP/1.1 100 Continue\r\n\r\n";
       asio::async_write(stream_, asio::buffer(out_), [self = shared_from_this()](beast::error_code ec, std::size_t) {
         if (ec) return self->close();
@@ -164,11 +165,11 @@ class Session : public std::enable_shared_from_this<Session> {
     stream_.expires_never();
     // The answer may come from the store's thread: back to this
     // connection's strand before touching it.
-    app_->ingestor->ingest_async(request, [self = shared_from_this()](const Status& status,
-                                                                      const writeapi::IngestResult& result) {
-      asio::post(self->stream_.get_executor(),
-                 [self, status, items = result.items] { self->send_status(status, !self->keep_alive_, items); });
-    });
+    app_->ingestor->ingest_async(
+        request, [self = shared_from_this()](const Status& status, const writeapi::IngestResult& result) {
+          asio::post(self->stream_.get_executor(),
+                     [self, status, items = result.items] { self->send_status(status, !self->keep_alive_, items); });
+        });
   }
 
   bool has_body() const { return parser_->chunked() || parser_->content_length().value_or(0) > 0; }
@@ -212,12 +213,12 @@ class Session : public std::enable_shared_from_this<Session> {
   void linger() {
     stream_.expires_after(std::chrono::seconds(2));
     buffer_.clear();
-    stream_.async_read_some(buffer_.prepare(16 * 1024), [self = shared_from_this()](beast::error_code ec,
-                                                                                      std::size_t n) {
-      self->lingered_ += n;
-      if (ec || self->lingered_ > self->app_->linger_bytes) return self->close();
-      self->linger();
-    });
+    stream_.async_read_some(buffer_.prepare(16 * 1024),
+                            [self = shared_from_this()](beast::error_code ec, std::size_t n) {
+                              self->lingered_ += n;
+                              if (ec || self->lingered_ > self->app_->linger_bytes) return self->close();
+                              self->linger();
+                            });
   }
 
   void close() {
@@ -273,15 +274,24 @@ Config parse_flags(int argc, char** argv) {
                   .c_str());
       return n;
     };
-    if (flag == "--host") config.host = value;
-    else if (flag == "--port") config.port = static_cast<unsigned short>(number(0, 65535));
-    else if (flag == "--data-dir") config.data_dir = value;
-    else if (flag == "--keys") config.keys = value;
-    else if (flag == "--fsync") config.fsync = value;
-    else if (flag == "--max-body") config.max_body = number(1, writeapi::kMaxBodyBytesLimit);
-    else if (flag == "--threads") config.threads = static_cast<unsigned>(number(1, 256));
-    else if (flag == "--keep-alive-timeout-s") config.keep_alive_timeout = std::chrono::seconds(number(1, 3600));
-    else usage(("unknown flag " + flag).c_str());
+    if (flag == "--host")
+      config.host = value;
+    else if (flag == "--port")
+      config.port = static_cast<unsigned short>(number(0, 65535));
+    else if (flag == "--data-dir")
+      config.data_dir = value;
+    else if (flag == "--keys")
+      config.keys = value;
+    else if (flag == "--fsync")
+      config.fsync = value;
+    else if (flag == "--max-body")
+      config.max_body = number(1, writeapi::kMaxBodyBytesLimit);
+    else if (flag == "--threads")
+      config.threads = static_cast<unsigned>(number(1, 256));
+    else if (flag == "--keep-alive-timeout-s")
+      config.keep_alive_timeout = std::chrono::seconds(number(1, 3600));
+    else
+      usage(("unknown flag " + flag).c_str());
   }
   if (config.keys.empty()) usage("--keys is required");
   if (config.fsync != "always" && config.fsync != "interval" && config.fsync != "never")
@@ -325,9 +335,8 @@ int main(int argc, char** argv) {
                         static_cast<unsigned>(config.port), e.what()),
            1;
   }
-  std::fprintf(stderr, "writeapi-asio-server: listening on http://%s:%u (%u threads, fsync %s)\n",
-               config.host.c_str(), static_cast<unsigned>(acceptor.local_endpoint().port()), config.threads,
-               config.fsync.c_str());
+  std::fprintf(stderr, "writeapi-asio-server: listening on http://%s:%u (%u threads, fsync %s)\n", config.host.c_str(),
+               static_cast<unsigned>(acceptor.local_endpoint().port()), config.threads, config.fsync.c_str());
   accept(&acceptor, &app);
 
   // Stop: no new connections; once the requests in flight are answered,

@@ -59,13 +59,20 @@ int main(int argc, char** argv) {
       return 2;
     }
     std::string value = argv[++i];
-    if (flag == "--url") o.url = value;
-    else if (flag == "--bucket") o.bucket = value;
-    else if (flag == "--access-key") o.access_key = value;
-    else if (flag == "--devices") o.devices = std::atoi(value.c_str());
-    else if (flag == "--rate") o.rate = std::atof(value.c_str());
-    else if (flag == "--batch") o.batch = std::atoi(value.c_str());
-    else if (flag == "--seconds") o.seconds = std::atof(value.c_str());
+    if (flag == "--url")
+      o.url = value;
+    else if (flag == "--bucket")
+      o.bucket = value;
+    else if (flag == "--access-key")
+      o.access_key = value;
+    else if (flag == "--devices")
+      o.devices = std::atoi(value.c_str());
+    else if (flag == "--rate")
+      o.rate = std::atof(value.c_str());
+    else if (flag == "--batch")
+      o.batch = std::atoi(value.c_str());
+    else if (flag == "--seconds")
+      o.seconds = std::atof(value.c_str());
     else {
       usage();
       return 2;

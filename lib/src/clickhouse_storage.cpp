@@ -302,9 +302,9 @@ class RowStream {
  private:
   const Group& group_;
   std::string_view frontend_id_;
-  std::size_t append_ = 0;   // the append being encoded
-  std::size_t offset_ = 0;   // into its lines
-  std::uint64_t line_ = 0;   // lines of it done
+  std::size_t append_ = 0;  // the append being encoded
+  std::size_t offset_ = 0;  // into its lines
+  std::uint64_t line_ = 0;  // lines of it done
   std::string buffer_;
 };
 
@@ -329,9 +329,10 @@ class ClickHouseStorage final : public Storage {
       options_.log = [](std::string_view line) { std::fprintf(stderr, "%.*s\n", int(line.size()), line.data()); };
     if (options_.frontend_id.empty()) options_.frontend_id = default_frontend_id();
     table_ = "`" + options_.database + "`.`" + options_.table + "`";
-    insert_params_ = "query=" + clickhouse::url_encode("INSERT INTO " + table_ + " (" + std::string(kColumns) +
-                                                       ") FORMAT RowBinary") +
-                     "&insert_distributed_sync=1";
+    insert_params_ =
+        "query=" +
+        clickhouse::url_encode("INSERT INTO " + table_ + " (" + std::string(kColumns) + ") FORMAT RowBinary") +
+        "&insert_distributed_sync=1";
   }
 
   ~ClickHouseStorage() override {
@@ -345,22 +346,21 @@ class ClickHouseStorage final : public Storage {
 
   Status start() {
     if (options_.create_schema) {
-      for (const std::string& sql : {"CREATE DATABASE IF NOT EXISTS `" + options_.database + "`",
-                                     clickhouse_table_sql(options_)}) {
+      for (const std::string& sql :
+           {"CREATE DATABASE IF NOT EXISTS `" + options_.database + "`", clickhouse_table_sql(options_)}) {
         Reply reply = query(*new_client(), "", sql);
         if (!reply.ok) return start_error("cannot create the schema", reply);
       }
     }
-    Reply reply = query(*new_client(), "",
-                        "SELECT name FROM system.columns WHERE database = " +
-                            clickhouse::quote_string(options_.database) +
-                            " AND table = " + clickhouse::quote_string(options_.table) + " FORMAT RowBinary");
+    Reply reply =
+        query(*new_client(), "",
+              "SELECT name FROM system.columns WHERE database = " + clickhouse::quote_string(options_.database) +
+                  " AND table = " + clickhouse::quote_string(options_.table) + " FORMAT RowBinary");
     if (!reply.ok) return start_error("cannot read the table's columns", reply);
     std::set<std::string_view> columns;
     std::string_view in = reply.body, name;
     while (clickhouse::get_string(&in, &name)) columns.insert(name);
-    if (columns.empty())
-      return Status(ErrorCode::storage_error, "ClickHouse table " + table_ + " does not exist");
+    if (columns.empty()) return Status(ErrorCode::storage_error, "ClickHouse table " + table_ + " does not exist");
     std::string missing;
     for (std::string_view column : kColumnNames)
       if (!columns.count(column)) missing += (missing.empty() ? "" : ", ") + std::string(column);
@@ -432,9 +432,9 @@ class ClickHouseStorage final : public Storage {
     });
     // One receive time per append, never behind the previous one, so a
     // clock stepped back cannot reorder this front-end's appends.
-    auto now_us = static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
-                                                 std::chrono::system_clock::now().time_since_epoch())
-                                                 .count());
+    auto now_us = static_cast<std::uint64_t>(
+        std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
+            .count());
     const std::uint64_t received_us = std::max(now_us, last_received_us_);
     last_received_us_ = received_us;
     const int year_month = clickhouse::utc_year_month(static_cast<std::int64_t>(received_us / 1000000));
@@ -458,7 +458,6 @@ class ClickHouseStorage final : public Storage {
   }
 
  public:
-
   Status read_object(std::string_view bucket, std::string_view key, std::string* contents) override {
     contents->clear();
     Reply reply = query(*new_client(), "wait_end_of_query=1",
@@ -547,8 +546,8 @@ class ClickHouseStorage final : public Storage {
       }
       Group& front = groups_.front();
       const auto due = front.first_row_at + options_.flush_interval;
-      const bool ready = stopping_ || groups_.size() > 1 || front.rows >= options_.flush_rows ||
-                         SteadyClock::now() >= due;
+      const bool ready =
+          stopping_ || groups_.size() > 1 || front.rows >= options_.flush_rows || SteadyClock::now() >= due;
       if (!ready) {
         flush_cv_.wait_until(lock, due);
         continue;
@@ -587,8 +586,8 @@ class ClickHouseStorage final : public Storage {
   Status insert(const Group& group, Connection* connection) {
     auto now = SteadyClock::now();
     if (!connection->client || now - connection->last_used > kMaxIdleReuse) connection->client = new_client();
-    std::string path = endpoint_.path_prefix + "/?" + insert_params_ + "&max_insert_block_size=" +
-                       std::to_string(std::max(group.rows + 1, kDefaultInsertBlockRows));
+    std::string path = endpoint_.path_prefix + "/?" + insert_params_ +
+                       "&max_insert_block_size=" + std::to_string(std::max(group.rows + 1, kDefaultInsertBlockRows));
     RowStream rows(group, options_.frontend_id);
     std::uint64_t sent = 0;
     httplib::Result result = connection->client->Post(
@@ -674,8 +673,7 @@ std::unique_ptr<Storage> make_clickhouse_storage(const ClickHouseStorageOptions&
     return nullptr;
   }
   if (!clickhouse::valid_identifier(options.database) || !clickhouse::valid_identifier(options.table)) {
-    *status = Status(ErrorCode::storage_error,
-                     "ClickHouse database and table names must match [A-Za-z_][A-Za-z0-9_]*");
+    *status = Status(ErrorCode::storage_error, "ClickHouse database and table names must match [A-Za-z_][A-Za-z0-9_]*");
     return nullptr;
   }
   if (options.flush_rows == 0 || options.flush_interval.count() < 0 || options.max_inserts_in_flight == 0) {

@@ -69,8 +69,8 @@ Status storage_status(int err);
 std::shared_ptr<FileIo> default_file_io();
 
 // make_file_storage with the given FileIo.
-std::unique_ptr<Storage> make_file_storage_with_io(const FileStorageOptions& options,
-                                                   std::shared_ptr<FileIo> io, Status* status);
+std::unique_ptr<Storage> make_file_storage_with_io(const FileStorageOptions& options, std::shared_ptr<FileIo> io,
+                                                   Status* status);
 
 }  // namespace writeapi
 

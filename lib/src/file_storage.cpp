@@ -341,7 +341,8 @@ class FileStorage final : public Storage, public wal::Delegate {
       std::uint64_t start = end > sizeof buffer ? end - sizeof buffer : 0;
       errno = 0;
       ssize_t n = io_->pread(fd, buffer, static_cast<std::size_t>(end - start), static_cast<off_t>(start));
-      if (n != static_cast<ssize_t>(end - start)) return log_error(object, errno ? errno : EIO, "cannot read object tail");
+      if (n != static_cast<ssize_t>(end - start))
+        return log_error(object, errno ? errno : EIO, "cannot read object tail");
       const void* nl = ::memrchr(buffer, '\n', static_cast<std::size_t>(n));
       if (nl) {
         cut = start + static_cast<std::uint64_t>(static_cast<const char*>(nl) - buffer) + 1;
@@ -523,8 +524,8 @@ class FileStorage final : public Storage, public wal::Delegate {
     const std::string dir = wal_dir();
     if (io_->mkdir(dir, 0755) == 0) {
       if (io_->sync_directory(options_.data_dir) != 0)
-        return Status(ErrorCode::storage_error, "cannot sync data directory " + options_.data_dir + ": " +
-                                                    std::strerror(errno));
+        return Status(ErrorCode::storage_error,
+                      "cannot sync data directory " + options_.data_dir + ": " + std::strerror(errno));
     } else if (errno != EEXIST) {
       return Status(ErrorCode::storage_error, "cannot create log directory " + dir + ": " + std::strerror(errno));
     }

@@ -79,8 +79,7 @@ Status gunzip(std::string_view compressed, std::size_t max_bytes, std::string* o
     }
     out->append(chunk, produced);
     if (rc == Z_STREAM_END) {
-      if (stream.avail_in != 0)
-        status = Status(ErrorCode::bad_request, "unexpected data after the gzip stream");
+      if (stream.avail_in != 0) status = Status(ErrorCode::bad_request, "unexpected data after the gzip stream");
       break;
     }
     if (rc != Z_OK || (produced == 0 && stream.avail_in == 0)) {
@@ -147,7 +146,8 @@ Status Ingestor::prepare(const IngestRequest& request, IngestResult* result, App
     body = buffers.inflated;
   }
   if (body.size() > limit)
-    return Status(ErrorCode::payload_too_large, "the body exceeds the size limit of " + std::to_string(limit) + " bytes");
+    return Status(ErrorCode::payload_too_large,
+                  "the body exceeds the size limit of " + std::to_string(limit) + " bytes");
 
   if (Status s = validate_name(request.bucket, "bucket"); !s.ok()) return s;
   if (Status s = validate_name(request.key, "key"); !s.ok()) return s;
@@ -198,14 +198,14 @@ void Ingestor::ingest_async(const IngestRequest& request,
   // `done` may run inline and start the next request on this thread,
   // reusing the per-thread buffers: the store is done with the batch by
   // then (see Storage::append_async).
-  storage_->append_async(batch, [done = std::move(done), result = std::move(result), items,
-                                 bytes](Status stored) mutable {
-    if (stored.ok()) {
-      result.items = items;
-      result.bytes_stored = bytes;
-    }
-    done(stored, result);
-  });
+  storage_->append_async(batch,
+                         [done = std::move(done), result = std::move(result), items, bytes](Status stored) mutable {
+                           if (stored.ok()) {
+                             result.items = items;
+                             result.bytes_stored = bytes;
+                           }
+                           done(stored, result);
+                         });
   release_buffers(&thread_buffers());
 }
 

@@ -3,13 +3,13 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <climits>
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 #include <simdjson.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <climits>
 
 #include <charconv>
 #include <cmath>
@@ -125,7 +125,6 @@ Status parse_devices(simdjson::dom::element element, const std::string& path, co
   return Status();
 }
 
-
 // Shortest text that reads back as the same double ("5", "0.5").
 void append_number(std::string* out, double value) {
   char buffer[64];
@@ -210,8 +209,7 @@ Status parse_keys_file(std::string_view text, const std::string& path, KeysFileC
   if (auto error = parser.parse(text.data(), text.size()).get(root); error)
     return bad(path, std::string("is not valid JSON: ") + simdjson::error_message(error));
   simdjson::dom::object buckets;
-  if (root["buckets"].get_object().get(buckets) != simdjson::SUCCESS)
-    return bad(path, "needs a \"buckets\" object");
+  if (root["buckets"].get_object().get(buckets) != simdjson::SUCCESS) return bad(path, "needs a \"buckets\" object");
   std::set<std::string_view> bucket_names;
   for (auto [name, value] : buckets) {
     if (!is_valid_name(name)) return bad(path, "bucket name \"" + std::string(name) + "\" is not a valid name");
@@ -344,8 +342,7 @@ Status write_keys_file(const std::string& link_path, const KeysFileContents& con
     // (root:writeapi, 0640) leaves it readable by the service. Only root (or
     // a member of the file's group who owns it) may keep them: for anyone
     // else the new file is theirs, as any file they write.
-    if (::fchown(fd, existing.st_uid, existing.st_gid) != 0 && errno != EPERM)
-      return fail("cannot set the owner of");
+    if (::fchown(fd, existing.st_uid, existing.st_gid) != 0 && errno != EPERM) return fail("cannot set the owner of");
     if (::fchmod(fd, existing.st_mode & 07777) != 0) return fail("cannot set the permissions of");
   }
   for (std::size_t written = 0; written < text.size();) {

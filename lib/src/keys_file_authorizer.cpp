@@ -12,8 +12,8 @@
 #include <unordered_map>
 #include <vector>
 
-#include "writeapi/keys_file.h"
 #include "writeapi/auth.h"
+#include "writeapi/keys_file.h"
 #include "writeapi/limits.h"
 
 namespace writeapi {
@@ -67,8 +67,7 @@ class KeysFile final : public KeysFileAuthorizer {
  public:
   KeysFile(std::string path, DeviceLimiter* limiter) : path_(std::move(path)), limiter_(limiter) {}
 
-  Status authorize(std::string_view bucket, std::string_view access_key,
-                   std::string* key_id) const override {
+  Status authorize(std::string_view bucket, std::string_view access_key, std::string* key_id) const override {
     const Digest presented = sha256(access_key);
     std::shared_ptr<const KeyTable> table = current();
     auto it = table->find(bucket);
@@ -116,9 +115,8 @@ class KeysFile final : public KeysFileAuthorizer {
         KeyEntry entry;
         entry.id = key.id;
         if (!parse_hex_digest(key.sha256, &entry.digest))
-          return Status(ErrorCode::internal_error,
-                        "keys file " + path_ + ": key " + key.id + " of bucket " + bucket.name +
-                            " has a malformed sha256 (want 64 hex digits)");
+          return Status(ErrorCode::internal_error, "keys file " + path_ + ": key " + key.id + " of bucket " +
+                                                       bucket.name + " has a malformed sha256 (want 64 hex digits)");
         entries.keys.push_back(std::move(entry));
       }
     }
@@ -145,9 +143,7 @@ class KeysFile final : public KeysFileAuthorizer {
   }
 
  private:
-  static Status denied() {
-    return Status(ErrorCode::access_denied, "the access key does not open this bucket");
-  }
+  static Status denied() { return Status(ErrorCode::access_denied, "the access key does not open this bucket"); }
 
   std::shared_ptr<const KeyTable> current() const {
     std::lock_guard<std::mutex> lock(mu_);

@@ -20,18 +20,16 @@ int retry_after_seconds(double seconds) {
   return std::max(1, static_cast<int>(std::ceil(seconds)));
 }
 
-int retry_after_seconds(Clock::duration remaining) {
-  return retry_after_seconds(Seconds(remaining).count());
-}
+int retry_after_seconds(Clock::duration remaining) { return retry_after_seconds(Seconds(remaining).count()); }
 
 // One token bucket with its suspension state.
 struct Budget {
   double tokens = 0;
-  TimePoint refilled{};          // time `tokens` was computed for
+  TimePoint refilled{};  // time `tokens` was computed for
   TimePoint last_seen{};
-  TimePoint window_start{};      // start of the current rejection window
-  int rejections = 0;            // refusals in that window
-  TimePoint suspended_until{};   // not suspended when <= now
+  TimePoint window_start{};             // start of the current rejection window
+  int rejections = 0;                   // refusals in that window
+  TimePoint suspended_until{};          // not suspended when <= now
   std::chrono::seconds last_period{0};  // 0: never suspended
 
   Budget(const RateLimit& limit, TimePoint now)
@@ -83,8 +81,7 @@ class DeviceLimiter::Impl {
 
     if (device_id.empty()) {
       auto it = anonymous_.find(bucket);
-      if (it == anonymous_.end())
-        it = anonymous_.emplace(std::string(bucket), Budget(limits->anonymous, now)).first;
+      if (it == anonymous_.end()) it = anonymous_.emplace(std::string(bucket), Budget(limits->anonymous, now)).first;
       return take(&it->second, limits->anonymous, limits->max_suspension, now, /*anonymous=*/true);
     }
 
@@ -109,8 +106,7 @@ class DeviceLimiter::Impl {
   }
 
  private:
-  Budget* find_or_insert(std::string_view bucket, std::string_view device_id, const RateLimit& limit,
-                         TimePoint now) {
+  Budget* find_or_insert(std::string_view bucket, std::string_view device_id, const RateLimit& limit, TimePoint now) {
     thread_local std::string key;
     key.assign(bucket);
     key.push_back('\0');
@@ -199,21 +195,20 @@ class DeviceLimiter::Impl {
 
     ++stats_.rate_limited;
     const int retry = retry_after_seconds((1 - budget->tokens) / limit.rate);
-    std::string message =
-        anonymous ? "requests without a deviceId to this bucket exceed their shared limit; "
-                    "retry after the Retry-After delay, and send a deviceId to get a budget of your own"
-                  : "this device exceeds its request rate limit; retry after the Retry-After delay "
-                    "and send several readings per request";
+    std::string message = anonymous
+                              ? "requests without a deviceId to this bucket exceed their shared limit; "
+                                "retry after the Retry-After delay, and send a deviceId to get a budget of your own"
+                              : "this device exceeds its request rate limit; retry after the Retry-After delay "
+                                "and send several readings per request";
     return Status(ErrorCode::rate_limited, std::move(message)).with_retry_after(retry);
   }
 
   static Status suspended(Clock::duration remaining, bool anonymous) {
     const int retry = retry_after_seconds(remaining);
-    std::string message = anonymous
-                              ? "requests without a deviceId to this bucket are suspended for " +
-                                    std::to_string(retry) + " s after repeatedly exceeding their limit"
-                              : "this device is suspended for " + std::to_string(retry) +
-                                    " s after repeatedly exceeding its rate limit";
+    std::string message = anonymous ? "requests without a deviceId to this bucket are suspended for " +
+                                          std::to_string(retry) + " s after repeatedly exceeding their limit"
+                                    : "this device is suspended for " + std::to_string(retry) +
+                                          " s after repeatedly exceeding its rate limit";
     return Status(ErrorCode::suspended, std::move(message)).with_retry_after(retry);
   }
 

@@ -77,8 +77,7 @@ WRITEAPI_INLINE char* copy_run(char* w, const Byte* from, const Byte* to, const 
   }
   if (n <= 32 && end - from >= 32) {
     _mm_storeu_si128(reinterpret_cast<__m128i*>(w), _mm_loadu_si128(reinterpret_cast<const __m128i*>(from)));
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(w + 16),
-                     _mm_loadu_si128(reinterpret_cast<const __m128i*>(from + 16)));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(w + 16), _mm_loadu_si128(reinterpret_cast<const __m128i*>(from + 16)));
     return w + n;
   }
 #else
@@ -93,7 +92,14 @@ WRITEAPI_INLINE char* copy_run(char* w, const Byte* from, const Byte* to, const 
 __attribute__((noinline)) const Byte* scan_escape(const Byte* p, const Byte* end) {
   if (end - p < 2) return nullptr;
   switch (p[1]) {
-    case '"': case '\\': case '/': case 'b': case 'f': case 'n': case 'r': case 't':
+    case '"':
+    case '\\':
+    case '/':
+    case 'b':
+    case 'f':
+    case 'n':
+    case 'r':
+    case 't':
       return p + 2;
     case 'u':
       break;
@@ -154,9 +160,8 @@ WRITEAPI_INLINE const Byte* scan_string(const Byte* p, const Byte* end, bool* es
     const __m128i control_max = _mm_set1_epi8(0x1F);
     while (end - p >= 16) {
       __m128i chunk = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-      __m128i special = _mm_or_si128(
-          _mm_or_si128(_mm_cmpeq_epi8(chunk, quote), _mm_cmpeq_epi8(chunk, backslash)),
-          _mm_cmpeq_epi8(_mm_max_epu8(chunk, control_max), control_max));
+      __m128i special = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(chunk, quote), _mm_cmpeq_epi8(chunk, backslash)),
+                                     _mm_cmpeq_epi8(_mm_max_epu8(chunk, control_max), control_max));
       unsigned mask = static_cast<unsigned>(_mm_movemask_epi8(special));
       if (mask != 0) {
         p += __builtin_ctz(mask);
@@ -352,7 +357,7 @@ Scan ForwardWalk::scan_value(std::size_t depth) {
   char* w = w_;
   const Byte* run = p;  // start of the item's bytes not yet copied
   Byte* const stack = stack_;
-  std::size_t top = 0;  // containers open inside this value
+  std::size_t top = 0;                          // containers open inside this value
   const std::size_t room = max_depth_ - depth;  // how many it may open
   bool escapes = false;
 
@@ -524,11 +529,9 @@ class StructuralIndex {
     }
     // Stage 1 may stop at a string error before it has seen all of the
     // UTF-8: the contract puts invalid_utf8 first.
-    if (e == simdjson::UTF8_ERROR ||
-        !simdjson::validate_utf8(reinterpret_cast<const char*>(body), length))
+    if (e == simdjson::UTF8_ERROR || !simdjson::validate_utf8(reinterpret_cast<const char*>(body), length))
       return Status(ErrorCode::invalid_utf8, "the request body is not valid UTF-8");
-    if (e == simdjson::EMPTY)
-      return Status(ErrorCode::invalid_json, "the request body is empty; send a JSON object");
+    if (e == simdjson::EMPTY) return Status(ErrorCode::invalid_json, "the request body is empty; send a JSON object");
     return Status(ErrorCode::invalid_json, "the request body is not valid JSON");
   }
   const uint32_t* begin() const { return implementation_->structural_indexes.get(); }
@@ -615,7 +618,7 @@ Scan IndexWalk::scan_value(std::size_t depth, std::size_t* items, bool* null_ite
   const Byte* run = p;  // start of the item's bytes not yet copied
   const Byte* token_end = p;
   Byte* const stack = stack_;
-  std::size_t top = 0;  // containers open inside this value
+  std::size_t top = 0;                          // containers open inside this value
   const std::size_t room = max_depth_ - depth;  // how many it may open
   bool escapes = false;
 
@@ -790,11 +793,21 @@ void unescape(const StringSpan& span, std::string* out) {
     char e = p[1];
     p += 2;
     switch (e) {
-      case 'b': out->push_back('\b'); break;
-      case 'f': out->push_back('\f'); break;
-      case 'n': out->push_back('\n'); break;
-      case 'r': out->push_back('\r'); break;
-      case 't': out->push_back('\t'); break;
+      case 'b':
+        out->push_back('\b');
+        break;
+      case 'f':
+        out->push_back('\f');
+        break;
+      case 'n':
+        out->push_back('\n');
+        break;
+      case 'r':
+        out->push_back('\r');
+        break;
+      case 't':
+        out->push_back('\t');
+        break;
       case 'u': {
         auto hex4 = [](const char* at) {
           uint32_t v = 0;
@@ -843,8 +856,7 @@ bool has_control_characters(std::string_view s) {
 }
 
 Status scan_error(Scan s) {
-  if (s == Scan::too_deep)
-    return Status(ErrorCode::too_deep, "JSON nesting is too deep; flatten the data");
+  if (s == Scan::too_deep) return Status(ErrorCode::too_deep, "JSON nesting is too deep; flatten the data");
   return Status(ErrorCode::invalid_json, "the request body is not valid JSON");
 }
 
@@ -864,9 +876,12 @@ Field classify(std::string_view name) {
     case 9:
       if (std::memcmp(name.data(), "accessKey", 9) == 0) return Field::access_key;
       return std::memcmp(name.data(), "requestId", 9) == 0 ? Field::request_id : Field::other;
-    case 8: return std::memcmp(name.data(), "deviceId", 8) == 0 ? Field::device_id : Field::other;
-    case 4: return std::memcmp(name.data(), "data", 4) == 0 ? Field::data : Field::other;
-    default: return Field::other;
+    case 8:
+      return std::memcmp(name.data(), "deviceId", 8) == 0 ? Field::device_id : Field::other;
+    case 4:
+      return std::memcmp(name.data(), "data", 4) == 0 ? Field::data : Field::other;
+    default:
+      return Field::other;
   }
 }
 
@@ -940,8 +955,7 @@ Status run_body(Walk& walk, ParsedRequest* request) {
     // Syntax errors take precedence over the wrong shape.
     if (Scan s = walk.value(0); s != Scan::ok) return scan_error(s);
     if (!walk.at_end()) return scan_error(Scan::invalid_json);
-    return Status(ErrorCode::not_an_object,
-                  "the request body must be a JSON object with accessKey and data");
+    return Status(ErrorCode::not_an_object, "the request body must be a JSON object with accessKey and data");
   }
   if (walk.max_depth() < 1) return scan_error(Scan::too_deep);  // the object itself is depth 1
   walk.skip_byte();
@@ -978,10 +992,18 @@ Status run_body(Walk& walk, ParsedRequest* request) {
       const Field field = classify(name);
       bool duplicate;
       switch (field) {
-        case Field::access_key: duplicate = seen_access_key; break;
-        case Field::device_id: duplicate = seen_device_id, seen_device_id = true; break;
-        case Field::request_id: duplicate = seen_request_id, seen_request_id = true; break;
-        case Field::data: duplicate = seen_data; break;
+        case Field::access_key:
+          duplicate = seen_access_key;
+          break;
+        case Field::device_id:
+          duplicate = seen_device_id, seen_device_id = true;
+          break;
+        case Field::request_id:
+          duplicate = seen_request_id, seen_request_id = true;
+          break;
+        case Field::data:
+          duplicate = seen_data;
+          break;
         default:
           if (span.has_escapes) name = names.get().keep(scratch);
           duplicate = !names.get().insert(name);
@@ -1054,7 +1076,6 @@ Status run_body(Walk& walk, ParsedRequest* request) {
     return Status(ErrorCode::missing_access_key, "the body has no accessKey; send \"accessKey\": \"<your key>\"");
   return Status();
 }
-
 
 // True for a short all-ASCII body (ASCII is valid UTF-8). For the typical
 // small device request this word-at-a-time check costs less than the setup

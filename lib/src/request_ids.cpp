@@ -29,7 +29,8 @@ Status resolve_request_id(std::string_view body_id, std::string_view header_id, 
     if (!status.ok()) return status;
   }
   if (!body_id.empty() && !header_id.empty() && body_id != header_id)
-    return Status(ErrorCode::invalid_request_id, "requestId and the Idempotency-Key header differ; send one or the same");
+    return Status(ErrorCode::invalid_request_id,
+                  "requestId and the Idempotency-Key header differ; send one or the same");
   id->assign(body_id.empty() ? header_id : body_id);
   return Status::Ok();
 }

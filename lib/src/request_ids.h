@@ -103,8 +103,8 @@ class RequestIds {
 
   // See the header comment. `*items` is set for duplicate. `waiter` is kept
   // only when the result is waiting.
-  Begin begin(std::string_view bucket, std::string_view id, const RequestFingerprint& fingerprint,
-              std::size_t* items, Waiter waiter);
+  Begin begin(std::string_view bucket, std::string_view id, const RequestFingerprint& fingerprint, std::size_t* items,
+              Waiter waiter);
 
   // Ends a request begin() answered fresh. With an ok status the id is
   // remembered with `items`; otherwise it is forgotten. Waiters get
@@ -114,8 +114,8 @@ class RequestIds {
   // Remembers an acknowledged id without a request in flight (recovery from
   // the log or the checkpoint file). `acknowledged_at` is when it was
   // acknowledged on this clock; ids already outside the window are skipped.
-  void restore(std::string_view bucket, std::string_view id, const RequestFingerprint& fingerprint,
-               std::size_t items, Clock::time_point acknowledged_at);
+  void restore(std::string_view bucket, std::string_view id, const RequestFingerprint& fingerprint, std::size_t items,
+               Clock::time_point acknowledged_at);
 
   // Ends the waits older than wait_limit (their callbacks get
   // storage_error) and forgets ids older than the window. Call it
@@ -145,7 +145,7 @@ class RequestIds {
   };
   struct Bucket {
     std::unordered_map<std::string, Entry> entries;
-    std::list<std::string> order;  // acknowledged ids, oldest first
+    std::list<std::string> order;                  // acknowledged ids, oldest first
     std::unordered_set<std::string> with_waiters;  // in-flight ids with waiters
   };
 

@@ -9,11 +9,21 @@ void append_json_string(std::string* out, std::string_view text) {
   out->push_back('"');
   for (char c : text) {
     switch (c) {
-      case '"': out->append("\\\""); break;
-      case '\\': out->append("\\\\"); break;
-      case '\n': out->append("\\n"); break;
-      case '\r': out->append("\\r"); break;
-      case '\t': out->append("\\t"); break;
+      case '"':
+        out->append("\\\"");
+        break;
+      case '\\':
+        out->append("\\\\");
+        break;
+      case '\n':
+        out->append("\\n");
+        break;
+      case '\r':
+        out->append("\\r");
+        break;
+      case '\t':
+        out->append("\\t");
+        break;
       default:
         if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
           static constexpr char kHex[] = "0123456789abcdef";
@@ -45,46 +55,70 @@ std::string ok_json(std::size_t items) {
 
 const char* reason_phrase(int http_status) noexcept {
   switch (http_status) {
-    case 100: return "Continue";
-    case 200: return "OK";
-    case 204: return "No Content";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 409: return "Conflict";
-    case 411: return "Length Required";
-    case 413: return "Payload Too Large";
-    case 414: return "URI Too Long";
-    case 415: return "Unsupported Media Type";
-    case 417: return "Expectation Failed";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 503: return "Service Unavailable";
-    case 505: return "HTTP Version Not Supported";
-    case 507: return "Insufficient Storage";
-    default: return http_status < 500 ? "Bad Request" : "Internal Server Error";
+    case 100:
+      return "Continue";
+    case 200:
+      return "OK";
+    case 204:
+      return "No Content";
+    case 400:
+      return "Bad Request";
+    case 401:
+      return "Unauthorized";
+    case 403:
+      return "Forbidden";
+    case 404:
+      return "Not Found";
+    case 405:
+      return "Method Not Allowed";
+    case 408:
+      return "Request Timeout";
+    case 409:
+      return "Conflict";
+    case 411:
+      return "Length Required";
+    case 413:
+      return "Payload Too Large";
+    case 414:
+      return "URI Too Long";
+    case 415:
+      return "Unsupported Media Type";
+    case 417:
+      return "Expectation Failed";
+    case 429:
+      return "Too Many Requests";
+    case 431:
+      return "Request Header Fields Too Large";
+    case 500:
+      return "Internal Server Error";
+    case 501:
+      return "Not Implemented";
+    case 503:
+      return "Service Unavailable";
+    case 505:
+      return "HTTP Version Not Supported";
+    case 507:
+      return "Insufficient Storage";
+    default:
+      return http_status < 500 ? "Bad Request" : "Internal Server Error";
   }
 }
 
 std::vector<ResponseHeader> status_headers(const Status& status) {
   std::vector<ResponseHeader> headers;
   if (status.code() == ErrorCode::method_not_allowed) headers.push_back({"Allow", "POST"});
-  if (status.retry_after_seconds() > 0) headers.push_back({"Retry-After", std::to_string(status.retry_after_seconds())});
+  if (status.retry_after_seconds() > 0)
+    headers.push_back({"Retry-After", std::to_string(status.retry_after_seconds())});
   return headers;
 }
 
-void append_write_response(const Status& status, std::size_t items, std::string_view header_lines,
-                           std::string* out) {
+void append_write_response(const Status& status, std::size_t items, std::string_view header_lines, std::string* out) {
   const std::string body = status.ok() ? ok_json(items) : error_json(status.name(), status.message());
   const int http_status = status.http_status();
   char head[160];
-  int size = std::snprintf(head, sizeof head, "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n",
-                           http_status, reason_phrase(http_status), body.size());
+  int size =
+      std::snprintf(head, sizeof head, "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n",
+                    http_status, reason_phrase(http_status), body.size());
   out->append(head, static_cast<std::size_t>(size));
   out->append(header_lines);
   if (!status.ok()) {

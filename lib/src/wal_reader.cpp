@@ -23,9 +23,12 @@ bool Reader::next(Record* record) {
   }
   Record::Kind kind = Record::Kind::append;
   const std::size_t magic_bytes = std::min<std::size_t>(left, 4);
-  if (std::memcmp(p, kRecordMagic, magic_bytes) == 0) kind = Record::Kind::append;
-  else if (std::memcmp(p, kTruncateMagic, magic_bytes) == 0) kind = Record::Kind::truncate;
-  else if (std::memcmp(p, kLimitMagic, magic_bytes) == 0) kind = Record::Kind::limit;
+  if (std::memcmp(p, kRecordMagic, magic_bytes) == 0)
+    kind = Record::Kind::append;
+  else if (std::memcmp(p, kTruncateMagic, magic_bytes) == 0)
+    kind = Record::Kind::truncate;
+  else if (std::memcmp(p, kLimitMagic, magic_bytes) == 0)
+    kind = Record::Kind::limit;
   else {
     stop_ = Stop::bad_magic;
     return false;
@@ -75,13 +78,20 @@ bool Reader::next(Record* record) {
 
 const char* stop_name(Reader::Stop stop) {
   switch (stop) {
-    case Reader::Stop::none: return "none";
-    case Reader::Stop::end: return "end";
-    case Reader::Stop::padding: return "padding";
-    case Reader::Stop::torn: return "a torn record";
-    case Reader::Stop::bad_magic: return "bytes that are not a record";
-    case Reader::Stop::bad_length: return "a record with an impossible length";
-    case Reader::Stop::checksum_mismatch: return "a checksum mismatch";
+    case Reader::Stop::none:
+      return "none";
+    case Reader::Stop::end:
+      return "end";
+    case Reader::Stop::padding:
+      return "padding";
+    case Reader::Stop::torn:
+      return "a torn record";
+    case Reader::Stop::bad_magic:
+      return "bytes that are not a record";
+    case Reader::Stop::bad_length:
+      return "a record with an impossible length";
+    case Reader::Stop::checksum_mismatch:
+      return "a checksum mismatch";
   }
   return "?";
 }

@@ -209,8 +209,8 @@ void Writer::failed(std::vector<Pending>& records, int err) {
     records_.clear();
     pending_.clear();
   }
-  options_.log(std::string("log sync failed: ") + std::strerror(err) + "; refusing " +
-               std::to_string(records.size()) + " unsynced appends and starting a new log segment");
+  options_.log(std::string("log sync failed: ") + std::strerror(err) + "; refusing " + std::to_string(records.size()) +
+               " unsynced appends and starting a new log segment");
   std::map<LoggedObject*, std::uint64_t> cut;
   for (Pending& record : records) {
     auto [it, inserted] = cut.emplace(record.object.get(), record.offset);

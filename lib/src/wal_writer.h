@@ -99,9 +99,9 @@ class Delegate {
 };
 
 struct WriterOptions {
-  std::string dir;                               // the log directory (exists)
-  std::uint64_t segment_bytes = 64ull << 20;     // see FileStorageOptions
-  std::function<void(std::string_view)> log;     // notable events
+  std::string dir;                            // the log directory (exists)
+  std::uint64_t segment_bytes = 64ull << 20;  // see FileStorageOptions
+  std::function<void(std::string_view)> log;  // notable events
 };
 
 class Writer {
@@ -131,8 +131,7 @@ class Writer {
   // caller holds the object's lock. Returns ok, or (queueing nothing)
   // storage_error while the log is handling a failure: the caller undoes
   // its write.
-  Status add(const std::shared_ptr<LoggedObject>& object, std::uint64_t offset, std::string_view lines,
-             Waiter* waiter);
+  Status add(const std::shared_ptr<LoggedObject>& object, std::uint64_t offset, std::string_view lines, Waiter* waiter);
   // Queues a truncate record: replay cuts `object` back to `length`. For a
   // refused append whose lines could not be cut from the object file.
   // Same precondition and results as add().

@@ -97,7 +97,8 @@ TEST_CASE("clickhouse outage: 503 while down, stores again when back, no acknowl
           if (!res->has_header("Retry-After")) outcomes.missing_retry_after++;
         } else {
           if (outcomes.other++ == 0)
-            outcomes.first_other = res ? std::to_string(res->status) + " " + res->body : httplib::to_string(res.error());
+            outcomes.first_other =
+                res ? std::to_string(res->status) + " " + res->body : httplib::to_string(res.error());
         }
         if (res && res->status == 503) std::this_thread::sleep_for(5ms);  // a polite client would wait Retry-After
       }
@@ -132,8 +133,10 @@ TEST_CASE("clickhouse outage: 503 while down, stores again when back, no acknowl
   for (const auto& [item, acks] : outcomes.acknowledged) {
     REQUIRE(acks == 1);
     auto it = stored.find(item);
-    if (it == stored.end()) lost++;
-    else if (it->second != 1) duplicated++;
+    if (it == stored.end())
+      lost++;
+    else if (it->second != 1)
+      duplicated++;
   }
   CHECK(lost == 0);
   CHECK(duplicated == 0);

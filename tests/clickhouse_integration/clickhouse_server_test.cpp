@@ -56,9 +56,8 @@ TEST_CASE("clickhouse: --help lists the storage flags", "[clickhouse][lifecycle]
   REQUIRE(result.exited);
   CHECK(result.exit_code == 0);
   for (const char* flag : {"--storage", "--clickhouse-url", "--clickhouse-database", "--clickhouse-table",
-                           "--clickhouse-user", "--clickhouse-flush-ms", "--clickhouse-flush-rows", "--clickhouse-inserts",
-                           "--frontend-id",
-                           "WRITEAPI_CLICKHOUSE_PASSWORD"}) {
+                           "--clickhouse-user", "--clickhouse-flush-ms", "--clickhouse-flush-rows",
+                           "--clickhouse-inserts", "--frontend-id", "WRITEAPI_CLICKHOUSE_PASSWORD"}) {
     INFO("flag " << flag);
     CHECK(result.out.find(flag) != std::string::npos);
   }
@@ -88,8 +87,8 @@ TEST_CASE("clickhouse: document example stores one JSON line", "[clickhouse][wri
   auto client = ch.server.client();
   require_ok(client->Post("/write/v3/bucket/homelab/outdoors_temp1", kDocumentBody, "application/json"), 1);
   CHECK(ch.object("homelab", "outdoors_temp1") == kDocumentLine);
-  CHECK(clickhouse_query(clickhouse_url(), "SELECT bucket, key, device_id, line FROM `" + ch.database.name() +
-                                               "`.lines FORMAT TSV") ==
+  CHECK(clickhouse_query(clickhouse_url(),
+                         "SELECT bucket, key, device_id, line FROM `" + ch.database.name() + "`.lines FORMAT TSV") ==
         "homelab\toutdoors_temp1\toutdoors_u871a\t{\"timestamp\":1584156800,\"temperature\":4.7}\n");
   // A second request appends.
   std::string second = R"({"accessKey": "fbebeb8ae7f94930fd07dd8249287973e786d047e9820a254c4a3aecb36fc238",
@@ -102,10 +101,10 @@ TEST_CASE("clickhouse: batches, scalars and exact bytes", "[clickhouse][write]")
   WRITEAPI_REQUIRE_CLICKHOUSE_OR_SKIP();
   ClickHouseServer ch;
   auto client = ch.server.client();
-  require_ok(client->Post(write_path("homelab", "batch"),
-                          make_body(R"([ {"a": 1}, {"b": [2, 3]} , {"c": "x y"} ])", kAccessKey, "dev1"),
-                          "application/json"),
-             3);
+  require_ok(
+      client->Post(write_path("homelab", "batch"),
+                   make_body(R"([ {"a": 1}, {"b": [2, 3]} , {"c": "x y"} ])", kAccessKey, "dev1"), "application/json"),
+      3);
   CHECK(ch.object("homelab", "batch") == "{\"a\":1}\n{\"b\":[2,3]}\n{\"c\":\"x y\"}\n");
 
   require_ok(client->Post(write_path("homelab", "scalars"), make_body("42"), "application/json"), 1);
@@ -116,7 +115,9 @@ TEST_CASE("clickhouse: batches, scalars and exact bytes", "[clickhouse][write]")
   // Tabs, backslashes and quotes as escapes, non-ASCII UTF-8 raw: every byte
   // survives the trip through ClickHouse.
   std::string data = R"([1.50, 123456789012345678901234567890, "a\u00e9\n", "tab\there", "back\\slash \"q\"",
-                         "h\u00e4 )" "\xc3\xa4\xf0\x9f\x98\x80" R"(", {"k" : [ -0 , 2E-3 ]}])";
+                         "h\u00e4 )"
+                     "\xc3\xa4\xf0\x9f\x98\x80"
+                     R"(", {"k" : [ -0 , 2E-3 ]}])";
   require_ok(client->Post(write_path("homelab", "exact"), make_body(data), "application/json"), 7);
   CHECK(ch.object("homelab", "exact") ==
         "1.50\n123456789012345678901234567890\n\"a\\u00e9\\n\"\n\"tab\\there\"\n\"back\\\\slash \\\"q\\\"\"\n"
@@ -189,8 +190,8 @@ TEST_CASE("clickhouse: 8 clients x 100 batches to one object never interleave", 
       auto client = ch.server.client();
       for (int s = 0; s < kRequests; ++s) {
         std::string id = "\"t\":" + std::to_string(t) + ",\"s\":" + std::to_string(s);
-        auto res = client->Post(write_path("homelab", "shared"), make_body("[{" + id + ",\"i\":0},{" + id + ",\"i\":1}]"),
-                                "application/json");
+        auto res = client->Post(write_path("homelab", "shared"),
+                                make_body("[{" + id + ",\"i\":0},{" + id + ",\"i\":1}]"), "application/json");
         if (!res || res->status != 200) {
           if (failures++ == 0) {
             std::lock_guard<std::mutex> lock(mu);

@@ -101,7 +101,7 @@ std::unique_ptr<Storage> clickhouse_reader(const std::string& url, const std::st
 
 std::vector<std::string> clickhouse_server_args(const std::string& url, const std::string& database,
                                                 const std::string& table) {
-  return {"--storage", "clickhouse", "--clickhouse-url", url, "--clickhouse-database", database,
+  return {"--storage",          "clickhouse", "--clickhouse-url", url, "--clickhouse-database", database,
           "--clickhouse-table", table};
 }
 

@@ -23,16 +23,16 @@
 namespace writeapi::testing {
 
 // Ends the test case, passing with a warning, when no ClickHouse is given.
-#define WRITEAPI_REQUIRE_CLICKHOUSE_OR_SKIP()                                                   \
-  do {                                                                                         \
-    if (::writeapi::testing::clickhouse_url().empty()) {                                       \
-      WARN("WRITEAPI_CLICKHOUSE_URL is not set: ClickHouse test skipped (see .ci/run)");       \
-      return;                                                                                  \
-    }                                                                                          \
+#define WRITEAPI_REQUIRE_CLICKHOUSE_OR_SKIP()                                            \
+  do {                                                                                   \
+    if (::writeapi::testing::clickhouse_url().empty()) {                                 \
+      WARN("WRITEAPI_CLICKHOUSE_URL is not set: ClickHouse test skipped (see .ci/run)"); \
+      return;                                                                            \
+    }                                                                                    \
   } while (false)
 
-std::string clickhouse_url();                       // "" when not set
-std::vector<std::string> clickhouse_shard_urls();   // empty when not set
+std::string clickhouse_url();                      // "" when not set
+std::vector<std::string> clickhouse_shard_urls();  // empty when not set
 std::string clickhouse_cluster();
 
 // Runs `sql` on the server at `url`; REQUIREs success; returns the answer.

@@ -6,6 +6,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <simdjson.h>
 #include <atomic>
 #include <catch2/catch.hpp>
 #include <filesystem>
@@ -13,7 +14,6 @@
 #include <mutex>
 #include <random>
 #include <set>
-#include <simdjson.h>
 #include <string>
 #include <thread>
 #include <tuple>
@@ -109,8 +109,10 @@ TEST_CASE("kill -9 under load loses no acknowledged item and leaves no torn line
   std::size_t missing = 0, duplicated = 0;
   for (const Id& id : acked) {
     auto it = seen.find(id);
-    if (it == seen.end()) ++missing;
-    else if (it->second != 1) ++duplicated;
+    if (it == seen.end())
+      ++missing;
+    else if (it->second != 1)
+      ++duplicated;
   }
   CHECK(missing == 0);
   CHECK(duplicated == 0);

@@ -4,8 +4,8 @@
 // is logged once per object, and the object works again afterwards; failed
 // directory syncs and failures during log replay lose nothing.
 #include <fcntl.h>
-#include <sys/wait.h>
 #include <stdlib.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -27,8 +27,8 @@
 #include "fault_injecting_io.h"
 #include "file_io.h"
 #include "memory_file_io.h"
-#include "writeapi/storage.h"
 #include "temp_dir.h"
+#include "writeapi/storage.h"
 
 namespace fs = std::filesystem;
 using writeapi::AppendBatch;
@@ -158,7 +158,8 @@ namespace {
 // the log thread, so the callback takes only its own short lock.
 struct AsyncAppends {
   AsyncAppends(writeapi::Storage* storage, std::size_t count)
-      : storage(storage), results(count, writeapi::Status(ErrorCode::internal_error, "not answered")),
+      : storage(storage),
+        results(count, writeapi::Status(ErrorCode::internal_error, "not answered")),
         calls(count, 0) {}
   void append(const char* key, std::string lines, std::size_t items) {
     AppendBatch batch;
@@ -195,8 +196,7 @@ TEST_CASE("append_async: appends in flight from one thread share group commits a
   Harness h(FsyncPolicy::always);
   constexpr int kAppends = 2000;
   AsyncAppends appends(h.storage.get(), kAppends);
-  for (int i = 0; i < kAppends; ++i)
-    appends.append(i % 2 ? "odd" : "even", "{\"i\":" + std::to_string(i) + "}\n", 1);
+  for (int i = 0; i < kAppends; ++i) appends.append(i % 2 ? "odd" : "even", "{\"i\":" + std::to_string(i) + "}\n", 1);
   REQUIRE(appends.wait_all());
   for (int i = 0; i < kAppends; ++i) {
     CHECK(appends.results[i].ok());
@@ -565,9 +565,8 @@ TEST_CASE("A failure during log replay refuses to start and loses nothing", "[fa
 }
 
 TEST_CASE("Failures of open, fstat and pread on an object answer 503 and leave it intact", "[faults]") {
-  const FaultRule rule =
-      GENERATE(FaultRule{Call::open, EIO, ".jsonl"}, FaultRule{Call::fstat, EIO, ".jsonl"},
-               FaultRule{Call::pread, EIO, ".jsonl"}, FaultRule{Call::mkdir, EIO, "/data/b"});
+  const FaultRule rule = GENERATE(FaultRule{Call::open, EIO, ".jsonl"}, FaultRule{Call::fstat, EIO, ".jsonl"},
+                                  FaultRule{Call::pread, EIO, ".jsonl"}, FaultRule{Call::mkdir, EIO, "/data/b"});
   INFO("failing " << writeapi::testing::call_name(rule.call));
   MemoryStore s(FsyncPolicy::never);
   s.options.max_open_files = 1;
@@ -794,8 +793,7 @@ class WritebackBeforeCutIo : public FaultInjectingIo {
 
 }  // namespace
 
-TEST_CASE("A refused append never survives a power failure, even when its bytes reached the disk",
-          "[faults][wal]") {
+TEST_CASE("A refused append never survives a power failure, even when its bytes reached the disk", "[faults][wal]") {
   MemoryStore s;
   s.io = std::make_shared<WritebackBeforeCutIo>(s.memory);
   REQUIRE(s.reopen().ok());

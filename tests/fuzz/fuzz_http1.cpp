@@ -80,8 +80,8 @@ void check_head(std::string_view input, std::size_t step) {
   for (const Field& f : whole.fields) {
     EXPECT(all_token(f.name), escaped(f.name));
     EXPECT(!has_control(f.value), escaped(f.value));
-    EXPECT(f.value.empty() || (f.value.front() != ' ' && f.value.front() != '\t' && f.value.back() != ' ' &&
-                               f.value.back() != '\t'),
+    EXPECT(f.value.empty() ||
+               (f.value.front() != ' ' && f.value.front() != '\t' && f.value.back() != ' ' && f.value.back() != '\t'),
            escaped(f.value));
   }
   if (whole.framing == BodyFraming::chunked) {

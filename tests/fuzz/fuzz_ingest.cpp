@@ -178,8 +178,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, std::size_t size) {
   if (mode.find('D') != std::string::npos) options.parse.max_depth = 3;
 
   std::string context = "mode " + escaped(mode) + "\nbucket " + escaped(bucket) + "\nkey " + escaped(key) +
-                        "\ncontent-type " + escaped(content_type) + "\ncontent-encoding " +
-                        escaped(content_encoding) + "\nbody " + escaped(original_body) + "\n";
+                        "\ncontent-type " + escaped(content_type) + "\ncontent-encoding " + escaped(content_encoding) +
+                        "\nbody " + escaped(original_body) + "\n";
 
   // Path tricks: the target as the server receives it.
   if (mode.find('t') != std::string::npos) {
@@ -223,8 +223,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, std::size_t size) {
   if (encoding == Encoding::identity) {
     plain = body;
   } else if (encoding == Encoding::compressed) {
-    if (harness_gzip || harness_zlib) plain = original_body;
-    else plain = inflate_all(body, options.max_body_bytes);
+    if (harness_gzip || harness_zlib)
+      plain = original_body;
+    else
+      plain = inflate_all(body, options.max_body_bytes);
   }
 
   std::vector<std::string> keys;

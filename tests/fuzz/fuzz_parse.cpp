@@ -101,8 +101,10 @@ std::size_t max_nesting(std::string_view s) {
   for (std::size_t i = 0; i < s.size(); ++i) {
     char c = s[i];
     if (in_string) {
-      if (c == '\\') ++i;
-      else if (c == '"') in_string = false;
+      if (c == '\\')
+        ++i;
+      else if (c == '"')
+        in_string = false;
       continue;
     }
     if (c == '"') {
@@ -141,8 +143,7 @@ std::string minify_text(std::string_view s) {
 bool is_json_number(const std::string& token) {
   static regex_t number = [] {
     regex_t r;
-    if (regcomp(&r, "^-?(0|[1-9][0-9]*)(\\.[0-9]+)?([eE][+-]?[0-9]+)?$", REG_EXTENDED | REG_NOSUB) != 0)
-      std::abort();
+    if (regcomp(&r, "^-?(0|[1-9][0-9]*)(\\.[0-9]+)?([eE][+-]?[0-9]+)?$", REG_EXTENDED | REG_NOSUB) != 0) std::abort();
     return r;
   }();
   return regexec(&number, token.c_str(), 0, nullptr, 0) == 0;
@@ -290,10 +291,14 @@ bool has_control_character(std::string_view utf8) {
     auto c = static_cast<uint8_t>(utf8[i]);
     uint32_t code;
     std::size_t length;
-    if (c < 0x80) code = c, length = 1;
-    else if (c < 0xE0) code = c & 0x1F, length = 2;
-    else if (c < 0xF0) code = c & 0x0F, length = 3;
-    else code = c & 0x07, length = 4;
+    if (c < 0x80)
+      code = c, length = 1;
+    else if (c < 0xE0)
+      code = c & 0x1F, length = 2;
+    else if (c < 0xF0)
+      code = c & 0x0F, length = 3;
+    else
+      code = c & 0x07, length = 4;
     for (std::size_t k = 1; k < length && i + k < utf8.size(); ++k)
       code = (code << 6) | (static_cast<uint8_t>(utf8[i + k]) & 0x3F);
     if (code < 0x20 || (code >= 0x7F && code <= 0x9F)) return true;
@@ -330,8 +335,10 @@ Expected reference(simdjson::dom::element root) {
     if (key == "accessKey") {
       seen_access_key = true;
       std::string_view text;
-      if (value.get_string().get(text) == simdjson::SUCCESS) e.access_key = std::string(text);
-      else note(ErrorCode::invalid_field);
+      if (value.get_string().get(text) == simdjson::SUCCESS)
+        e.access_key = std::string(text);
+      else
+        note(ErrorCode::invalid_field);
     } else if (key == "deviceId") {
       std::string_view text;
       if (value.get_string().get(text) == simdjson::SUCCESS) {
@@ -357,9 +364,12 @@ Expected reference(simdjson::dom::element root) {
       if (null_item) note(ErrorCode::null_data);
     }
   }
-  if (problem != ErrorCode::ok) e.code = problem;
-  else if (!seen_data) e.code = ErrorCode::missing_field;
-  else if (!seen_access_key || e.access_key.empty()) e.code = ErrorCode::missing_access_key;
+  if (problem != ErrorCode::ok)
+    e.code = problem;
+  else if (!seen_data)
+    e.code = ErrorCode::missing_field;
+  else if (!seen_access_key || e.access_key.empty())
+    e.code = ErrorCode::missing_access_key;
   return e;
 }
 
@@ -381,9 +391,8 @@ void check_accepted(std::string_view json, const ParsedRequest& out, const Expec
   EXPECT(out.access_key == expected.access_key, context + "access key " + escaped(out.access_key));
   EXPECT(out.has_device_id == expected.has_device_id, context);
   EXPECT(out.device_id == expected.device_id, context + "device id " + escaped(out.device_id));
-  EXPECT(out.item_count == expected.items.size(),
-         context + "item_count " + std::to_string(out.item_count) + ", simdjson sees " +
-             std::to_string(expected.items.size()));
+  EXPECT(out.item_count == expected.items.size(), context + "item_count " + std::to_string(out.item_count) +
+                                                      ", simdjson sees " + std::to_string(expected.items.size()));
   EXPECT(out.lines.empty() || out.lines.back() == '\n', context + "lines " + escaped(out.lines));
 
   std::vector<std::string_view> lines = split_lines(out.lines);
@@ -394,8 +403,10 @@ void check_accepted(std::string_view json, const ParsedRequest& out, const Expec
   std::vector<std::string_view> raw_items;
   for (const Member& m : top_level_members(json)) {
     if (unescape_key(m.raw_key) != "data") continue;
-    if (m.value.front() == '[') raw_items = array_elements(m.value);
-    else raw_items.push_back(m.value);
+    if (m.value.front() == '[')
+      raw_items = array_elements(m.value);
+    else
+      raw_items.push_back(m.value);
   }
   EXPECT(raw_items.size() == lines.size(), context + "raw items " + std::to_string(raw_items.size()));
 
@@ -413,8 +424,8 @@ void check_accepted(std::string_view json, const ParsedRequest& out, const Expec
     simdjson::error_code e = default_parser().parse(padded).get(element);
     EXPECT(e == simdjson::SUCCESS, where + "simdjson rejects the line: " + simdjson::error_message(e));
     std::string value = simdjson::minify(element);
-    EXPECT(value == expected.items[i], where + "simdjson reads " + escaped(value) + "\nbut the body's item is " +
-                                           escaped(expected.items[i]));
+    EXPECT(value == expected.items[i],
+           where + "simdjson reads " + escaped(value) + "\nbut the body's item is " + escaped(expected.items[i]));
   }
 }
 

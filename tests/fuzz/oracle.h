@@ -40,8 +40,8 @@ inline std::string escaped(std::string_view bytes, std::size_t limit = 400) {
 
 // EXPECT(condition, detail): `detail` is a std::string expression evaluated
 // only on failure.
-#define WRITEAPI_FUZZ_EXPECT(target, condition, detail)                                            \
-  do {                                                                                             \
+#define WRITEAPI_FUZZ_EXPECT(target, condition, detail)                                                   \
+  do {                                                                                                    \
     if (!(condition)) ::writeapi::fuzz::oracle_failure(target, #condition, (detail), __FILE__, __LINE__); \
   } while (0)
 

@@ -13,9 +13,9 @@
 #include <vector>
 
 #include "../integration/checks.h"
-#include "server_process.h"
 #include "hostile_checks.h"
 #include "hostile_support.h"
+#include "server_process.h"
 
 using namespace std::chrono_literals;
 using namespace writeapi::testing;
@@ -87,7 +87,9 @@ TEST_CASE("body routes: GET, OPTIONS and other methods with a body are answered 
       {"HEAD /healthz with Content-Length", with_hidden_body("HEAD", "/healthz"), {200, 405}},
       {"GET on the write path with a body", with_hidden_body("GET", write_target), {405}},
       {"OPTIONS on the write path with a body", with_hidden_body("OPTIONS", write_target), {405}},
-      {"PUT on the write path with a body", with_hidden_body("PUT", write_target, "Content-Type: application/json\r\n"), {405}},
+      {"PUT on the write path with a body",
+       with_hidden_body("PUT", write_target, "Content-Type: application/json\r\n"),
+       {405}},
       {"DELETE on the write path with a body", with_hidden_body("DELETE", write_target), {405}},
       {"PATCH on the write path with a body", with_hidden_body("PATCH", write_target), {405}},
       {"POST /healthz with a body", with_hidden_body("POST", "/healthz"), {404, 405}},
@@ -101,11 +103,10 @@ TEST_CASE("body routes: GET, OPTIONS and other methods with a body are answered 
   char size[32];
   std::snprintf(size, sizeof size, "%zx", hidden.size());
   INFO("GET /healthz with a chunked body");
-  Exchange exchange = exchange_to_eof(
-      server.port(),
-      "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n" + std::string(size) + "\r\n" + hidden +
-          "\r\n0\r\n\r\n" + hidden,
-      3s);
+  Exchange exchange = exchange_to_eof(server.port(),
+                                      "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n" +
+                                          std::string(size) + "\r\n" + hidden + "\r\n0\r\n\r\n" + hidden,
+                                      3s);
   check_single_answer_then_close(server, exchange, {200}, "", true);
   CHECK(!server.object_exists("homelab", "routes"));
 }
@@ -116,7 +117,8 @@ TEST_CASE("body routes: answers cpp-httplib makes itself (416 Range, 414, 400) n
   expect_refused_then_closed(server, "GET /healthz with an unsatisfiable Range and a body",
                              with_hidden_body("GET", "/healthz", "Range: bytes=1000-2000\r\n"), {200, 416}, "", true);
   expect_refused_then_closed(server, "GET /metrics with a multi-range and a body",
-                             with_hidden_body("GET", "/metrics", "Range: bytes=0-1,5-6\r\n"), {200, 206, 416}, "", true);
+                             with_hidden_body("GET", "/metrics", "Range: bytes=0-1,5-6\r\n"), {200, 206, 416}, "",
+                             true);
   expect_refused_then_closed(server, "a 9,000-byte target with a body",
                              with_hidden_body("GET", "/" + std::string(9000, 'a')), {414}, "");
   expect_refused_then_closed(server, "an unknown method with a body", with_hidden_body("BREW", "/healthz"),
@@ -149,9 +151,10 @@ TEST_CASE("body routes: a 4 MB gzip body to POST /write/v3/bucket (no key) is 40
   std::string body;
   for (int i = 0; i < 4; ++i) body += member;
   INFO("gzip body of " << body.size() << " bytes");
-  const std::string head = "POST /write/v3/bucket HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                           "Content-Encoding: gzip\r\nContent-Length: " +
-                           std::to_string(body.size()) + "\r\n\r\n";
+  const std::string head =
+      "POST /write/v3/bucket HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+      "Content-Encoding: gzip\r\nContent-Length: " +
+      std::to_string(body.size()) + "\r\n\r\n";
   // Sent in 64 KiB pieces through the same loop as the chunked flood.
   RssWatch memory(server.pid(), 4 * rss_growth_bound());
   RawConnection client(server.port(), "127.0.0.1");
@@ -192,9 +195,9 @@ TEST_CASE("connection: Connection tokens are case-insensitive and HTTP/1.0 close
           "[hostile][connection]") {
   ServerProcess server(long_keep_alive());
   for (const char* value : {"Close", "CLOSE", "keep-alive, CLOSE", "close, keep-alive", "Upgrade, cLoSe"}) {
-    expect_refused_then_closed(server, std::string("GET /healthz with Connection: ") + value,
-                               std::string("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: ") + value + "\r\n\r\n",
-                               {200}, "");
+    expect_refused_then_closed(
+        server, std::string("GET /healthz with Connection: ") + value,
+        std::string("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: ") + value + "\r\n\r\n", {200}, "");
   }
   // A write that asks to close is stored, then the connection closes.
   {

@@ -18,9 +18,9 @@
 #include <vector>
 
 #include "../integration/checks.h"
-#include "server_process.h"
 #include "hostile_checks.h"
 #include "hostile_support.h"
+#include "server_process.h"
 
 using namespace std::chrono_literals;
 using namespace writeapi::testing;
@@ -133,10 +133,9 @@ TEST_CASE("exposure: an access log pipe nobody reads never blocks a request, dro
     clients.emplace_back([&, c] {
       RawConnection client(server.port(), "127.0.0.1");
       if (!client.connected()) return;
-      const std::string request =
-          c % 2 ? "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
-                : make_post(write_path("homelab", "log-" + std::to_string(c)), make_body("1"),
-                            {"Content-Type: application/json", "Connection: keep-alive"});
+      const std::string request = c % 2 ? "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+                                        : make_post(write_path("homelab", "log-" + std::to_string(c)), make_body("1"),
+                                                    {"Content-Type: application/json", "Connection: keep-alive"});
       for (int i = 0; i < kPerConnection; ++i) {
         if (!client.send(request, 5s)) return;
         RawResponse res = client.read_response(5s);
@@ -164,9 +163,12 @@ TEST_CASE("exposure: control characters in logged fields are escaped", "[hostile
   const std::vector<std::string> requests = {
       "GET /healthz%0Ainjected%0D%0A2026-01-01T00:00:00.000Z HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
       "GET /a\x1b[2Jb HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
-      "GET /a\x7f" "b HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+      "GET /a\x7f"
+      "b HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
       make_post(write_path("homelab", "logged"), make_body("1", kAccessKey, "dev\\ninjected")),
-      make_post(write_path("homelab", "logged"), make_body("1", kAccessKey, "dev\x7f" "del")),
+      make_post(write_path("homelab", "logged"), make_body("1", kAccessKey,
+                                                           "dev\x7f"
+                                                           "del")),
       make_post(write_path("homelab", "logged"), make_body("1", kAccessKey, "dev\\u001b[2J")),
       "GET /last-marker HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
   };
@@ -206,7 +208,8 @@ TEST_CASE("exposure: --metrics-listen serves the per-bucket series on a port of 
           "[hostile][exposure][metrics]") {
   const int metrics_port = free_port();
   REQUIRE(metrics_port > 0);
-  ServerProcess server({"--metrics-listen", "127.0.0.1:" + std::to_string(metrics_port), "--keep-alive-timeout-s", "60"});
+  ServerProcess server(
+      {"--metrics-listen", "127.0.0.1:" + std::to_string(metrics_port), "--keep-alive-timeout-s", "60"});
   traffic_with_failed_auth(server);
   const std::string main_metrics = get_metrics(server.port());
   const std::string private_metrics = get_metrics(metrics_port);
@@ -248,8 +251,10 @@ TEST_CASE("exposure: under ulimit -n 1024 with a higher hard limit the server ra
                      5s))
       break;
     RawResponse res = client.read_response(5s);
-    if (res.status == 200) ++ok;
-    else if (res.status == 503) ++unavailable;
+    if (res.status == 200)
+      ++ok;
+    else if (res.status == 503)
+      ++unavailable;
     else {
       ++other;
       UNSCOPED_INFO("object " << i << ": " << res.raw.substr(0, 300));
@@ -268,8 +273,11 @@ TEST_CASE("exposure: with hard limit 1024, --max-connections 5000 refuses to sta
   write_keys_file(dir.path() + "/keys.json");
   ChildSetup child;
   child.open_files_limit = std::make_pair(std::uint64_t{1024}, std::uint64_t{1024});
-  std::vector<std::string> base = {"--port", "0", "--host", "127.0.0.1", "--data-dir", dir.path() + "/data",
-                                   "--keys", dir.path() + "/keys.json", "--access-log", "off"};
+  std::vector<std::string> base = {"--port",       "0",
+                                   "--host",       "127.0.0.1",
+                                   "--data-dir",   dir.path() + "/data",
+                                   "--keys",       dir.path() + "/keys.json",
+                                   "--access-log", "off"};
   std::vector<std::string> args = base;
   args.insert(args.end(), {"--max-connections", "5000"});
   ExitResult refused = run_server_to_exit(args, 5s, child);

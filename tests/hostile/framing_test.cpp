@@ -7,8 +7,8 @@
 #include <thread>
 
 #include "../integration/checks.h"
-#include "server_process.h"
 #include "hostile_support.h"
+#include "server_process.h"
 
 using namespace std::chrono_literals;
 using namespace writeapi::testing;
@@ -47,23 +47,19 @@ void expect_refused_without_smuggling(const ServerProcess& server, std::string_v
 
 }  // namespace
 
-TEST_CASE("hostile: Content-Length with Transfer-Encoding is 400 and closes the connection",
-          "[hostile][framing]") {
+TEST_CASE("hostile: Content-Length with Transfer-Encoding is 400 and closes the connection", "[hostile][framing]") {
   ServerProcess server;
   const std::string body = make_body("1");
   const std::string chunked = "0\r\n\r\n";
-  expect_refused_without_smuggling(server, "CL then TE",
-                                   "Content-Length: " + std::to_string(chunked.size()) +
-                                       "\r\nTransfer-Encoding: chunked\r\n",
-                                   chunked);
-  expect_refused_without_smuggling(server, "TE then CL",
-                                   "Transfer-Encoding: chunked\r\nContent-Length: " + std::to_string(body.size()) +
-                                       "\r\n",
-                                   body);
-  expect_refused_without_smuggling(server, "TE list ending in chunked, with CL",
-                                   "Transfer-Encoding: identity, chunked\r\nContent-Length: " +
-                                       std::to_string(body.size()) + "\r\n",
-                                   body);
+  expect_refused_without_smuggling(
+      server, "CL then TE", "Content-Length: " + std::to_string(chunked.size()) + "\r\nTransfer-Encoding: chunked\r\n",
+      chunked);
+  expect_refused_without_smuggling(
+      server, "TE then CL", "Transfer-Encoding: chunked\r\nContent-Length: " + std::to_string(body.size()) + "\r\n",
+      body);
+  expect_refused_without_smuggling(
+      server, "TE list ending in chunked, with CL",
+      "Transfer-Encoding: identity, chunked\r\nContent-Length: " + std::to_string(body.size()) + "\r\n", body);
   // The server still answers ordinary requests.
   prefill(server, "after");
 }
@@ -72,14 +68,12 @@ TEST_CASE("hostile: two different Content-Length values are 400 and close the co
   ServerProcess server;
   const std::string body = make_body("1");
   const std::string n = std::to_string(body.size());
-  expect_refused_without_smuggling(server, "longer then shorter",
-                                   "Content-Length: " + std::to_string(body.size() + 200) + "\r\nContent-Length: " +
-                                       n + "\r\n",
-                                   body);
-  expect_refused_without_smuggling(server, "shorter then longer",
-                                   "Content-Length: " + n + "\r\nContent-Length: " +
-                                       std::to_string(body.size() + 200) + "\r\n",
-                                   body);
+  expect_refused_without_smuggling(
+      server, "longer then shorter",
+      "Content-Length: " + std::to_string(body.size() + 200) + "\r\nContent-Length: " + n + "\r\n", body);
+  expect_refused_without_smuggling(
+      server, "shorter then longer",
+      "Content-Length: " + n + "\r\nContent-Length: " + std::to_string(body.size() + 200) + "\r\n", body);
   // A list of equal values is one value (RFC 9110 8.6); different ones are not.
   expect_refused_without_smuggling(server, "a list of different values in one header",
                                    "Content-Length: " + n + ", " + std::to_string(body.size() + 200) + "\r\n", body);

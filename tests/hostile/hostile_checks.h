@@ -7,12 +7,12 @@
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <initializer_list>
-#include <vector>
 #include <string>
 #include <string_view>
+#include <vector>
 
-#include "server_process.h"
 #include "hostile_support.h"
+#include "server_process.h"
 
 namespace writeapi::testing {
 

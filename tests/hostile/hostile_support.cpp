@@ -50,7 +50,8 @@ std::size_t resident_bytes(pid_t pid) {
   std::ifstream status("/proc/" + std::to_string(pid) + "/status");
   std::string line;
   while (std::getline(status, line)) {
-    if (line.rfind("VmRSS:", 0) == 0) return static_cast<std::size_t>(std::strtoull(line.c_str() + 6, nullptr, 10)) * 1024;
+    if (line.rfind("VmRSS:", 0) == 0)
+      return static_cast<std::size_t>(std::strtoull(line.c_str() + 6, nullptr, 10)) * 1024;
   }
   return 0;
 }
@@ -120,8 +121,7 @@ RawResponse parse_response(std::string_view bytes) {
   return response;
 }
 
-Exchange exchange_to_eof(int port, std::string_view request, std::chrono::milliseconds timeout,
-                         const char* source_ip) {
+Exchange exchange_to_eof(int port, std::string_view request, std::chrono::milliseconds timeout, const char* source_ip) {
   Exchange exchange;
   RawConnection client(port, source_ip);
   if (!client.connected()) return exchange;
@@ -182,14 +182,12 @@ void write_self_signed_certificate(const std::string& cert_path, const std::stri
   X509_gmtime_adj(X509_getm_notAfter(cert), 24 * 3600);
   X509_set_pubkey(cert, key);
   X509_NAME* name = X509_get_subject_name(cert);
-  X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, reinterpret_cast<const unsigned char*>("localhost"), -1, -1,
-                             0);
+  X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, reinterpret_cast<const unsigned char*>("localhost"), -1, -1, 0);
   X509_set_issuer_name(cert, name);
   X509V3_CTX context;
   X509V3_set_ctx_nodb(&context);
   X509V3_set_ctx(&context, cert, cert, nullptr, nullptr, 0);
-  X509_EXTENSION* san =
-      X509V3_EXT_conf_nid(nullptr, &context, NID_subject_alt_name, "DNS:localhost,IP:127.0.0.1");
+  X509_EXTENSION* san = X509V3_EXT_conf_nid(nullptr, &context, NID_subject_alt_name, "DNS:localhost,IP:127.0.0.1");
   if (!san || X509_add_ext(cert, san, -1) != 1) throw std::runtime_error("OpenSSL: cannot add subjectAltName");
   X509_EXTENSION_free(san);
   if (X509_sign(cert, key, EVP_sha256()) == 0) throw std::runtime_error("OpenSSL: cannot sign the certificate");
@@ -218,9 +216,9 @@ TlsServerProcess::TlsServerProcess(std::vector<std::string> extra_args) {
   write_keys_file(keys_path_);
   write_self_signed_certificate(cert_path_, key_path_);
 
-  std::vector<std::string> args = {server_binary(), "--port",     "0",       "--host",         "127.0.0.1",
-                                   "--data-dir",    data_dir_,    "--keys",  keys_path_,       "--access-log",
-                                   "off",           "--tls-cert", cert_path_, "--tls-key",     key_path_};
+  std::vector<std::string> args = {server_binary(), "--port",     "0",        "--host",    "127.0.0.1",
+                                   "--data-dir",    data_dir_,    "--keys",   keys_path_,  "--access-log",
+                                   "off",           "--tls-cert", cert_path_, "--tls-key", key_path_};
   args.insert(args.end(), extra_args.begin(), extra_args.end());
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
@@ -273,7 +271,8 @@ TlsServerProcess::TlsServerProcess(std::vector<std::string> extra_args) {
   for (;;) {
     auto res = probe.Get("/healthz");
     if (res && res->status == 200) break;
-    if (Clock::now() > deadline) throw std::runtime_error("no GET /healthz 200 over TLS; stderr:\n" + stderr_contents());
+    if (Clock::now() > deadline)
+      throw std::runtime_error("no GET /healthz 200 over TLS; stderr:\n" + stderr_contents());
     std::this_thread::sleep_for(10ms);
   }
 }

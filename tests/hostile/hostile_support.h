@@ -12,8 +12,8 @@
 #include <chrono>
 #include <cstddef>
 #include <string>
-#include <thread>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include "server_process.h"
@@ -53,9 +53,9 @@ RawResponse parse_response(std::string_view bytes);
 // One request on a fresh connection, read to the end: what the smuggling
 // tests need to prove no second response ever comes back.
 struct Exchange {
-  RawResponse first;         // the first response
-  std::string bytes;         // everything received
-  bool closed = false;       // the server closed within the timeout
+  RawResponse first;    // the first response
+  std::string bytes;    // everything received
+  bool closed = false;  // the server closed within the timeout
   std::size_t status_lines = 0;
 };
 // Sends `request` (a send cut short by the server closing is not an

@@ -12,8 +12,8 @@
 #include <vector>
 
 #include "../integration/checks.h"
-#include "server_process.h"
 #include "hostile_support.h"
+#include "server_process.h"
 
 using namespace std::chrono_literals;
 using namespace writeapi::testing;
@@ -143,8 +143,7 @@ TEST_CASE("hostile: a gzip bomb is 413 and is not inflated beyond the limit", "[
   memory.check_bounded_and_serving();
 }
 
-TEST_CASE("hostile: a flood of 2,000 wrong keys gets 403 each and the server keeps serving",
-          "[hostile][limits]") {
+TEST_CASE("hostile: a flood of 2,000 wrong keys gets 403 each and the server keeps serving", "[hostile][limits]") {
   ServerProcess server({"--fsync", "never"});
   MemoryWatch memory(server);
   constexpr int kThreads = 4;

@@ -16,9 +16,9 @@
 #include <thread>
 
 #include "../integration/checks.h"
-#include "server_process.h"
 #include "hostile_checks.h"
 #include "hostile_support.h"
+#include "server_process.h"
 
 using namespace std::chrono_literals;
 using namespace writeapi::testing;
@@ -58,7 +58,8 @@ std::string run_python(const std::string& script_path, const std::vector<std::st
     std::size_t n;
     while ((n = std::fread(buffer, 1, sizeof buffer, pipe)) > 0) output.append(buffer, n);
     int status = ::pclose(pipe);
-    if (WIFEXITED(status) && WEXITSTATUS(status) == 124) output += "\n(timed out after " + std::to_string(timeout_seconds) + " s)";
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 124)
+      output += "\n(timed out after " + std::to_string(timeout_seconds) + " s)";
   }
   return output;
 }
@@ -136,8 +137,8 @@ TEST_CASE("refusals: Expect 100-continue on a head that decides a refusal gets t
       {"unsupported Content-Encoding",
        head(target, "Content-Type: application/json\r\nContent-Encoding: br\r\n", body.size()), 415,
        "unsupported_encoding"},
-      {"invalid bucket name", head("/write/v3/bucket/bad$name/k", "Content-Type: application/json\r\n", body.size()), 400,
-       "invalid_name"},
+      {"invalid bucket name", head("/write/v3/bucket/bad$name/k", "Content-Type: application/json\r\n", body.size()),
+       400, "invalid_name"},
       {"unknown path", head("/nope", "Content-Type: application/json\r\n", body.size()), 404, "not_found"},
   };
   for (const auto& c : cases) {
@@ -221,8 +222,8 @@ TEST_CASE("refusals: heads the grammar refuses after their framing linger for th
   expect_read_after_sending(server.port(), "127.0.0.1", post_head(length), size, 400, "bad_request", "no Host");
   expect_read_after_sending(server.port(), "127.0.0.1", post_head("Host: x\r\nHost: y\r\n" + length), size, 400,
                             "bad_request", "two Host fields");
-  expect_read_after_sending(server.port(), "127.0.0.1", post_head("Host: a, b\r\n" + length), size, 400,
-                            "bad_request", "a list as Host");
+  expect_read_after_sending(server.port(), "127.0.0.1", post_head("Host: a, b\r\n" + length), size, 400, "bad_request",
+                            "a list as Host");
   // A chunked body after an unsupported coding: read up to the linger cap.
   std::string chunked_body = "800000\r\n" + std::string(8u << 20, 'x') + "\r\n0\r\n\r\n";
   expect_read_after_sending(server.port(), "127.0.0.1",

@@ -17,9 +17,9 @@
 #include <vector>
 
 #include "../integration/checks.h"
-#include "server_process.h"
 #include "hostile_checks.h"
 #include "hostile_support.h"
+#include "server_process.h"
 
 using namespace std::chrono_literals;
 using namespace writeapi::testing;
@@ -59,8 +59,7 @@ bool disturbed(RawConnection& socket) {
 
 }  // namespace
 
-TEST_CASE("scale: 10,000 idle keep-alive connections are held while another address is served",
-          "[hostile][scale]") {
+TEST_CASE("scale: 10,000 idle keep-alive connections are held while another address is served", "[hostile][scale]") {
   constexpr std::size_t kIdle = 10000;
   const std::uint64_t own_limit = raise_own_open_files_limit();
   if (own_limit < kIdle + 1000) {
@@ -88,7 +87,8 @@ TEST_CASE("scale: 10,000 idle keep-alive connections are held while another addr
         if (!idle[i]->connected()) continue;
         RawResponse res = idle[i]->read_response(5s);
         if (res.status != 200) {
-          if (failures < 5) UNSCOPED_INFO("connection " << i << ": " << (res.raw.empty() ? "no answer" : res.raw.substr(0, 200)));
+          if (failures < 5)
+            UNSCOPED_INFO("connection " << i << ": " << (res.raw.empty() ? "no answer" : res.raw.substr(0, 200)));
           ++failures;
         }
       }
@@ -109,8 +109,10 @@ TEST_CASE("scale: 10,000 idle keep-alive connections are held while another addr
   int unanswered = 0;
   for (int i = 0; i < 100; ++i) {
     double latency = timed_write(server.port(), "127.0.0.9", "responsive", 5s);
-    if (latency < 0) ++unanswered;
-    else latencies.push_back(latency);
+    if (latency < 0)
+      ++unanswered;
+    else
+      latencies.push_back(latency);
   }
   std::sort(latencies.begin(), latencies.end());
   const double p99 = latencies.empty() ? -1 : latencies[std::min(latencies.size() - 1, latencies.size() * 99 / 100)];
@@ -135,7 +137,7 @@ TEST_CASE("scale: 10,000 idle keep-alive connections are held while another addr
   CHECK(threads_at_10000 > 0);
   CHECK(threads_at_10000 <= threads_at_100 + 64);
   CHECK(server.read_object("homelab", "responsive").size() == 200);  // 100 lines of "1\n"
-  idle.clear();  // close them before the server stops
+  idle.clear();                                                      // close them before the server stops
 }
 
 TEST_CASE("scale: 200 slow-body clients from 50 addresses are cut by --min-body-rate, another client is served",
@@ -221,8 +223,7 @@ void one_address_holds_slow_requests(const ServerProcess& server, int count) {
   });
   std::this_thread::sleep_for(1s);
   std::vector<double> latencies;
-  for (int round = 0; round < 3; ++round)
-    latencies.push_back(timed_write(server.port(), "127.0.2.2", "fair", 5s));
+  for (int round = 0; round < 3; ++round) latencies.push_back(timed_write(server.port(), "127.0.2.2", "fair", 5s));
   stop = true;
   trickle.join();
   INFO(count << " slow connections from 127.0.2.1 (" << refused << " not established); write latencies from "
@@ -258,8 +259,8 @@ TEST_CASE("scale: bodies from six addresses filling the buffer budget do not kee
   // 8 MiB of buffers; each address may hold a quarter. Six addresses each
   // start a 4 MiB body, send 1.9 MiB of it and stop: together more than the
   // budget, each within its share.
-  ServerProcess server({"--max-buffer-memory", "8MiB", "--fsync", "never", "--request-timeout-s", "60",
-                        "--keep-alive-timeout-s", "60"});
+  ServerProcess server(
+      {"--max-buffer-memory", "8MiB", "--fsync", "never", "--request-timeout-s", "60", "--keep-alive-timeout-s", "60"});
   std::vector<std::unique_ptr<RawConnection>> attackers;
   const std::string part(1900 * 1024, 'x');
   for (int i = 0; i < 6; ++i) {
@@ -293,7 +294,8 @@ TEST_CASE("scale: heavy requests from one address take turns with another addres
   // after the whole parse); another address's three small compressed
   // writes must be served in turn with them, not after the whole queue.
   ServerProcess server({"--fsync", "never", "--keep-alive-timeout-s", "60", "--request-timeout-s", "120"});
-  const std::string heavy = gzip_compress("{\"accessKey\":\"not-the-key\",\"data\":\"" + std::string(8u << 20, 'a') + "\"}");
+  const std::string heavy =
+      gzip_compress("{\"accessKey\":\"not-the-key\",\"data\":\"" + std::string(8u << 20, 'a') + "\"}");
   const std::string heavy_request = "POST " + write_path("homelab", "heavy") +
                                     " HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                                     "Content-Encoding: gzip\r\nContent-Length: " +
@@ -315,7 +317,8 @@ TEST_CASE("scale: heavy requests from one address take turns with another addres
     REQUIRE(victim.connected());
     REQUIRE(victim.send("POST " + write_path("homelab", "victim") +
                         " HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Encoding: gzip\r\n"
-                        "Content-Length: " + std::to_string(small.size()) + "\r\n\r\n" + small));
+                        "Content-Length: " +
+                        std::to_string(small.size()) + "\r\n\r\n" + small));
     RawResponse res = victim.read_response(120s);
     CHECK(res.status == 200);
   }
@@ -327,7 +330,7 @@ TEST_CASE("scale: heavy requests from one address take turns with another addres
     answered += count_status_lines(a->buffered());
   }
   WARN("the other address's heavy requests answered before the third small write: " << answered << " of "
-                                                                                     << kConnections * kPipelined);
+                                                                                    << kConnections * kPipelined);
   CHECK(answered < kConnections * kPipelined / 2);
   CHECK(server.read_object("homelab", "victim") == "1\n1\n1\n");
   attackers.clear();

@@ -12,8 +12,8 @@
 #include <vector>
 
 #include "../integration/checks.h"
-#include "server_process.h"
 #include "hostile_support.h"
+#include "server_process.h"
 
 using namespace std::chrono_literals;
 using namespace writeapi::testing;
@@ -57,8 +57,8 @@ TEST_CASE("hostile: twice the worker count of slow connections from one address 
   // A cap below the slow connections' count: those over it are refused at
   // once; those under it trickle (costing no worker while they do).
   constexpr int kCap = kThreads * 3 / 4;
-  ServerProcess server({"--threads", std::to_string(kThreads), "--fsync", "never", "--max-connections-per-ip",
-                        std::to_string(kCap)});
+  ServerProcess server(
+      {"--threads", std::to_string(kThreads), "--fsync", "never", "--max-connections-per-ip", std::to_string(kCap)});
 
   // Half trickle their headers, half their body; 127.0.0.3 is the attacker.
   std::vector<std::unique_ptr<RawConnection>> slow;
@@ -100,8 +100,7 @@ TEST_CASE("hostile: twice the worker count of slow connections from one address 
     REQUIRE(normal.send(make_post(write_path("homelab", "normal"), make_body("1"))));
     RawResponse res = normal.read_response(5s);
     const auto took = Clock::now() - start;
-    INFO("round " << round << " answered after " << std::chrono::duration<double>(took).count() << " s:\n"
-                  << res.raw);
+    INFO("round " << round << " answered after " << std::chrono::duration<double>(took).count() << " s:\n" << res.raw);
     CHECK(res.status == 200);
     CHECK(took < 5s);
   }

@@ -12,9 +12,9 @@
 #include <vector>
 
 #include "../integration/checks.h"
-#include "server_process.h"
 #include "hostile_checks.h"
 #include "hostile_support.h"
+#include "server_process.h"
 
 using namespace std::chrono_literals;
 using namespace writeapi::testing;
@@ -39,12 +39,14 @@ std::string chunked(std::string_view body) { return hex(body.size()) + "\r\n" + 
 // A POST to the write path with Host and Content-Type, then `lines` (each
 // ending in its own line terminator), the empty line, and `body`.
 std::string post_with(std::string_view lines, std::string_view body = kBody) {
-  return "POST " + kTarget + " HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n" +
-         std::string(lines) + "\r\n" + std::string(body);
+  return "POST " + kTarget + " HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n" + std::string(lines) +
+         "\r\n" + std::string(body);
 }
 
 // post_with and a Content-Length of kBody.
-std::string post_with_length(std::string_view lines) { return post_with(std::string(lines) + "Content-Length: " + kLength + "\r\n"); }
+std::string post_with_length(std::string_view lines) {
+  return post_with(std::string(lines) + "Content-Length: " + kLength + "\r\n");
+}
 
 struct Case {
   std::string what;
@@ -69,19 +71,20 @@ void expect_stored(const ServerProcess& server, std::string_view what, std::stri
 
 }  // namespace
 
-TEST_CASE("strict: a bare LF or bare CR anywhere in the head is 400 and closes the connection",
-          "[hostile][strict]") {
+TEST_CASE("strict: a bare LF or bare CR anywhere in the head is 400 and closes the connection", "[hostile][strict]") {
   ServerProcess server(long_keep_alive());
   const std::string h = "Host: 127.0.0.1\r\nContent-Type: application/json\r\n";
   expect_all_refused(
       server,
       {
-          {"bare LF after the request line", "POST " + kTarget + " HTTP/1.1\n" + h + "Content-Length: " + kLength + "\r\n\r\n" + kBody},
+          {"bare LF after the request line",
+           "POST " + kTarget + " HTTP/1.1\n" + h + "Content-Length: " + kLength + "\r\n\r\n" + kBody},
           {"bare LF ending Transfer-Encoding: chunked", post_with("Transfer-Encoding: chunked\n", chunked(kBody))},
           {"bare LF ending a header before Content-Length", post_with_length("X-Note: a\n")},
           {"bare LF ending Content-Length", post_with("Content-Length: " + kLength + "\n", kBody)},
           {"bare CR inside a header value", post_with_length("X-Note: a\rb\r\n")},
-          {"bare CR ending the request line", "POST " + kTarget + " HTTP/1.1\r" + h + "Content-Length: " + kLength + "\r\n\r\n" + kBody},
+          {"bare CR ending the request line",
+           "POST " + kTarget + " HTTP/1.1\r" + h + "Content-Length: " + kLength + "\r\n\r\n" + kBody},
           {"bare CR ending a header line", post_with_length("X-Note: a\r")},
           {"head ending in LF LF", "GET /healthz HTTP/1.1\nHost: 127.0.0.1\n\n"},
       },
@@ -111,15 +114,18 @@ TEST_CASE("strict: obs-fold, whitespace before the colon and field names that ar
 TEST_CASE("strict: a control character other than HTAB in a field value is 400, HTAB is accepted",
           "[hostile][strict]") {
   ServerProcess server(long_keep_alive());
-  expect_all_refused(server,
-                     {
-                         {"SOH in a value", post_with_length("X-Note: a\x01" "b\r\n")},
-                         {"ESC in a value", post_with_length("X-Note: a\x1b[2Jb\r\n")},
-                         {"DEL in a value", post_with_length("X-Note: a\x7f" "b\r\n")},
-                         {"NUL in a value", post_with_length(std::string("X-Note: a\0b\r\n", 13))},
-                         {"NUL in Content-Length", post_with(std::string("Content-Length: ") + kLength + std::string("\0\r\n", 3))},
-                     },
-                     {400}, "bad_request");
+  expect_all_refused(
+      server,
+      {
+          {"SOH in a value", post_with_length("X-Note: a\x01"
+                                              "b\r\n")},
+          {"ESC in a value", post_with_length("X-Note: a\x1b[2Jb\r\n")},
+          {"DEL in a value", post_with_length("X-Note: a\x7f"
+                                              "b\r\n")},
+          {"NUL in a value", post_with_length(std::string("X-Note: a\0b\r\n", 13))},
+          {"NUL in Content-Length", post_with(std::string("Content-Length: ") + kLength + std::string("\0\r\n", 3))},
+      },
+      {400}, "bad_request");
   expect_stored(server, "HTAB inside a value", post_with_length("X-Note: a\tb\r\n"));
 }
 
@@ -146,37 +152,38 @@ TEST_CASE("strict: an HTTP version other than 1.0 or 1.1 is 505 or 400 and close
           "[hostile][strict]") {
   ServerProcess server(long_keep_alive());
   for (const char* version : {"HTTP/2.0", "HTTP/1.2", "HTTP/3.0", "HTTP/0.9"}) {
-    expect_refused_then_closed(server, version,
-                               std::string("GET /healthz ") + version + "\r\nHost: 127.0.0.1\r\n\r\n", {505, 400}, "");
+    expect_refused_then_closed(server, version, std::string("GET /healthz ") + version + "\r\nHost: 127.0.0.1\r\n\r\n",
+                               {505, 400}, "");
   }
 }
 
-TEST_CASE("strict: a Content-Length that is not digits only is 400 and closes the connection",
-          "[hostile][strict]") {
+TEST_CASE("strict: a Content-Length that is not digits only is 400 and closes the connection", "[hostile][strict]") {
   ServerProcess server(long_keep_alive());
   // The length of kBody with its last digit percent-encoded ("8%36" for
   // 86): a server that percent-decodes header values reads exactly kBody.
   const std::string percent = kLength.substr(0, kLength.size() - 1) + "%3" + kLength.back();
   const std::string other = std::to_string(kBody.size() + 1);
-  expect_all_refused(server,
-                     {
-                         {"percent-encoded digit " + percent, post_with("Content-Length: " + percent + "\r\n")},
-                         {"5%34", post_with("Content-Length: 5%34\r\n")},
-                         {"plus sign", post_with("Content-Length: +" + kLength + "\r\n")},
-                         {"hexadecimal", post_with("Content-Length: 0x" + hex(kBody.size()) + "\r\n")},
-                         {"two numbers with a space", post_with("Content-Length: " + kLength + " " + kLength + "\r\n")},
-                         {"-1", post_with("Content-Length: -1\r\n")},
-                         {"empty", post_with("Content-Length: \r\n")},
-                         {"different list members without space", post_with("Content-Length: " + kLength + "," + other + "\r\n")},
-                         {"different list members", post_with("Content-Length: " + kLength + ", " + other + "\r\n")},
-                         {"two fields, different values", post_with("Content-Length: " + kLength + "\r\nContent-Length: " + other + "\r\n")},
-                         {"digits then letters", post_with("Content-Length: " + kLength + "abc\r\n")},
-                     },
-                     {400}, "bad_request");
+  expect_all_refused(
+      server,
+      {
+          {"percent-encoded digit " + percent, post_with("Content-Length: " + percent + "\r\n")},
+          {"5%34", post_with("Content-Length: 5%34\r\n")},
+          {"plus sign", post_with("Content-Length: +" + kLength + "\r\n")},
+          {"hexadecimal", post_with("Content-Length: 0x" + hex(kBody.size()) + "\r\n")},
+          {"two numbers with a space", post_with("Content-Length: " + kLength + " " + kLength + "\r\n")},
+          {"-1", post_with("Content-Length: -1\r\n")},
+          {"empty", post_with("Content-Length: \r\n")},
+          {"different list members without space", post_with("Content-Length: " + kLength + "," + other + "\r\n")},
+          {"different list members", post_with("Content-Length: " + kLength + ", " + other + "\r\n")},
+          {"two fields, different values",
+           post_with("Content-Length: " + kLength + "\r\nContent-Length: " + other + "\r\n")},
+          {"digits then letters", post_with("Content-Length: " + kLength + "abc\r\n")},
+      },
+      {400}, "bad_request");
   // Digits only but past 2^64: a length no body can have, refused as too
   // large (never wrapped around to a small number).
-  expect_all_refused(server, {{"20 digits (overflow)", post_with("Content-Length: 18446744073709551616\r\n")}},
-                     {413}, "payload_too_large");
+  expect_all_refused(server, {{"20 digits (overflow)", post_with("Content-Length: 18446744073709551616\r\n")}}, {413},
+                     "payload_too_large");
 }
 
 TEST_CASE("strict: a Content-Length list of equal values is accepted", "[hostile][strict]") {
@@ -191,28 +198,34 @@ TEST_CASE("strict: Transfer-Encoding with Content-Length, or in an HTTP/1.0 requ
   expect_all_refused(
       server,
       {
-          {"chunked in HTTP/1.0", "POST " + kTarget + " HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                                  "Transfer-Encoding: chunked\r\n\r\n" + chunked_body},
-          {"CL then TE", post_with("Content-Length: " + std::to_string(chunked_body.size()) + "\r\nTransfer-Encoding: chunked\r\n",
-                                   chunked_body)},
-          {"TE then CL on GET /healthz", "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n"
-                                         "Content-Length: 5\r\n\r\n0\r\n\r\n"},
+          {"chunked in HTTP/1.0", "POST " + kTarget +
+                                      " HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                                      "Transfer-Encoding: chunked\r\n\r\n" +
+                                      chunked_body},
+          {"CL then TE",
+           post_with("Content-Length: " + std::to_string(chunked_body.size()) + "\r\nTransfer-Encoding: chunked\r\n",
+                     chunked_body)},
+          {"TE then CL on GET /healthz",
+           "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n"
+           "Content-Length: 5\r\n\r\n0\r\n\r\n"},
       },
       {400}, "bad_request");
 }
 
 TEST_CASE("strict: a missing or repeated Host in HTTP/1.1 is 400, HTTP/1.0 may omit it", "[hostile][strict]") {
   ServerProcess server(long_keep_alive());
-  const std::string head = "POST " + kTarget + " HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: " + kLength;
-  expect_all_refused(server,
-                     {
-                         {"no Host on the write path", head + "\r\n\r\n" + kBody},
-                         {"two Host fields on the write path", head + "\r\nHost: 127.0.0.1\r\nHost: 127.0.0.2\r\n\r\n" + kBody},
-                         {"no Host on GET /healthz", "GET /healthz HTTP/1.1\r\n\r\n"},
-                         {"two equal Host fields on GET /healthz",
-                          "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nHost: 127.0.0.1\r\n\r\n"},
-                     },
-                     {400}, "bad_request");
+  const std::string head =
+      "POST " + kTarget + " HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: " + kLength;
+  expect_all_refused(
+      server,
+      {
+          {"no Host on the write path", head + "\r\n\r\n" + kBody},
+          {"two Host fields on the write path", head + "\r\nHost: 127.0.0.1\r\nHost: 127.0.0.2\r\n\r\n" + kBody},
+          {"no Host on GET /healthz", "GET /healthz HTTP/1.1\r\n\r\n"},
+          {"two equal Host fields on GET /healthz",
+           "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nHost: 127.0.0.1\r\n\r\n"},
+      },
+      {400}, "bad_request");
   RawResponse res = raw_exchange(server.port(), "GET /healthz HTTP/1.0\r\n\r\n", 3s);
   INFO(res.raw);
   CHECK(res.status == 200);
@@ -229,7 +242,8 @@ TEST_CASE("strict: a Transfer-Encoding other than exactly chunked is 501 and clo
                          {"chunked, chunked", post_with("Transfer-Encoding: chunked, chunked\r\n", body)},
                          {"gzip, chunked", post_with("Transfer-Encoding: gzip, chunked\r\n", body)},
                          {"xchunked", post_with("Transfer-Encoding: xchunked\r\n", body)},
-                         {"two fields: gzip then chunked", post_with("Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n", body)},
+                         {"two fields: gzip then chunked",
+                          post_with("Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n", body)},
                      },
                      {501}, "not_implemented");
   // Any case of "chunked" is chunked.
@@ -260,8 +274,9 @@ TEST_CASE("strict: a request target over 8000 bytes is 414 and closes the connec
                                {414}, "");
   }
   // 7,000 bytes is fine.
-  RawResponse res =
-      raw_exchange(server.port(), "GET /healthz?q=" + std::string(6989, 'a') + " HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", 3s);
+  RawResponse res = raw_exchange(
+      server.port(), "GET /healthz?q=" + std::string(6989, 'a') + " HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+      3s);
   CHECK(res.status == 200);
 }
 
@@ -417,10 +432,14 @@ TEST_CASE("strict: body bytes that arrive in pieces on a kept-alive connection a
       text.replace(size / 2, std::min(hidden.size(), size / 2), hidden.substr(0, size / 2));
       std::string json;
       for (char c : text) {  // as a JSON string: escape CR, LF and quotes
-        if (c == '\r') json += "\\r";
-        else if (c == '\n') json += "\\n";
-        else if (c == '"') json += "\\\"";
-        else json += c;
+        if (c == '\r')
+          json += "\\r";
+        else if (c == '\n')
+          json += "\\n";
+        else if (c == '"')
+          json += "\\\"";
+        else
+          json += c;
       }
       const std::string body = make_body("\"" + json + "\"");
       const std::string key = "pieces" + std::to_string(round++);

@@ -11,8 +11,8 @@
 #include <string>
 #include <thread>
 
-#include "server_process.h"
 #include "hostile_support.h"
+#include "server_process.h"
 
 using namespace std::chrono_literals;
 using namespace writeapi::testing;
@@ -49,8 +49,8 @@ TEST_CASE("hostile: a write over HTTPS with a verified self-signed certificate",
 
   // gzip over TLS.
   httplib::Headers headers = {{"Content-Encoding", "gzip"}};
-  auto gzipped = client->Post(write_path("homelab", "tls"), headers, gzip_compress(make_body("[7]")),
-                              "application/json");
+  auto gzipped =
+      client->Post(write_path("homelab", "tls"), headers, gzip_compress(make_body("[7]")), "application/json");
   REQUIRE(gzipped);
   CHECK(gzipped->status == 200);
   CHECK(server.read_object("homelab", "tls") == "{\"timestamp\":1584156800,\"temperature\":4.7}\n4.5\n7\n");

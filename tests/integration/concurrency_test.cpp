@@ -187,14 +187,12 @@ void run_pair_batches(const ServerProcess& server, int threads, int per_thread, 
 
 }  // namespace
 
-TEST_CASE("16 clients x 500 batches to one object never interleave (fsync never)",
-          "[integration][concurrency]") {
+TEST_CASE("16 clients x 500 batches to one object never interleave (fsync never)", "[integration][concurrency]") {
   ServerProcess server({"--fsync", "never", "--access-log", "off"});
   run_pair_batches(server, 16, 500, "shared", Sync::never);
 }
 
-TEST_CASE("4 clients x 100 batches to one object never interleave (fsync always)",
-          "[integration][concurrency]") {
+TEST_CASE("4 clients x 100 batches to one object never interleave (fsync always)", "[integration][concurrency]") {
   ServerProcess server;  // default --fsync always
   run_pair_batches(server, 4, 100, "shared", Sync::always);
 }
@@ -227,8 +225,8 @@ TEST_CASE("256 concurrent keep-alive clients are all served", "[integration][con
   gate.open();
   for (auto& w : workers) w.join();
   auto elapsed = std::chrono::steady_clock::now() - start;
-  WARN(kClients << " clients x " << kRequests << " requests took "
-                << std::chrono::duration<double>(elapsed).count() << " s");
+  WARN(kClients << " clients x " << kRequests << " requests took " << std::chrono::duration<double>(elapsed).count()
+                << " s");
   INFO("failures: " << failures.count << "; first: " << failures.first);
   CHECK(failures.count == 0);
   CHECK(connected == kClients);
@@ -241,8 +239,7 @@ TEST_CASE("256 concurrent keep-alive clients are all served", "[integration][con
 // and the requests in flight meanwhile hold no thread: with one worker, 64
 // connections' requests sent at once are all answered, sharing syncs
 // (a thread per waiting request would make one sync per request here).
-TEST_CASE("fsync always: requests in flight share group commits and hold no worker",
-          "[integration][concurrency]") {
+TEST_CASE("fsync always: requests in flight share group commits and hold no worker", "[integration][concurrency]") {
   ServerProcess server({"--fsync", "always", "--threads", "1"});
   constexpr int kConnections = 64, kRounds = 5;
   std::vector<std::unique_ptr<RawConnection>> connections;

@@ -25,7 +25,8 @@ struct BodyCase {
 void expect_body_refused(const std::vector<BodyCase>& cases, int status, std::string_view code) {
   ServerProcess server;
   prefill(server, "target");
-  for (const auto& c : cases) expect_refused(server, c.what, make_post(write_path("homelab", "target"), c.body), status, code);
+  for (const auto& c : cases)
+    expect_refused(server, c.what, make_post(write_path("homelab", "target"), c.body), status, code);
   CHECK(server.read_object("homelab", "target") == "0\n");
 }
 
@@ -128,11 +129,13 @@ TEST_CASE("invalid_device_id is 400", "[integration][errors]") {
       {
           {"empty", "{\"accessKey\":\"" + K + "\",\"deviceId\":\"\",\"data\":1}"},
           {"257 bytes", "{\"accessKey\":\"" + K + "\",\"deviceId\":\"" + std::string(257, 'a') + "\",\"data\":1}"},
-          {"258 bytes of two-byte characters", "{\"accessKey\":\"" + K + "\",\"deviceId\":\"" + [] {
-             std::string s;
-             for (int i = 0; i < 129; ++i) s += "\xc3\xa9";
-             return s;
-           }() + "\",\"data\":1}"},
+          {"258 bytes of two-byte characters", "{\"accessKey\":\"" + K + "\",\"deviceId\":\"" +
+                                                   [] {
+                                                     std::string s;
+                                                     for (int i = 0; i < 129; ++i) s += "\xc3\xa9";
+                                                     return s;
+                                                   }() +
+                                                   "\",\"data\":1}"},
           {"escaped control character", "{\"accessKey\":\"" + K + "\",\"deviceId\":\"a\\u0001b\",\"data\":1}"},
           {"escaped newline", "{\"accessKey\":\"" + K + "\",\"deviceId\":\"a\\nb\",\"data\":1}"},
       },
@@ -153,13 +156,15 @@ TEST_CASE("too_deep is 400 and the server survives it", "[integration][errors]")
       {
           {"5000 nested arrays", "{\"accessKey\":\"" + K + "\",\"data\":" + nested_arrays(5000) + "}"},
           {"depth 1025", "{\"accessKey\":\"" + K + "\",\"data\":" + nested_arrays(1024) + "}"},
-          {"2000 nested objects", "{\"accessKey\":\"" + K + "\",\"data\":" + [] {
-             std::string s;
-             for (int i = 0; i < 2000; ++i) s += "{\"a\":";
-             s += "1";
-             s += std::string(2000, '}');
-             return s;
-           }() + "}"},
+          {"2000 nested objects", "{\"accessKey\":\"" + K + "\",\"data\":" +
+                                      [] {
+                                        std::string s;
+                                        for (int i = 0; i < 2000; ++i) s += "{\"a\":";
+                                        s += "1";
+                                        s += std::string(2000, '}');
+                                        return s;
+                                      }() +
+                                      "}"},
       },
       400, "too_deep");
 }
@@ -200,15 +205,15 @@ TEST_CASE("access_denied is 403", "[integration][errors][auth]") {
 TEST_CASE("unknown bucket and wrong key get the identical answer", "[integration][errors][auth]") {
   ServerProcess server;
   prefill(server, "target");
-  auto wrong_key = expect_refused(server, "wrong key",
-                                  make_post(write_path("homelab", "target"), make_body("1", "wrong-key")), 403,
-                                  "access_denied");
+  auto wrong_key =
+      expect_refused(server, "wrong key", make_post(write_path("homelab", "target"), make_body("1", "wrong-key")), 403,
+                     "access_denied");
   auto unknown_bucket =
       expect_refused(server, "unknown bucket with a valid key",
                      make_post(write_path("nosuchbucket", "target"), make_body("1")), 403, "access_denied");
-  auto unknown_bucket_wrong_key =
-      expect_refused(server, "unknown bucket with a wrong key",
-                     make_post(write_path("nosuchbucket", "target"), make_body("1", "wrong-key")), 403, "access_denied");
+  auto unknown_bucket_wrong_key = expect_refused(
+      server, "unknown bucket with a wrong key",
+      make_post(write_path("nosuchbucket", "target"), make_body("1", "wrong-key")), 403, "access_denied");
   CHECK(wrong_key.body == unknown_bucket.body);
   CHECK(wrong_key.body == unknown_bucket_wrong_key.body);
   CHECK_FALSE(file_exists(server.data_dir() + "/nosuchbucket"));
@@ -256,11 +261,10 @@ TEST_CASE("not_found is 404 for paths outside the write API", "[integration][err
   expect_refused(server, "POST /nope", make_post("/nope", body), 404, "not_found");
   expect_refused(server, "POST one segment", make_post("/write/v3/bucket/onlyone", body), 404, "not_found");
   expect_refused(server, "POST three segments", make_post("/write/v3/bucket/a/b/c", body), 404, "not_found");
-  expect_refused(server, "POST bucket key and trailing slash", make_post("/write/v3/bucket/homelab/target/", body),
-                 404, "not_found");
-  expect_refused(server, "POST without /bucket/", make_post("/write/v3/homelab/target", body), 404, "not_found");
-  expect_refused(server, "POST old API version", make_post("/write/v2/bucket/homelab/target", body), 404,
+  expect_refused(server, "POST bucket key and trailing slash", make_post("/write/v3/bucket/homelab/target/", body), 404,
                  "not_found");
+  expect_refused(server, "POST without /bucket/", make_post("/write/v3/homelab/target", body), 404, "not_found");
+  expect_refused(server, "POST old API version", make_post("/write/v2/bucket/homelab/target", body), 404, "not_found");
   CHECK(server.read_object("homelab", "target") == "0\n");
 
   // And through cpp-httplib, as a typical client sees it.
@@ -293,10 +297,11 @@ TEST_CASE("other methods on the write path are 405 with Allow POST", "[integrati
     CHECK(check_error_body(res->body, "method_not_allowed") == "");
   }
   // Exact bytes too: a PUT carrying a valid body stores nothing.
-  auto raw = expect_refused(server, "raw PUT with a valid body",
-                            "PUT " + path + " HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: " +
-                                std::to_string(body.size()) + "\r\n\r\n" + body,
-                            405, "method_not_allowed");
+  auto raw =
+      expect_refused(server, "raw PUT with a valid body",
+                     "PUT " + path + " HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: " +
+                         std::to_string(body.size()) + "\r\n\r\n" + body,
+                     405, "method_not_allowed");
   CHECK(raw.header("allow") == "POST");
   CHECK(tree_diff(before, snapshot_tree(server.data_dir())) == "");
   CHECK(server.read_object("homelab", "target") == "0\n");

@@ -52,9 +52,9 @@ TEST_CASE("POST without Content-Length or chunked is 411", "[integration][framin
   ServerProcess server;
   prefill(server, "target");
   const std::string body = make_body("1");
-  expect_refused(server, "no length, body follows", make_post(write_path("homelab", "target"), body,
-                                                              {"Content-Type: application/json"}, false),
-                 411, "length_required");
+  expect_refused(server, "no length, body follows",
+                 make_post(write_path("homelab", "target"), body, {"Content-Type: application/json"}, false), 411,
+                 "length_required");
   expect_refused(server, "no length, no body",
                  headers_only("POST", write_path("homelab", "target"), {"Content-Type: application/json"}), 411,
                  "length_required");
@@ -86,10 +86,10 @@ TEST_CASE("chunked body over --max-body is 413", "[integration][framing][limits]
   prefill(server, "target");
   const std::string target = write_path("homelab", "target");
   const std::vector<std::string> headers = {"Content-Type: application/json", "Transfer-Encoding: chunked"};
-  expect_refused(server, "1001 bytes in chunks of 100", make_post(target, chunked(body_of_size(1001), 100), headers, false),
-                 413, "payload_too_large");
-  expect_refused(server, "5000 bytes in one chunk", make_post(target, chunked(body_of_size(5000), 5000), headers, false),
-                 413, "payload_too_large");
+  expect_refused(server, "1001 bytes in chunks of 100",
+                 make_post(target, chunked(body_of_size(1001), 100), headers, false), 413, "payload_too_large");
+  expect_refused(server, "5000 bytes in one chunk",
+                 make_post(target, chunked(body_of_size(5000), 5000), headers, false), 413, "payload_too_large");
   CHECK(server.read_object("homelab", "target") == "0\n");
 
   auto res = raw_exchange(server.port(), make_post(target, chunked(body_of_size(1000), 300), headers, false));
@@ -148,8 +148,7 @@ TEST_CASE("missing or wrong Content-Type is 415", "[integration][framing][conten
                  make_post(target, body, {"Content-Type: application/x-www-form-urlencoded"}), 415,
                  "unsupported_media_type");
   expect_refused(server, "application/json-patch+json",
-                 make_post(target, body, {"Content-Type: application/json-patch+json"}), 415,
-                 "unsupported_media_type");
+                 make_post(target, body, {"Content-Type: application/json-patch+json"}), 415, "unsupported_media_type");
   expect_refused(server, "empty Content-Type", make_post(target, body, {"Content-Type: "}), 415,
                  "unsupported_media_type");
   CHECK(server.read_object("homelab", "target") == "0\n");
@@ -172,9 +171,10 @@ TEST_CASE("unsupported Content-Encoding is 415 unsupported_encoding", "[integrat
   const std::string target = write_path("homelab", "target");
   const std::string body = make_body("1");
   for (const char* encoding : {"br", "compress", "zstd", "gzip, br"}) {
-    expect_refused(server, std::string("Content-Encoding: ") + encoding,
-                   make_post(target, body, {"Content-Type: application/json", std::string("Content-Encoding: ") + encoding}),
-                   415, "unsupported_encoding");
+    expect_refused(
+        server, std::string("Content-Encoding: ") + encoding,
+        make_post(target, body, {"Content-Type: application/json", std::string("Content-Encoding: ") + encoding}), 415,
+        "unsupported_encoding");
   }
   CHECK(server.read_object("homelab", "target") == "0\n");
 }
@@ -189,12 +189,12 @@ TEST_CASE("ambiguous or malformed framing is 400 (501 for an unknown transfer co
                  make_post(target, chunked(body, 8),
                            {"Content-Type: application/json", length, "Transfer-Encoding: chunked"}, false),
                  400, "bad_request");
-  expect_refused(server, "two different Content-Length headers",
-                 make_post(target, body,
-                           {"Content-Type: application/json", length,
-                            "Content-Length: " + std::to_string(body.size() + 1)},
-                           false),
-                 400, "bad_request");
+  expect_refused(
+      server, "two different Content-Length headers",
+      make_post(target, body,
+                {"Content-Type: application/json", length, "Content-Length: " + std::to_string(body.size() + 1)},
+                false),
+      400, "bad_request");
   expect_refused(server, "Transfer-Encoding other than chunked",
                  make_post(target, chunked(body, 8),
                            {"Content-Type: application/json", "Transfer-Encoding: gzip, chunked"}, false),
@@ -217,11 +217,10 @@ TEST_CASE("gzip data that does not decompress cleanly is 400 bad_request", "[int
   bad_crc[bad_crc.size() - 8] = static_cast<char>(bad_crc[bad_crc.size() - 8] ^ 0x5a);
   const std::vector<std::string> headers = {"Content-Type: application/json", "Content-Encoding: gzip"};
   expect_refused(server, "not gzip at all", make_post(target, "garbage-not-gzip", headers), 400, "bad_request");
-  expect_refused(server, "gzip header then garbage", make_post(target, "\x1f\x8b\x08\x00garbage-not-deflate-data", headers),
-                 400, "bad_request");
+  expect_refused(server, "gzip header then garbage",
+                 make_post(target, "\x1f\x8b\x08\x00garbage-not-deflate-data", headers), 400, "bad_request");
   expect_refused(server, "wrong CRC", make_post(target, bad_crc, headers), 400, "bad_request");
-  expect_refused(server, "data after the gzip stream", make_post(target, gz + "trailing", headers), 400,
-                 "bad_request");
+  expect_refused(server, "data after the gzip stream", make_post(target, gz + "trailing", headers), 400, "bad_request");
   CHECK(server.read_object("homelab", "target") == "0\n");
 }
 
@@ -254,9 +253,10 @@ TEST_CASE("a body cut short stores nothing", "[integration][framing]") {
   }
   SECTION("chunked stream without its last chunk") {
     RawConnection connection(server.port());
-    REQUIRE(connection.send("POST " + write_path("homelab", "target") +
-                            " HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n" +
-                            chunked(body, 10).substr(0, 40)));
+    REQUIRE(
+        connection.send("POST " + write_path("homelab", "target") +
+                        " HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n" +
+                        chunked(body, 10).substr(0, 40)));
     connection.shutdown_write();
     auto res = connection.read_response(5s);
     INFO(res.raw);
@@ -316,8 +316,8 @@ std::vector<EarlyRefusal> early_refusals(std::size_t body_size) {
       {"400 invalid bucket name",
        headers_only("POST", "/write/v3/bucket/.hidden/outer", {"Content-Type: application/json", length}), 400,
        "invalid_name"},
-      {"404 one path segment", headers_only("POST", "/write/v3/bucket/onlyone", {"Content-Type: application/json", length}),
-       404, "not_found"},
+      {"404 one path segment",
+       headers_only("POST", "/write/v3/bucket/onlyone", {"Content-Type: application/json", length}), 404, "not_found"},
       {"411 no length", headers_only("POST", target, {"Content-Type: application/json"}), 411, "length_required"},
   };
 }

@@ -21,9 +21,9 @@ TEST_CASE("help flag exits 0 and lists every flag", "[integration][lifecycle][se
   CHECK(result.exit_code == 0);
   const std::string help = result.out + result.err;
   INFO(help);
-  for (const char* flag : {"--host", "--port", "--data-dir", "--keys", "--max-body", "--threads", "--fsync",
-                           "--fsync-interval-ms", "--max-open-files", "--access-log", "--read-timeout-s",
-                           "--keep-alive-timeout-s", "--help"}) {
+  for (const char* flag :
+       {"--host", "--port", "--data-dir", "--keys", "--max-body", "--threads", "--fsync", "--fsync-interval-ms",
+        "--max-open-files", "--access-log", "--read-timeout-s", "--keep-alive-timeout-s", "--help"}) {
     INFO("flag " << flag);
     CHECK(help.find(flag) != std::string::npos);
   }
@@ -78,9 +78,8 @@ TEST_CASE("an unusable data directory stops startup", "[integration][lifecycle]"
 
 TEST_CASE("a data directory in use by another server stops startup", "[integration][lifecycle]") {
   ServerProcess first;
-  auto result = run_server_to_exit({"--port", "0", "--data-dir", first.data_dir(), "--keys", first.keys_path(),
-                                    "--access-log", "off"},
-                                   10s);
+  auto result = run_server_to_exit(
+      {"--port", "0", "--data-dir", first.data_dir(), "--keys", first.keys_path(), "--access-log", "off"}, 10s);
   INFO("stderr: " << result.err);
   REQUIRE(result.exited);
   CHECK(result.exit_code != 0);
@@ -103,13 +102,11 @@ TEST_CASE("a port in use stops startup", "[integration][lifecycle]") {
 }
 
 TEST_CASE("bad flags stop startup with a message", "[integration][lifecycle]") {
-  for (std::vector<std::string> args : {std::vector<std::string>{"--no-such-flag", "1"},
-                                        std::vector<std::string>{"--port", "http"},
-                                        std::vector<std::string>{"--port", "70000"},
-                                        std::vector<std::string>{"--fsync", "sometimes"},
-                                        std::vector<std::string>{"--max-body", "0"},
-                                        std::vector<std::string>{"--threads", "0"},
-                                        std::vector<std::string>{"--port"}}) {
+  for (std::vector<std::string> args :
+       {std::vector<std::string>{"--no-such-flag", "1"}, std::vector<std::string>{"--port", "http"},
+        std::vector<std::string>{"--port", "70000"}, std::vector<std::string>{"--fsync", "sometimes"},
+        std::vector<std::string>{"--max-body", "0"}, std::vector<std::string>{"--threads", "0"},
+        std::vector<std::string>{"--port"}}) {
     auto result = run_server_to_exit(args, 10s);
     INFO("args: " << args[0] << " stderr: " << result.err);
     REQUIRE(result.exited);
@@ -164,9 +161,10 @@ TEST_CASE("a request in flight when SIGTERM arrives still completes", "[integrat
     return std::string(size_line) + std::string(data) + "\r\n";
   };
   RawConnection connection(server.port());
-  REQUIRE(connection.send("POST " + write_path("homelab", "inflight") +
-                          " HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n" +
-                          chunk(std::string_view(body).substr(0, half))));
+  REQUIRE(
+      connection.send("POST " + write_path("homelab", "inflight") +
+                      " HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n" +
+                      chunk(std::string_view(body).substr(0, half))));
   // Let the server start on the request, then ask it to stop.
   std::this_thread::sleep_for(300ms);
   server.send_signal(SIGTERM);

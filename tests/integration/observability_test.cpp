@@ -64,15 +64,15 @@ TEST_CASE("access keys never reach the logs or the data directory", "[integratio
     REQUIRE(res);
     statuses.push_back(res->status);
   };
-  post(target, make_body("{\"v\":1}", K, "dev-1"));                           // 200
-  post(target, make_body("[1,2,3]", K));                                      // 200
-  post(target, make_body("1", wrong_key, "dev-2"));                           // 403
-  post(write_path("nosuchbucket", "secret"), make_body("1", K));              // 403
-  post(target, "{\"accessKey\":\"" + K + "\",\"data\":");                     // 400 invalid_json
-  post(target, "{\"accessKey\":\"" + K + "\"}");                              // 400 missing_field
-  post(target, "{\"accessKey\":\"" + K + "\",\"deviceId\":\"\",\"data\":1}");  // 400 invalid_device_id
+  post(target, make_body("{\"v\":1}", K, "dev-1"));                                           // 200
+  post(target, make_body("[1,2,3]", K));                                                      // 200
+  post(target, make_body("1", wrong_key, "dev-2"));                                           // 403
+  post(write_path("nosuchbucket", "secret"), make_body("1", K));                              // 403
+  post(target, "{\"accessKey\":\"" + K + "\",\"data\":");                                     // 400 invalid_json
+  post(target, "{\"accessKey\":\"" + K + "\"}");                                              // 400 missing_field
+  post(target, "{\"accessKey\":\"" + K + "\",\"deviceId\":\"\",\"data\":1}");                 // 400 invalid_device_id
   post(target, "{\"accessKey\":\"" + K + "\",\"data\":\"" + std::string(5000, 'x') + "\"}");  // 413
-  post(target + "?accessKey=" + K, make_body("2", K));                        // 200, key also in the query
+  post(target + "?accessKey=" + K, make_body("2", K));                             // 200, key also in the query
   post(target, gzip_compress(make_body("3", K)), {{"Content-Encoding", "gzip"}});  // 200
   auto raw = raw_exchange(server.port(), make_post(target, make_body("4", K), {"Content-Type: text/plain"}));  // 415
   statuses.push_back(raw.status);

@@ -161,8 +161,8 @@ TEST_CASE("Content-Encoding GZIP in upper case is accepted", "[integration][writ
 TEST_CASE("Content-Encoding identity is accepted", "[integration][write][encoding]") {
   ServerProcess server;
   auto client = server.client();
-  auto res = client->Post("/write/v3/bucket/homelab/outdoors_temp1", {{"Content-Encoding", "identity"}},
-                          kDocumentBody, "application/json");
+  auto res = client->Post("/write/v3/bucket/homelab/outdoors_temp1", {{"Content-Encoding", "identity"}}, kDocumentBody,
+                          "application/json");
   require_ok(res, 1);
   CHECK(server.read_object("homelab", "outdoors_temp1") == kDocumentLine);
 }
@@ -200,9 +200,9 @@ TEST_CASE("chunked request body is accepted", "[integration][write][chunked]") {
       offset += n;
     }
     chunked += "0\r\n\r\n";
-    auto res = raw_exchange(server.port(), make_post("/write/v3/bucket/homelab/outdoors_temp1", chunked,
-                                                     {"Content-Type: application/json", "Transfer-Encoding: chunked"},
-                                                     false));
+    auto res =
+        raw_exchange(server.port(), make_post("/write/v3/bucket/homelab/outdoors_temp1", chunked,
+                                              {"Content-Type: application/json", "Transfer-Encoding: chunked"}, false));
     INFO(res.raw);
     REQUIRE(res.status == 200);
     CHECK(check_ok_body(res.body, 1) == "");
@@ -221,11 +221,10 @@ TEST_CASE("chunked gzip request body is accepted", "[integration][write][chunked
     chunked += size_line + compressed.substr(offset, n) + "\r\n";
   }
   chunked += "0\r\n\r\n";
-  auto res = raw_exchange(server.port(),
-                          make_post(write_path("homelab", "cgz"), chunked,
-                                    {"Content-Type: application/json", "Transfer-Encoding: chunked",
-                                     "Content-Encoding: gzip"},
-                                    false));
+  auto res = raw_exchange(
+      server.port(),
+      make_post(write_path("homelab", "cgz"), chunked,
+                {"Content-Type: application/json", "Transfer-Encoding: chunked", "Content-Encoding: gzip"}, false));
   INFO(res.raw);
   REQUIRE(res.status == 200);
   CHECK(check_ok_body(res.body, 4) == "");
@@ -236,8 +235,8 @@ TEST_CASE("100 sequential requests on one keep-alive client", "[integration][kee
   ServerProcess server;
   auto client = server.client();
   for (int i = 0; i < 100; ++i) {
-    auto res = client->Post(write_path("homelab", "seq"), make_body("{\"n\":" + std::to_string(i) + "}"),
-                            "application/json");
+    auto res =
+        client->Post(write_path("homelab", "seq"), make_body("{\"n\":" + std::to_string(i) + "}"), "application/json");
     INFO("request " << i);
     REQUIRE(res);
     REQUIRE(res->status == 200);

@@ -17,9 +17,9 @@
 #include <thread>
 #include <vector>
 
-#include "writeapi/keys_file.h"
-#include "writeapi/auth.h"
 #include "temp_dir.h"
+#include "writeapi/auth.h"
+#include "writeapi/keys_file.h"
 
 #ifndef WRITEAPI_KEYS_PATH
 #error "WRITEAPI_KEYS_PATH must name the writeapi-keys binary"
@@ -84,7 +84,8 @@ class KeysTool {
     args.insert(args.begin(), {"--keys", keys_});
     const std::string prefix = dir_.path() + "/run";
     Run result = finish(spawn_keys(args, prefix), prefix);
-    UNSCOPED_INFO("writeapi-keys exit " << result.exit_code << "\nstdout:\n" << result.out << "stderr:\n"
+    UNSCOPED_INFO("writeapi-keys exit " << result.exit_code << "\nstdout:\n"
+                                        << result.out << "stderr:\n"
                                         << result.err);
     return result;
   }
@@ -122,8 +123,7 @@ bool is_lowercase_hex_key(const std::string& key) {
 }
 
 // Does `key` open `bucket` according to the keys file at `path`?
-bool authorizes(const std::string& path, const std::string& bucket, const std::string& key,
-                std::string* id = nullptr) {
+bool authorizes(const std::string& path, const std::string& bucket, const std::string& key, std::string* id = nullptr) {
   Status status;
   auto auth = writeapi::make_keys_file_authorizer(path, &status);
   INFO(status.message());
@@ -258,10 +258,12 @@ TEST_CASE("keys cli: remove-bucket removes one bucket, keeps the rest and hand-w
   KeysTool tool;
   const std::string hash = writeapi::sha256_hex("key");
   write_file(tool.keys(), R"({"buckets": {
-      "homelab": {"keys": [{"id": "demo", "sha256": ")" + hash + R"("}],
+      "homelab": {"keys": [{"id": "demo", "sha256": ")" +
+                              hash + R"("}],
                   "limits": {"anonymous": {"rate": 0.5, "burst": 5}, "max_suspension_s": 120},
                   "devices": {"outdoors_u871a": {"rate": 5, "burst": 20}, "broken_7": {"blocked": true}}},
-      "oldlab": {"keys": [{"id": "k1", "sha256": ")" + hash + R"("}]}}})");
+      "oldlab": {"keys": [{"id": "k1", "sha256": ")" +
+                              hash + R"("}]}}})");
   Run added = tool.run({"add-key", "homelab"});
   REQUIRE(added.exit_code == 0);
   Run removed = tool.run({"remove-bucket", "oldlab"});
@@ -341,8 +343,8 @@ TEST_CASE("keys cli: concurrent add-key runs lose nothing and the file is always
   for (int i = 0; i < kRuns; ++i) {
     prefixes.push_back(tool.dir() + "/concurrent-" + std::to_string(i));
     const std::string bucket = i % 2 ? "homelab" : "otherlab";
-    pids.push_back(spawn_keys({"--keys", tool.keys(), "add-key", bucket, "--label", "run " + std::to_string(i)},
-                              prefixes.back()));
+    pids.push_back(
+        spawn_keys({"--keys", tool.keys(), "add-key", bucket, "--label", "run " + std::to_string(i)}, prefixes.back()));
   }
   std::map<std::string, std::string> printed;  // label -> key
   for (int i = 0; i < kRuns; ++i) {

@@ -14,11 +14,11 @@
 #include <string>
 #include <vector>
 
-#include "writeapi/keys_file.h"
+#include "temp_dir.h"
 #include "writeapi/auth.h"
 #include "writeapi/clock.h"
+#include "writeapi/keys_file.h"
 #include "writeapi/limits.h"
-#include "temp_dir.h"
 
 using namespace std::chrono_literals;
 using writeapi::ErrorCode;
@@ -103,7 +103,8 @@ TEST_CASE("keys file: malformed limits, devices and keys are refused with a reas
   }
   KeysFileContents contents;
   CHECK_FALSE(parse(R"({"buckets": {"b": {"keys": [{"id": "k1", "sha256": ")" + kHash + R"("},
-                                                    {"id": "k1", "sha256": ")" + kHash2 + R"("}]}}})",
+                                                    {"id": "k1", "sha256": ")" +
+                        kHash2 + R"("}]}}})",
                     &contents)
                   .ok());
   CHECK_FALSE(parse(R"({"buckets": {"b": {"keys": [{"id": "k1", "sha256": "abc"}]}}})", &contents).ok());
@@ -244,7 +245,8 @@ TEST_CASE("keys file authorizer: limits follow reloads, counters count", "[keys_
   TempDir dir;
   const std::string path = dir.path() + "/keys.json";
   write_file(path, R"({"buckets": {
-      "homelab": {"keys": [{"id": "k1", "sha256": ")" + kHash + R"("}, {"id": "k2", "sha256": ")" + kHash2 + R"("}],
+      "homelab": {"keys": [{"id": "k1", "sha256": ")" +
+                       kHash + R"("}, {"id": "k2", "sha256": ")" + kHash2 + R"("}],
                   "devices": {"broken_7": {"blocked": true}, "tiny": {"rate": 1, "burst": 1}}},
       "otherlab": {"keys": []}}})");
   writeapi::ManualClock clock;

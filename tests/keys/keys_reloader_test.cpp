@@ -109,8 +109,7 @@ TEST_CASE("keys reloader: an edit in place and a replacement by rename are notic
   CHECK(f.opens("renamed-over-it"));
 }
 
-TEST_CASE("keys reloader: a bad file keeps the previous keys and is not retried until it changes",
-          "[keys][reloader]") {
+TEST_CASE("keys reloader: a bad file keeps the previous keys and is not retried until it changes", "[keys][reloader]") {
   Fixture f;
   KeysReloader reloader(f.keys.get(), f.options);
   f.write("{ not json");

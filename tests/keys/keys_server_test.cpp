@@ -158,8 +158,7 @@ TEST_CASE("keys server: a broken keys file on reload keeps the old keys and is c
   CHECK(server.read_object("homelab", "still") == "1\n1\n");
 }
 
-TEST_CASE("keys server: auth failures are counted per known bucket and logged without the key",
-          "[integration][keys]") {
+TEST_CASE("keys server: auth failures are counted per known bucket and logged without the key", "[integration][keys]") {
   ServerProcess server({"--metrics-listen", "127.0.0.1:0"});
   const std::string wrong_key = "wrong-key-7d1c9a0b5e3f46a8b2c4d6e8f0a1b3c5";
   CHECK(post_status(server, "homelab", "x", wrong_key) == 403);
@@ -204,8 +203,8 @@ TEST_CASE("keys server: blocked and over-budget devices are refused and nothing 
   REQUIRE(status == 403);
 
   auto client = server.client();
-  auto blocked = client->Post(write_path("homelab", "blocked"), make_body("1", kAccessKey, "broken_7"),
-                              "application/json");
+  auto blocked =
+      client->Post(write_path("homelab", "blocked"), make_body("1", kAccessKey, "broken_7"), "application/json");
   REQUIRE(blocked);
   CHECK(blocked->status == 403);
   CHECK(check_error_body(blocked->body, "device_blocked") == "");

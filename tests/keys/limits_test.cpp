@@ -181,8 +181,7 @@ TEST_CASE("limits: suspensions double up to the maximum and start over after a g
       clock.advance(std::chrono::seconds(long_periods.empty() ? 10 : long_periods.back()));
       long_periods.push_back(abuse_until_suspended(limiter, "loop"));
     }
-    CHECK(long_periods ==
-          std::vector<int>{20, 40, 80, 160, 320, 640, 1280, 2560, 3600, 3600, 3600, 3600});
+    CHECK(long_periods == std::vector<int>{20, 40, 80, 160, 320, 640, 1280, 2560, 3600, 3600, 3600, 3600});
   }
 }
 
@@ -284,7 +283,7 @@ TEST_CASE("limits: at the cap the least recently seen device is evicted and rest
   REQUIRE(limiter.admit("b", "x").ok());
   REQUIRE(limiter.admit("b", "y").ok());
   REQUIRE(limiter.admit("b", "greedy").code() == ErrorCode::rate_limited);  // now the most recent
-  REQUIRE(limiter.admit("b", "z").ok());  // evicts x, the least recently seen
+  REQUIRE(limiter.admit("b", "z").ok());                                    // evicts x, the least recently seen
   CHECK(limiter.stats().tracked_devices == 3);
   CHECK(limiter.stats().evictions == 1);
   REQUIRE(limiter.admit("b", "greedy").code() == ErrorCode::rate_limited);  // still tracked

@@ -21,9 +21,11 @@ TEST_CASE("a config file setting takes effect, a flag overrides another", "[inte
   write_file(config,
              "# as an operator would write it\n"
              "port = 1\n"
-             "data-dir = " + dir.path() + "/not-this-one\n"
-             "access-log = off\n"
-             "max-body = 200\n");
+             "data-dir = " +
+                 dir.path() +
+                 "/not-this-one\n"
+                 "access-log = off\n"
+                 "max-body = 200\n");
   ServerProcess server({"--config", config});
   auto client = server.client();
   const std::string small = make_body("1");

@@ -85,9 +85,9 @@ TEST_CASE("config file: an empty file and a file of comments change nothing", "[
 TEST_CASE("config file: mistakes are refused with exit status 2", "[flags][config]") {
   TempDir dir;
   const std::string path = dir.path() + "/writeapi.conf";
-  for (const char* text : {"no-such-setting = 1\n", "port = eighty\n", "port\n", " = 1\n", "--port = 1\n",
-                           "port = 1\nport = 2\n", "config = /etc/other.conf\n", "help = yes\n",
-                           "fsync = sometimes\n", "tls-cert = c.pem\n"}) {
+  for (const char* text :
+       {"no-such-setting = 1\n", "port = eighty\n", "port\n", " = 1\n", "--port = 1\n", "port = 1\nport = 2\n",
+        "config = /etc/other.conf\n", "help = yes\n", "fsync = sometimes\n", "tls-cert = c.pem\n"}) {
     INFO("config file: " << text);
     write_file(path, text);
     ServerConfig config;
@@ -125,8 +125,7 @@ TEST_CASE("config file: empty values, NUL bytes, CR-only line ends and huge file
   const std::string path = dir.path() + "/writeapi.conf";
   for (const std::string& text : {std::string("data-dir =\n"), std::string("keys = \n"), std::string("host=\n"),
                                   std::string("access-log =\n"), std::string("data-dir = /tmp/a\0b\n", 20),
-                                  std::string("port = 9000\rkeys = k.json\r"),
-                                  std::string(2u << 20, '#')}) {
+                                  std::string("port = 9000\rkeys = k.json\r"), std::string(2u << 20, '#')}) {
     INFO("config file: " << text.substr(0, 40));
     write_file(path, text);
     ServerConfig config;

@@ -84,8 +84,7 @@ bool contains_line(const std::string& message, const std::string& line) {
 
 }  // namespace
 
-TEST_CASE("READY=1 reaches NOTIFY_SOCKET once the listener is bound, STOPPING=1 on SIGTERM",
-          "[integration][systemd]") {
+TEST_CASE("READY=1 reaches NOTIFY_SOCKET once the listener is bound, STOPPING=1 on SIGTERM", "[integration][systemd]") {
   TempDir dir;
   FakeNotifySocket manager(dir.path() + "/notify");
   ScopedEnvironment environment;

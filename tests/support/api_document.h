@@ -9,8 +9,7 @@
 
 namespace writeapi::testing {
 
-inline constexpr std::string_view kAccessKey =
-    "fbebeb8ae7f94930fd07dd8249287973e786d047e9820a254c4a3aecb36fc238";
+inline constexpr std::string_view kAccessKey = "fbebeb8ae7f94930fd07dd8249287973e786d047e9820a254c4a3aecb36fc238";
 
 inline const std::string kDocumentBody = R"({
     "accessKey": "fbebeb8ae7f94930fd07dd8249287973e786d047e9820a254c4a3aecb36fc238",

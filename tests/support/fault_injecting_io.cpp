@@ -7,21 +7,36 @@ namespace writeapi::testing {
 
 const char* call_name(Call call) {
   switch (call) {
-    case Call::open: return "open";
-    case Call::close: return "close";
-    case Call::read: return "read";
-    case Call::pread: return "pread";
-    case Call::pwrite: return "pwrite";
-    case Call::fdatasync: return "fdatasync";
-    case Call::fsync: return "fsync";
-    case Call::ftruncate: return "ftruncate";
-    case Call::fallocate: return "fallocate";
-    case Call::fstat: return "fstat";
-    case Call::mkdir: return "mkdir";
-    case Call::unlink: return "unlink";
-    case Call::rename: return "rename";
-    case Call::lock: return "lock";
-    case Call::list_directory: return "list_directory";
+    case Call::open:
+      return "open";
+    case Call::close:
+      return "close";
+    case Call::read:
+      return "read";
+    case Call::pread:
+      return "pread";
+    case Call::pwrite:
+      return "pwrite";
+    case Call::fdatasync:
+      return "fdatasync";
+    case Call::fsync:
+      return "fsync";
+    case Call::ftruncate:
+      return "ftruncate";
+    case Call::fallocate:
+      return "fallocate";
+    case Call::fstat:
+      return "fstat";
+    case Call::mkdir:
+      return "mkdir";
+    case Call::unlink:
+      return "unlink";
+    case Call::rename:
+      return "rename";
+    case Call::lock:
+      return "lock";
+    case Call::list_directory:
+      return "list_directory";
   }
   return "?";
 }
@@ -96,16 +111,20 @@ FaultInjectingIo::Verdict FaultInjectingIo::decide(Call call, const std::string&
 }
 
 // Runs `real` unless the verdict says otherwise; failures return -1 with errno.
-#define WRITEAPI_FAULT_CALL(call, path, real)     \
-  do {                                            \
-    int error = 0;                                \
-    switch (decide(call, path, &error)) {         \
-      case Verdict::pass: return real;            \
-      case Verdict::perform_then_fail: (void)real; \
-        [[fallthrough]];                          \
-      case Verdict::fail: errno = error; return -1; \
-    }                                             \
-    return -1;                                    \
+#define WRITEAPI_FAULT_CALL(call, path, real) \
+  do {                                        \
+    int error = 0;                            \
+    switch (decide(call, path, &error)) {     \
+      case Verdict::pass:                     \
+        return real;                          \
+      case Verdict::perform_then_fail:        \
+        (void)real;                           \
+        [[fallthrough]];                      \
+      case Verdict::fail:                     \
+        errno = error;                        \
+        return -1;                            \
+    }                                         \
+    return -1;                                \
   } while (false)
 
 int FaultInjectingIo::open(const std::string& path, int flags, mode_t mode) {
@@ -174,9 +193,7 @@ ssize_t FaultInjectingIo::pwrite(int fd, const void* data, std::size_t length, o
   WRITEAPI_FAULT_CALL(Call::pwrite, path_of(fd), target_->pwrite(fd, data, length, offset));
 }
 
-int FaultInjectingIo::fdatasync(int fd) {
-  WRITEAPI_FAULT_CALL(Call::fdatasync, path_of(fd), target_->fdatasync(fd));
-}
+int FaultInjectingIo::fdatasync(int fd) { WRITEAPI_FAULT_CALL(Call::fdatasync, path_of(fd), target_->fdatasync(fd)); }
 
 int FaultInjectingIo::fsync(int fd) { WRITEAPI_FAULT_CALL(Call::fsync, path_of(fd), target_->fsync(fd)); }
 

@@ -31,7 +31,20 @@
 namespace writeapi::testing {
 
 enum class Call {
-  open, close, read, pread, pwrite, fdatasync, fsync, ftruncate, fallocate, fstat, mkdir, unlink, rename, lock,
+  open,
+  close,
+  read,
+  pread,
+  pwrite,
+  fdatasync,
+  fsync,
+  ftruncate,
+  fallocate,
+  fstat,
+  mkdir,
+  unlink,
+  rename,
+  lock,
   list_directory,
 };
 
@@ -40,8 +53,7 @@ const char* call_name(Call call);
 struct FaultRule {
   FaultRule(Call call, int error = EIO, std::string path_contains = "", int skip = 0, int times = -1,
             bool perform = false)
-      : call(call), error(error), path_contains(std::move(path_contains)), skip(skip), times(times),
-        perform(perform) {}
+      : call(call), error(error), path_contains(std::move(path_contains)), skip(skip), times(times), perform(perform) {}
   Call call;
   int error = EIO;
   std::string path_contains;  // empty: any path

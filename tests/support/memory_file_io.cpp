@@ -115,8 +115,10 @@ ssize_t MemoryFileIo::pwrite(int fd, const void* data, std::size_t length, off_t
 void MemoryFileIo::sync_entries(const std::string& dir) {
   // The directory's durable entries become its current ones.
   for (auto it = durable_.begin(); it != durable_.end();) {
-    if (parent_of(it->first) == dir && names_.count(it->first) == 0) it = durable_.erase(it);
-    else ++it;
+    if (parent_of(it->first) == dir && names_.count(it->first) == 0)
+      it = durable_.erase(it);
+    else
+      ++it;
   }
   for (auto& [path, node] : names_)
     if (parent_of(path) == dir) durable_[path] = node;
@@ -126,8 +128,10 @@ int MemoryFileIo::fdatasync(int fd) {
   std::lock_guard<std::mutex> lock(mu_);
   Descriptor* d = find(fd);
   if (!d) return -1;
-  if (d->node->directory) sync_entries(d->path);
-  else d->node->durable = d->node->data;
+  if (d->node->directory)
+    sync_entries(d->path);
+  else
+    d->node->durable = d->node->data;
   return 0;
 }
 
@@ -297,7 +301,8 @@ std::vector<std::string> MemoryFileIo::list(const std::string& dir, const std::s
   list_directory(dir, &names);
   names.erase(std::remove_if(names.begin(), names.end(),
                              [&](const std::string& n) {
-                               return n.size() < suffix.size() || n.compare(n.size() - suffix.size(), suffix.size(), suffix) != 0;
+                               return n.size() < suffix.size() ||
+                                      n.compare(n.size() - suffix.size(), suffix.size(), suffix) != 0;
                              }),
               names.end());
   std::sort(names.begin(), names.end());

@@ -150,7 +150,8 @@ pid_t spawn(const std::vector<std::string>& args, const std::string& stdout_path
     ::dup2(child.stdout_fd >= 0 ? child.stdout_fd : out, 1);
     ::dup2(err, 2);
     if (child.open_files_limit) {
-      rlimit limit{static_cast<rlim_t>(child.open_files_limit->first), static_cast<rlim_t>(child.open_files_limit->second)};
+      rlimit limit{static_cast<rlim_t>(child.open_files_limit->first),
+                   static_cast<rlim_t>(child.open_files_limit->second)};
       if (::setrlimit(RLIMIT_NOFILE, &limit) != 0) ::_exit(125);
     }
     // Do not leak the test's sockets (other connections) into the server.
@@ -268,8 +269,8 @@ void ServerProcess::start(ServerOptions options) {
     if (port_ >= 0) break;
     if (auto status = wait_raw(pid_, 0ms)) {
       exit_status_ = decode_status(*status);
-      throw std::runtime_error("writeapi-server exited during startup with status " +
-                               std::to_string(*exit_status_) + "; stderr:\n" + err);
+      throw std::runtime_error("writeapi-server exited during startup with status " + std::to_string(*exit_status_) +
+                               "; stderr:\n" + err);
     }
     if (Clock::now() > deadline) {
       terminate(2s);

@@ -12,9 +12,9 @@
 #include <thread>
 #include <vector>
 
-#include "writeapi/auth.h"
 #include "api_document.h"
 #include "temp_dir.h"
+#include "writeapi/auth.h"
 
 using writeapi::ErrorCode;
 using writeapi::KeysFileAuthorizer;

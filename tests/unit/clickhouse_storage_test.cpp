@@ -44,7 +44,7 @@ struct Row {
 };
 
 struct Insert {
-  std::string query;                    // the INSERT statement
+  std::string query;                               // the INSERT statement
   std::multimap<std::string, std::string> params;  // URL parameters
   std::vector<Row> rows;
 };
@@ -207,7 +207,8 @@ class Appenders {
 };
 
 std::size_t count_ok(const std::deque<Status>& results) {
-  return static_cast<std::size_t>(std::count_if(results.begin(), results.end(), [](const Status& s) { return s.ok(); }));
+  return static_cast<std::size_t>(
+      std::count_if(results.begin(), results.end(), [](const Status& s) { return s.ok(); }));
 }
 
 struct Logged {
@@ -414,8 +415,8 @@ TEST_CASE("clickhouse: one row per line, every byte kept, in order", "[clickhous
     CHECK(rows[i].device_id == "dev-1");
     CHECK(rows[i].frontend == "fe1");
     CHECK(rows[i].line == expected[i]);
-    CHECK(rows[i].seq == rows[0].seq + i);                // consecutive
-    CHECK(rows[i].received_us == rows[0].received_us);    // one receive time per append
+    CHECK(rows[i].seq == rows[0].seq + i);              // consecutive
+    CHECK(rows[i].received_us == rows[0].received_us);  // one receive time per append
     CHECK(rows[i].received == rows[0].received_us / 1000000);
   }
   auto now_s = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch());
@@ -548,8 +549,7 @@ TEST_CASE("clickhouse: flush_rows sends at once, flush_interval waits for compan
   CHECK(std::chrono::steady_clock::now() - started >= 90ms);
 }
 
-TEST_CASE("clickhouse: a refused INSERT is storage_unavailable for all its appends, then recovers",
-          "[clickhouse]") {
+TEST_CASE("clickhouse: a refused INSERT is storage_unavailable for all its appends, then recovers", "[clickhouse]") {
   FakeClickHouse fake;
   writeapi::ClickHouseStorageOptions options;
   options.flush_interval = 20ms;

@@ -25,8 +25,8 @@
 #include <thread>
 #include <vector>
 
-#include "writeapi/storage.h"
 #include "temp_dir.h"
+#include "writeapi/storage.h"
 
 using writeapi::AppendBatch;
 using writeapi::ErrorCode;
@@ -359,18 +359,30 @@ enum ChildStep {
 
 const char* describe(int code) {
   switch (code) {
-    case kChildOk: return "ok";
-    case kChildRlimit: return "setrlimit failed";
-    case kChildOpen: return "make_file_storage failed";
-    case kChildSmallAppend: return "a small append below the limit failed";
-    case kChildBigAppendSucceeded: return "the append crossing RLIMIT_FSIZE succeeded";
-    case kChildBigAppendWrongCode: return "the append crossing RLIMIT_FSIZE did not fail with storage_error";
-    case kChildFileChangedAfterError: return "the file is not exactly its previous bytes after the failed append";
-    case kChildRetryFailed: return "a smaller append after the failure failed";
-    case kChildFinalContents: return "final file contents wrong";
-    case kChildNoWriteError: return "stats().write_errors not counted";
-    case kChildReadObject: return "read_object after the failure returned wrong bytes";
-    default: return "child crashed or unknown exit code";
+    case kChildOk:
+      return "ok";
+    case kChildRlimit:
+      return "setrlimit failed";
+    case kChildOpen:
+      return "make_file_storage failed";
+    case kChildSmallAppend:
+      return "a small append below the limit failed";
+    case kChildBigAppendSucceeded:
+      return "the append crossing RLIMIT_FSIZE succeeded";
+    case kChildBigAppendWrongCode:
+      return "the append crossing RLIMIT_FSIZE did not fail with storage_error";
+    case kChildFileChangedAfterError:
+      return "the file is not exactly its previous bytes after the failed append";
+    case kChildRetryFailed:
+      return "a smaller append after the failure failed";
+    case kChildFinalContents:
+      return "final file contents wrong";
+    case kChildNoWriteError:
+      return "stats().write_errors not counted";
+    case kChildReadObject:
+      return "read_object after the failure returned wrong bytes";
+    default:
+      return "child crashed or unknown exit code";
   }
 }
 

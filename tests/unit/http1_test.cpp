@@ -175,14 +175,15 @@ TEST_CASE("http1: absolute-form targets are reduced to their path", "[http1]") {
 TEST_CASE("http1: field lines must be token: value", "[http1]") {
   CHECK(status_of(post("Content-Length : 5\r\n")) == HeadStatus::bad_request);
   CHECK(status_of(post("Content-Length\t: 5\r\n")) == HeadStatus::bad_request);
-  CHECK(status_of(post(" X: y\r\n")) == HeadStatus::bad_request);         // obs-fold at the start
-  CHECK(status_of(post("X: y\r\n z\r\n")) == HeadStatus::bad_request);    // obs-fold
-  CHECK(status_of(post("X: y\r\n\tz\r\n")) == HeadStatus::bad_request);   // obs-fold
+  CHECK(status_of(post(" X: y\r\n")) == HeadStatus::bad_request);        // obs-fold at the start
+  CHECK(status_of(post("X: y\r\n z\r\n")) == HeadStatus::bad_request);   // obs-fold
+  CHECK(status_of(post("X: y\r\n\tz\r\n")) == HeadStatus::bad_request);  // obs-fold
   CHECK(status_of(post("X(y): z\r\n")) == HeadStatus::bad_request);
   CHECK(status_of(post(": z\r\n")) == HeadStatus::bad_request);
   CHECK(status_of(post("NoColon\r\n")) == HeadStatus::bad_request);
   CHECK(status_of(post(std::string("X: a\0b\r\n", 8))) == HeadStatus::bad_request);
-  CHECK(status_of(post("X: a\x01" "b\r\n")) == HeadStatus::bad_request);
+  CHECK(status_of(post("X: a\x01"
+                       "b\r\n")) == HeadStatus::bad_request);
   CHECK(status_of(post("X: a\x7f\r\n")) == HeadStatus::bad_request);
   CHECK(status_of(post("X: a\tb\r\n")) == HeadStatus::complete);
   CHECK(status_of(post("X-" + std::string(kMaxFieldLineBytes, 'a') + ": b\r\n")) == HeadStatus::too_large);
@@ -192,7 +193,8 @@ TEST_CASE("http1: field lines must be token: value", "[http1]") {
 }
 
 TEST_CASE("http1: Content-Length is digits only, a list of equal values is one value", "[http1]") {
-  for (const char* bad : {"5%34", "+5", "-1", "0x5", "5 5", "", "5,6", "5, 6", "5,", ",5", "1e3", "5.0", " ", "\xd9\xa5"}) {
+  for (const char* bad :
+       {"5%34", "+5", "-1", "0x5", "5 5", "", "5,6", "5, 6", "5,", ",5", "1e3", "5.0", " ", "\xd9\xa5"}) {
     INFO("Content-Length: " << bad);
     CHECK(status_of(post(std::string("Content-Length: ") + bad + "\r\n")) == HeadStatus::bad_request);
   }
@@ -237,8 +239,7 @@ TEST_CASE("http1: Transfer-Encoding is exactly chunked, never with Content-Lengt
     INFO("Transfer-Encoding: " << other);
     CHECK(status_of(post(std::string("Transfer-Encoding: ") + other + "\r\n")) == HeadStatus::not_implemented);
   }
-  CHECK(status_of(post("Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n")) ==
-        HeadStatus::not_implemented);
+  CHECK(status_of(post("Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n")) == HeadStatus::not_implemented);
   CHECK(status_of(post("Transfer-Encoding: chunked\r\nContent-Length: 5\r\n")) == HeadStatus::bad_request);
   CHECK(status_of(post("Content-Length: 5\r\nTransfer-Encoding: chunked\r\n")) == HeadStatus::bad_request);
   CHECK(status_of(post("Content-Length: 5\r\nTransfer-Encoding: gzip\r\n")) == HeadStatus::bad_request);
@@ -264,13 +265,11 @@ TEST_CASE("http1: a Host value is one host and an optional port", "[http1]") {
     CHECK(status_of(std::string("GET / HTTP/1.1\r\nHost: ") + bad + "\r\n\r\n") == HeadStatus::bad_request);
   }
   // userinfo in an absolute-form target is refused too.
-  CHECK(status_of("POST http://user:pw@h/write/v3/bucket/b/k HTTP/1.1\r\nHost: h\r\n\r\n") ==
-        HeadStatus::bad_request);
+  CHECK(status_of("POST http://user:pw@h/write/v3/bucket/b/k HTTP/1.1\r\nHost: h\r\n\r\n") == HeadStatus::bad_request);
   CHECK(status_of("GET http://h/a@b HTTP/1.1\r\nHost: h\r\n\r\n") == HeadStatus::complete);
 }
 
-TEST_CASE("http1: a head refused after its framing was read keeps the framing (for the lingering close)",
-          "[http1]") {
+TEST_CASE("http1: a head refused after its framing was read keeps the framing (for the lingering close)", "[http1]") {
   Parsed p = parse(post("Content-Length: 4194304\r\nExpect: 200-ok\r\n"));
   CHECK(p.result.status == HeadStatus::expectation_failed);
   CHECK(p.head.framing == BodyFraming::length);
@@ -334,10 +333,10 @@ TEST_CASE("http1: chunked bodies decode exactly, whole or a byte at a time", "[h
 
 TEST_CASE("http1: chunked framing that breaks the grammar is refused", "[http1][chunked]") {
   for (const std::string& bad : {
-           std::string("5\r\nhelloXX0\r\n\r\n"),      // data not followed by CRLF
-           std::string("5\r\nhello\n0\r\n\r\n"),      // bare LF after data
+           std::string("5\r\nhelloXX0\r\n\r\n"),  // data not followed by CRLF
+           std::string("5\r\nhello\n0\r\n\r\n"),  // bare LF after data
            std::string("5\r\nhello\rX0\r\n\r\n"),
-           std::string("5\nhello\r\n0\r\n\r\n"),     // bare LF after the size
+           std::string("5\nhello\r\n0\r\n\r\n"),  // bare LF after the size
            std::string("5\rhello\r\n0\r\n\r\n"),
            std::string("0x5\r\nhello\r\n0\r\n\r\n"),
            std::string("+5\r\nhello\r\n0\r\n\r\n"),

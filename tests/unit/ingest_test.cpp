@@ -1,7 +1,7 @@
 // Ingestor: content checks, gzip, names, parsing, authorization and storage
 // wired together; nothing is stored unless every check passed.
-#include <catch2/catch.hpp>
 #include <zlib.h>
+#include <catch2/catch.hpp>
 
 #include <stdlib.h>
 
@@ -15,18 +15,18 @@
 #include <thread>
 #include <vector>
 
-#include "writeapi/auth.h"
-#include "writeapi/ingest.h"
-#include "writeapi/storage.h"
 #include "api_document.h"
 #include "gzip.h"
 #include "temp_dir.h"
+#include "writeapi/auth.h"
+#include "writeapi/ingest.h"
+#include "writeapi/storage.h"
 
 using writeapi::ErrorCode;
 using writeapi::IngestOptions;
+using writeapi::Ingestor;
 using writeapi::IngestRequest;
 using writeapi::IngestResult;
-using writeapi::Ingestor;
 using writeapi::Status;
 using writeapi::Storage;
 using writeapi::testing::TempDir;
@@ -173,9 +173,9 @@ TEST_CASE("ingest: accepted content types", "[ingest]") {
 }
 
 TEST_CASE("ingest: other content types are unsupported_media_type", "[ingest]") {
-  for (const char* type : {"", "text/plain", "application/x-www-form-urlencoded", "application/jsonp",
-                           "application/json-seq", "json", "application/", "text/json", "multipart/form-data",
-                           "application/xjson"}) {
+  for (const char* type :
+       {"", "text/plain", "application/x-www-form-urlencoded", "application/jsonp", "application/json-seq", "json",
+        "application/", "text/json", "multipart/form-data", "application/xjson"}) {
     INFO("Content-Type: '" << type << "'");
     Status direct = writeapi::check_content_type(type);
     CHECK(direct.code() == ErrorCode::unsupported_media_type);
@@ -261,8 +261,8 @@ TEST_CASE("ingest: x-gzip and deflate (zlib) bodies are inflated", "[ingest]") {
   Ingestor ingestor(env.auth.get(), env.storage.get());
   IngestResult result;
   REQUIRE(ingestor.ingest(request(gzip(kDocBody), "homelab", "k", "application/json", "x-gzip"), &result).ok());
-  REQUIRE(ingestor.ingest(request(zlib_deflate(kDocBody), "homelab", "k", "application/json", "deflate"), &result)
-              .ok());
+  REQUIRE(
+      ingestor.ingest(request(zlib_deflate(kDocBody), "homelab", "k", "application/json", "deflate"), &result).ok());
   CHECK(result.items == 1);
   CHECK(env.object("homelab", "k") == kDocLine + kDocLine);
   // A deflate bomb is refused like a gzip one.
@@ -298,7 +298,7 @@ TEST_CASE("ingest: corrupt gzip is bad_request", "[ingest]") {
   bad_crc[good.size() - 6] = static_cast<char>(bad_crc[good.size() - 6] ^ 0xff);  // CRC32 trailer
   const std::string cases[] = {
       "this is not gzip at all",
-      kDocBody,                       // plain JSON labelled gzip
+      kDocBody,                         // plain JSON labelled gzip
       good.substr(0, good.size() / 2),  // truncated
       good.substr(0, good.size() - 4),  // trailer cut
       flipped,
@@ -371,14 +371,13 @@ TEST_CASE("ingest: bodies over max_body_bytes are payload_too_large", "[ingest]"
   CHECK(s.code() == ErrorCode::payload_too_large);
   CHECK(env.nothing_stored());
   // Over the limit after inflating, though small compressed.
-  s = ingestor.ingest(request(gzip(kDocBody + " "), "homelab", "outdoors_temp1", "application/json", "gzip"),
-                      &result);
+  s = ingestor.ingest(request(gzip(kDocBody + " "), "homelab", "outdoors_temp1", "application/json", "gzip"), &result);
   CHECK(s.code() == ErrorCode::payload_too_large);
   CHECK(env.nothing_stored());
   // Exactly at the limit is fine, plain or gzip.
   REQUIRE(ingestor.ingest(request(kDocBody), &result).ok());
-  REQUIRE(ingestor.ingest(request(gzip(kDocBody), "homelab", "outdoors_temp1", "application/json", "gzip"), &result)
-              .ok());
+  REQUIRE(
+      ingestor.ingest(request(gzip(kDocBody), "homelab", "outdoors_temp1", "application/json", "gzip"), &result).ok());
   CHECK(env.object("homelab", "outdoors_temp1") == kDocLine + kDocLine);
 }
 
@@ -399,8 +398,8 @@ TEST_CASE("ingest: the default limit accepts a body of 10 MiB", "[ingest]") {
 
 TEST_CASE("ingest: invalid bucket or key names are invalid_name", "[ingest]") {
   const std::pair<const char*, const char*> targets[] = {
-      {"..", "k"}, {"homelab", ".."}, {"homelab", "a/b"}, {"", "k"}, {"homelab", ""},
-      {"homelab", ".hidden"}, {"home lab", "k"}, {"homelab", "\xc3\xa4"}};
+      {"..", "k"},     {"homelab", ".."},      {"homelab", "a/b"}, {"", "k"},
+      {"homelab", ""}, {"homelab", ".hidden"}, {"home lab", "k"},  {"homelab", "\xc3\xa4"}};
   for (const auto& [bucket, key] : targets) {
     INFO("bucket '" << bucket << "' key '" << key << "'");
     Env env;

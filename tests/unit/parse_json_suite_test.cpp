@@ -123,7 +123,11 @@ TEST_CASE("parse JSON suite: y_ documents are accepted, byte-exact", "[parse][js
       {"y_string_escaped_quote_then_structural", "[\"a\\\"]\", \"b\"]", "\"a\\\"]\"\n\"b\"\n"},
       {"y_string_backslash_run_before_quote", "[\"\\\\\\\\\",1]", "\"\\\\\\\\\"\n1\n"},
       {"y_string_utf8_emoji", "\"\xf0\x9f\x98\x80\"", "\"\xf0\x9f\x98\x80\"\n"},
-      {"y_string_del_character", "\"a\x7f" "a\"", "\"a\x7f" "a\"\n"},
+      {"y_string_del_character",
+       "\"a\x7f"
+       "a\"",
+       "\"a\x7f"
+       "a\"\n"},
       {"y_string_long_with_escape_at_end", "\"" + std::string(300, 'x') + "\\n\"",
        "\"" + std::string(300, 'x') + "\\n\"\n"},
       // Literals.
@@ -134,8 +138,9 @@ TEST_CASE("parse JSON suite: y_ documents are accepted, byte-exact", "[parse][js
       // Whitespace.
       {"y_structure_whitespace_array", " \r\n\t[ \r\n\t] \r\n\t", ""},
       {"y_structure_trailing_newline", "[\"a\"]\n", "\"a\"\n"},
-      {"y_structure_deep_indentation", "[\n" + repeat(" ", 200) + "{\n" + repeat(" ", 300) + "\"k\"\n" +
-                                           repeat(" ", 300) + ":\n" + repeat("\t", 40) + "1}]",
+      {"y_structure_deep_indentation",
+       "[\n" + repeat(" ", 200) + "{\n" + repeat(" ", 300) + "\"k\"\n" + repeat(" ", 300) + ":\n" + repeat("\t", 40) +
+           "1}]",
        "{\"k\":1}\n"},
   };
   for (const char* prefix : kWalkPrefixes) {
@@ -265,7 +270,10 @@ TEST_CASE("parse JSON suite: n_ documents are refused", "[parse][json-suite]") {
       {"n_string_single_doublequote", "\"", json},
       {"n_string_single_quote", "['single quote']", json},
       {"n_string_start_escape_unclosed", "[\"\\", json},
-      {"n_string_unescaped_ctrl_char", "[\"a\x01" "a\"]", json},
+      {"n_string_unescaped_ctrl_char",
+       "[\"a\x01"
+       "a\"]",
+       json},
       {"n_string_unescaped_newline", "[\"new\nline\"]", json},
       {"n_string_unescaped_tab", "[\"\t\"]", json},
       {"n_string_unescaped_nul", std::string("[\"a\0a\"]", 7), json},
@@ -333,8 +341,8 @@ TEST_CASE("parse JSON suite: n_ documents are refused", "[parse][json-suite]") {
 TEST_CASE("parse JSON suite: i_ documents get the answers parse.h documents", "[parse][json-suite]") {
   // Numbers are checked against the grammar, never converted: any size is
   // kept exactly.
-  for (const char* number : {"123123123123123123123123123123", "-123123123123123123123123123123", "1.5e999",
-                             "-1e-999", "1e400", "100000000000000000000", "0.4e00669999999999999999999999"}) {
+  for (const char* number : {"123123123123123123123123123123", "-123123123123123123123123123123", "1.5e999", "-1e-999",
+                             "1e400", "100000000000000000000", "0.4e00669999999999999999999999"}) {
     INFO("i_number " << number);
     ParsedRequest out;
     REQUIRE(writeapi::parse(body_with(number), &out).ok());

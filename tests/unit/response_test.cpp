@@ -43,7 +43,8 @@ TEST_CASE("response: a whole write answer, byte for byte", "[response]") {
     CHECK(out.rfind("HTTP/1.1 " + std::to_string(status.http_status()) + " " +
                         writeapi::reason_phrase(status.http_status()) + "\r\n",
                     0) == 0);
-    if (!status.ok()) CHECK(out.find(std::string("\"error\":\"") + std::string(status.name()) + "\"") != std::string::npos);
+    if (!status.ok())
+      CHECK(out.find(std::string("\"error\":\"") + std::string(status.name()) + "\"") != std::string::npos);
   }
 }
 

@@ -23,9 +23,9 @@
 #include <thread>
 #include <vector>
 
+#include "temp_dir.h"
 #include "writeapi/clickhouse.h"
 #include "writeapi/storage.h"
-#include "temp_dir.h"
 
 using writeapi::AppendBatch;
 using writeapi::ErrorCode;
@@ -99,8 +99,8 @@ struct ClickHouseFixture {
 // Every backend the contract runs against: add new fixtures here.
 #define WRITEAPI_STORAGE_FIXTURES MemoryFixture, FileFixture, FileNeverFixture, ClickHouseFixture
 
-AppendBatch batch(std::string_view bucket, std::string_view key, std::string_view lines,
-                  std::size_t items, std::string_view device = {}) {
+AppendBatch batch(std::string_view bucket, std::string_view key, std::string_view lines, std::size_t items,
+                  std::string_view device = {}) {
   AppendBatch b;
   b.bucket = bucket;
   b.key = key;
@@ -248,7 +248,8 @@ TEMPLATE_TEST_CASE("storage: a large batch is stored whole", "[storage]", WRITEA
   CHECK(exact);
 }
 
-TEMPLATE_TEST_CASE("storage: concurrent appends to one object never interleave", "[storage]", WRITEAPI_STORAGE_FIXTURES) {
+TEMPLATE_TEST_CASE("storage: concurrent appends to one object never interleave", "[storage]",
+                   WRITEAPI_STORAGE_FIXTURES) {
   TestType fixture;
   auto storage = fixture.make();
   if (!storage) return;  // backend not available here (the fixture WARNed)
@@ -349,8 +350,8 @@ TEMPLATE_TEST_CASE("storage: append_async completes every batch exactly once wit
   int done = 0, failed = 0;
   for (int i = 0; i < kBatches; ++i) {
     // The batch's memory is gone when append_async returns.
-    auto lines = std::make_unique<std::string>("{\"i\":" + std::to_string(i) + ",\"p\":0}\n{\"i\":" +
-                                               std::to_string(i) + ",\"p\":1}\n");
+    auto lines = std::make_unique<std::string>("{\"i\":" + std::to_string(i) +
+                                               ",\"p\":0}\n{\"i\":" + std::to_string(i) + ",\"p\":1}\n");
     storage->append_async(batch("async", i % 2 ? "odd" : "even", *lines, 2), [&, i](Status s) {
       std::lock_guard<std::mutex> lock(mu);
       completions[i]++;

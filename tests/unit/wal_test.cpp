@@ -40,7 +40,8 @@ std::vector<std::string> read_all(std::string_view bytes, wal::Reader::Stop* sto
   wal::Reader reader(bytes);
   wal::Record r;
   std::vector<std::string> out;
-  while (reader.next(&r)) out.push_back(std::string(r.id) + "@" + std::to_string(r.offset) + ":" + std::string(r.lines));
+  while (reader.next(&r))
+    out.push_back(std::string(r.id) + "@" + std::to_string(r.offset) + ":" + std::string(r.lines));
   if (stop) *stop = reader.stop();
   return out;
 }
@@ -99,8 +100,10 @@ TEST_CASE("wal reader: a torn record at any byte is never returned", "[wal]") {
     } else {
       CHECK(records == std::vector<std::string>{"b/k@0:{\"a\":1}\n"});
     }
-    if (cut == 0 || cut == first.size()) CHECK(stop == wal::Reader::Stop::end);
-    else CHECK(stop == wal::Reader::Stop::torn);
+    if (cut == 0 || cut == first.size())
+      CHECK(stop == wal::Reader::Stop::end);
+    else
+      CHECK(stop == wal::Reader::Stop::torn);
   }
   wal::Reader::Stop stop;
   // Torn, then zeros (a preallocated segment): the zeros complete the
@@ -284,7 +287,7 @@ TEST_CASE("wal writer: an acknowledged record survives a power failure", "[wal]"
   Replayed r = replay(*h.memory, "/wal");
   CHECK(r.records == std::vector<std::string>{"b/k@0:1\n", "b/k@2:2\n"});
   CHECK(h.memory->contents("/obj").empty());  // the object was never synced: the log is what holds it
-  h.writer.reset();                            // stop() on dead descriptors must not hang
+  h.writer.reset();                           // stop() on dead descriptors must not hang
 }
 
 TEST_CASE("wal writer: concurrent records share one write and one sync per group", "[wal]") {

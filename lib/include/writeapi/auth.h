@@ -85,14 +85,13 @@ class WRITEAPI_EXPORT KeysFileAuthorizer : public Authorizer {
 
 // Reads the keys file at `path`. On failure returns nullptr and sets
 // *status (message names the problem, never a key).
-WRITEAPI_EXPORT std::unique_ptr<KeysFileAuthorizer> make_keys_file_authorizer(
-    const std::string& path, Status* status);
+WRITEAPI_EXPORT std::unique_ptr<KeysFileAuthorizer> make_keys_file_authorizer(const std::string& path, Status* status);
 
 // The same, and every successful load (the first and each reload) also
 // hands the file's bucket limits to `limiter` (DeviceLimiter::set_limits),
 // so keys and limits change together. `limiter` must outlive the result.
-WRITEAPI_EXPORT std::unique_ptr<KeysFileAuthorizer> make_keys_file_authorizer(
-    const std::string& path, DeviceLimiter* limiter, Status* status);
+WRITEAPI_EXPORT std::unique_ptr<KeysFileAuthorizer> make_keys_file_authorizer(const std::string& path,
+                                                                              DeviceLimiter* limiter, Status* status);
 
 // Lowercase hex SHA-256 of `data` (64 characters).
 WRITEAPI_EXPORT std::string sha256_hex(std::string_view data);

@@ -66,20 +66,19 @@ struct WRITEAPI_EXPORT WriteHead {
   int content_encoding_count = 1;
   enum class Framing { none, length, chunked };
   Framing framing = Framing::length;
-  std::uint64_t content_length = 0;   // with Framing::length
+  std::uint64_t content_length = 0;  // with Framing::length
 };
 
 struct WRITEAPI_EXPORT IngestResult {
-  std::size_t items = 0;        // items stored
-  std::size_t bytes_stored = 0; // bytes of JSON Lines stored
-  std::string device_id;        // deviceId of the request, if any
+  std::size_t items = 0;         // items stored
+  std::size_t bytes_stored = 0;  // bytes of JSON Lines stored
+  std::string device_id;         // deviceId of the request, if any
 };
 
 class WRITEAPI_EXPORT Ingestor {
  public:
   // Without device limits: every authorized request is stored.
-  Ingestor(const Authorizer* authorizer, Storage* storage,
-           IngestOptions options = IngestOptions());
+  Ingestor(const Authorizer* authorizer, Storage* storage, IngestOptions options = IngestOptions());
   // With device limits: an authorized request over its budget gets
   // rate_limited or suspended (429, with Retry-After), a blocked device
   // device_blocked (403), and nothing of it is stored. `limiter` may be
@@ -115,8 +114,7 @@ class WRITEAPI_EXPORT Ingestor {
   // before ingest_async returns or later from a thread of the store: it
   // must be quick and must not block. The request's memory need only stay
   // valid until ingest_async returns. ingest() is this call and a wait.
-  void ingest_async(const IngestRequest& request,
-                    std::function<void(const Status&, const IngestResult&)> done) const;
+  void ingest_async(const IngestRequest& request, std::function<void(const Status&, const IngestResult&)> done) const;
 
   const IngestOptions& options() const { return options_; }
 
@@ -142,8 +140,7 @@ WRITEAPI_EXPORT Status check_content_encoding(std::string_view content_encoding)
 // Inflates a gzip (or zlib, for "deflate") stream into *out, failing with
 // payload_too_large as soon as the output would exceed `max_bytes` (or the
 // input kMaxBodyBytesLimit), and with bad_request on corrupt data.
-WRITEAPI_EXPORT Status gunzip(std::string_view compressed, std::size_t max_bytes,
-                              std::string* out);
+WRITEAPI_EXPORT Status gunzip(std::string_view compressed, std::size_t max_bytes, std::string* out);
 
 }  // namespace writeapi
 

@@ -31,8 +31,7 @@ WRITEAPI_EXPORT Status validate_name(std::string_view name, std::string_view wha
 // Returns not_found when the target is not a write path (wrong prefix, or
 // not exactly two segments after it), invalid_name when a segment is
 // malformed or decodes to an invalid name.
-WRITEAPI_EXPORT Status parse_write_target(std::string_view target, std::string* bucket,
-                                          std::string* key);
+WRITEAPI_EXPORT Status parse_write_target(std::string_view target, std::string* bucket, std::string* key);
 
 // The path prefix of the Write API.
 inline constexpr std::string_view kWritePathPrefix = "/write/v3/bucket/";

@@ -57,12 +57,12 @@ inline constexpr std::size_t kMaxDeviceIdBytes = 256;
 inline constexpr std::size_t kMaxRequestIdBytes = 128;
 
 struct WRITEAPI_EXPORT ParsedRequest {
-  std::string access_key;   // unescaped value of "accessKey"
+  std::string access_key;  // unescaped value of "accessKey"
   bool has_device_id = false;
-  std::string device_id;    // unescaped value of "deviceId" (if present)
+  std::string device_id;  // unescaped value of "deviceId" (if present)
   bool has_request_id = false;
-  std::string request_id;   // unescaped value of "requestId" (if present)
-  std::string lines;        // items as JSON Lines, each ending in '\n'
+  std::string request_id;  // unescaped value of "requestId" (if present)
+  std::string lines;       // items as JSON Lines, each ending in '\n'
   std::size_t item_count = 0;
 
   // Resets the fields, keeping buffer capacity.
@@ -95,8 +95,7 @@ struct WRITEAPI_EXPORT ParsedRequest {
 // Syntax errors take precedence: a body that is not valid JSON is always
 // invalid_json/invalid_utf8/too_deep, whatever else is wrong with it.
 // On error, `*out` holds no usable data.
-WRITEAPI_EXPORT Status parse(std::string_view body, ParsedRequest* out,
-                             const ParseOptions& options = ParseOptions());
+WRITEAPI_EXPORT Status parse(std::string_view body, ParsedRequest* out, const ParseOptions& options = ParseOptions());
 
 }  // namespace writeapi
 

@@ -25,22 +25,22 @@ namespace writeapi {
 enum class ErrorCode : int {
   ok = 0,
   // 400: the request is malformed.
-  invalid_json,        // body is not valid JSON (syntax, escapes, numbers)
-  invalid_utf8,        // body is not valid UTF-8
-  not_an_object,       // top-level JSON value is not an object
-  missing_field,       // a required field ("data") is absent
-  invalid_field,       // a field has the wrong JSON type
-  null_data,           // "data" (or an item of it) is null
-  duplicate_field,     // a top-level field appears twice
-  invalid_device_id,   // deviceId empty, too long or with control characters
-  invalid_name,        // bucket or key name breaks the naming rules
-  too_deep,            // nesting deeper than ParseOptions::max_depth
-  bad_request,         // HTTP framing problem (unreadable body, bad gzip)
+  invalid_json,       // body is not valid JSON (syntax, escapes, numbers)
+  invalid_utf8,       // body is not valid UTF-8
+  not_an_object,      // top-level JSON value is not an object
+  missing_field,      // a required field ("data") is absent
+  invalid_field,      // a field has the wrong JSON type
+  null_data,          // "data" (or an item of it) is null
+  duplicate_field,    // a top-level field appears twice
+  invalid_device_id,  // deviceId empty, too long or with control characters
+  invalid_name,       // bucket or key name breaks the naming rules
+  too_deep,           // nesting deeper than ParseOptions::max_depth
+  bad_request,        // HTTP framing problem (unreadable body, bad gzip)
   // 401
   missing_access_key,  // no accessKey in the body
   // 403
-  access_denied,       // wrong access key or unknown bucket (same answer)
-  device_blocked,      // the deviceId is blocked by the operator
+  access_denied,   // wrong access key or unknown bucket (same answer)
+  device_blocked,  // the deviceId is blocked by the operator
   // 404 / 405 / 411 / 413 / 415
   not_found,
   method_not_allowed,
@@ -49,16 +49,16 @@ enum class ErrorCode : int {
   unsupported_media_type,  // Content-Type is not application/json
   unsupported_encoding,    // Content-Encoding other than gzip/identity
   // 429
-  rate_limited,        // over the request budget; retry after Retry-After
-  suspended,           // device suspended for repeated abuse
+  rate_limited,  // over the request budget; retry after Retry-After
+  suspended,     // device suspended for repeated abuse
   // 5xx: storage failures; nothing of the request was kept.
   insufficient_storage,  // 507: no space or quota left
   storage_error,         // 503: I/O error, failed sync; retry later
   storage_unavailable,   // 503: remote store unreachable; retry later
   internal_error,        // 500: a bug
   // Appended later (the order above is fixed).
-  not_implemented,  // 501: a transfer coding other than chunked
-  server_busy,      // 503: the server holds all the connections it can; retry later
+  not_implemented,      // 501: a transfer coding other than chunked
+  server_busy,          // 503: the server holds all the connections it can; retry later
   invalid_request_id,   // 400: requestId/Idempotency-Key malformed, or both present and different
   request_id_conflict,  // 409: the request id was acknowledged for another bucket/key/body
 };
@@ -76,8 +76,7 @@ class [[nodiscard]] WRITEAPI_EXPORT Status {
  public:
   // An ok status.
   Status() noexcept = default;
-  Status(ErrorCode code, std::string message)
-      : code_(code), message_(std::move(message)) {}
+  Status(ErrorCode code, std::string message) : code_(code), message_(std::move(message)) {}
 
   static Status Ok() noexcept { return Status(); }
 

@@ -46,13 +46,13 @@ struct WRITEAPI_EXPORT AppendBatch {
 
 // Counters a backend exposes for monitoring. All monotonic since start.
 struct WRITEAPI_EXPORT StorageStats {
-  std::uint64_t appends = 0;          // batches stored (acknowledged)
-  std::uint64_t bytes_written = 0;    // bytes of lines stored (acknowledged)
-  std::uint64_t syncs = 0;            // durability syncs (fdatasync rounds)
-  std::uint64_t synced_appends = 0;   // batches covered by those syncs
+  std::uint64_t appends = 0;         // batches stored (acknowledged)
+  std::uint64_t bytes_written = 0;   // bytes of lines stored (acknowledged)
+  std::uint64_t syncs = 0;           // durability syncs (fdatasync rounds)
+  std::uint64_t synced_appends = 0;  // batches covered by those syncs
   std::uint64_t torn_tails_repaired = 0;
-  std::uint64_t write_errors = 0;     // failed appends (any cause)
-  std::uint64_t open_objects = 0;     // gauge: objects with an open handle
+  std::uint64_t write_errors = 0;  // failed appends (any cause)
+  std::uint64_t open_objects = 0;  // gauge: objects with an open handle
   // Objects fenced since start: refused lines could not be cut from their
   // file, so they answer storage_unavailable until a restart repairs them.
   std::uint64_t fenced_objects = 0;
@@ -86,19 +86,15 @@ class WRITEAPI_EXPORT Storage {
   // append; its other policies never wait and complete inline. The
   // ClickHouse store copies the batch and completes from its flush thread
   // when the INSERT holding it is answered.
-  virtual void append_async(const AppendBatch& batch, std::function<void(Status)> done) {
-    done(append(batch));
-  }
+  virtual void append_async(const AppendBatch& batch, std::function<void(Status)> done) { done(append(batch)); }
 
   // Fills *keys with the keys of `bucket` that hold an object, sorted.
   // An unknown bucket yields an empty list and ok.
-  virtual Status list_keys(std::string_view bucket,
-                           std::vector<std::string>* keys) = 0;
+  virtual Status list_keys(std::string_view bucket, std::vector<std::string>* keys) = 0;
 
   // Reads the whole object into *contents. An object never written reads
   // as empty (ok).
-  virtual Status read_object(std::string_view bucket, std::string_view key,
-                             std::string* contents) = 0;
+  virtual Status read_object(std::string_view bucket, std::string_view key, std::string* contents) = 0;
 
   // Snapshot of the backend's counters.
   virtual StorageStats stats() const { return {}; }
@@ -141,8 +137,7 @@ struct WRITEAPI_EXPORT FileStorageOptions {
 // Opens a file store at options.data_dir. On failure (directory not
 // creatable or not writable, or held by another process) returns nullptr
 // and sets *status.
-WRITEAPI_EXPORT std::unique_ptr<Storage> make_file_storage(const FileStorageOptions& options,
-                                                           Status* status);
+WRITEAPI_EXPORT std::unique_ptr<Storage> make_file_storage(const FileStorageOptions& options, Status* status);
 
 // An in-memory store, for tests and embedders. Nothing survives the process.
 WRITEAPI_EXPORT std::unique_ptr<Storage> make_memory_storage();
