@@ -40,11 +40,6 @@ constexpr auto kLingerIdle = std::chrono::seconds(2);
 // A client whose head broke the grammar gets its answer; what it sends
 // after that is not a body anyone asked for.
 constexpr std::size_t kLingerAfterBadHead = 256 * 1024;
-// Connections refused at accept (capacity, per-address cap) that linger
-// so the client reads the refusal: at most this many at once (each one
-// descriptor, from the server's reserve; see fit_file_descriptors), the
-// rest are closed at once.
-constexpr std::size_t kMaxRefusedLingering = 64;
 constexpr auto kTick = milliseconds(100);
 // Bytes a connection may hold in its head buffer without drawing on the
 // shared buffer budget: a typical head, so that a budget taken by bodies
@@ -428,7 +423,8 @@ class Loop final : public ConnectionServer {
     // A client that sends its request before reading gets the answer only
     // if closing does not reset the connection: linger as after any
     // refusal (a fresh socket's buffer takes the whole answer at once).
-    if (sent != static_cast<ssize_t>(response.size()) || refused_.size() >= kMaxRefusedLingering) {
+    if (sent != static_cast<ssize_t>(response.size()) ||
+        refused_.size() >= static_cast<std::size_t>(std::max(0, options_.max_refused_lingering))) {
       ::close(fd);
       return;
     }
@@ -555,7 +551,8 @@ class Loop final : public ConnectionServer {
     {
       std::lock_guard<std::mutex> lock(queue_mu_);
       Address* a = c->address;
-      if (--a->connections == 0 && a->active == 0 && a->ready.empty() && a->inline_ready.empty())
+      if (--a->connections == 0 && a->active == 0 && a->ready.empty() && a->inline_ready.empty() &&
+          a->heavy_ready.empty())
         addresses_.erase(a->ip);
     }
     counters_.open--;
@@ -1097,20 +1094,26 @@ class Loop final : public ConnectionServer {
   // Heavy requests still waiting for a slot past their request deadline
   // are refused (503): a wait for slots taken by others is bounded too.
   void expire_heavy_waiting() {
+    std::vector<Conn*> expired;
     for (std::size_t i = heavy_turns_.size(); i-- > 0;) {
       Address* a = heavy_turns_[i];
       for (std::size_t j = a->heavy_ready.size(); j-- > 0;) {
         Conn* c = a->heavy_ready[j];
         if (now_ <= c->deadline) continue;
         a->heavy_ready.erase(a->heavy_ready.begin() + static_cast<std::ptrdiff_t>(j));
-        c->in_worker.store(false, std::memory_order_relaxed);
-        counters_.request_timeouts++;
-        refuse(c, 503, "server_busy", "the server is busy with large requests; retry later");
+        expired.push_back(c);
       }
       if (a->heavy_ready.empty()) {
         a->heavy_in_turns = false;
         heavy_turns_.erase(heavy_turns_.begin() + static_cast<std::ptrdiff_t>(i));
       }
+    }
+    // Refused only now: refusing may close a connection at once (its
+    // client is gone) and with it free its address entry.
+    for (Conn* c : expired) {
+      c->in_worker.store(false, std::memory_order_relaxed);
+      counters_.request_timeouts++;
+      refuse(c, 503, "server_busy", "the server is busy with large requests; retry later");
     }
   }
 
@@ -1377,7 +1380,7 @@ class Loop final : public ConnectionServer {
   Counters counters_;
   Clock::time_point now_ = Clock::now();
   std::vector<Conn*> conns_;       // loop thread only
-  std::vector<Refused*> refused_;  // loop thread only; at most kMaxRefusedLingering
+  std::vector<Refused*> refused_;  // loop thread only; at most options_.max_refused_lingering
   std::string inline_request_;
   std::deque<Address*> inline_turns_;  // addresses with requests to run on the loop (run_inline)
   std::deque<Conn*> tls_ready_;        // see run_tls_ready

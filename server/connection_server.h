@@ -98,6 +98,10 @@ struct ConnectionOptions {
   // Connections held at once (idle or not); beyond it a new connection
   // gets 503 and is closed.
   int max_connections = 10000;
+  // Connections refused at accept that linger at once (each a descriptor
+  // beyond max_connections), so a client sending before reading reads the
+  // refusal; more are closed at once.
+  int max_refused_lingering = 64;
   // Connections per client address; 0 for no cap.
   int max_connections_per_ip = 4096;
   // First request of a connection, and any stalled read or write.

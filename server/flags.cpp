@@ -231,8 +231,9 @@ std::string fit_file_descriptors(ServerConfig* config) {
   // Descriptors besides connections and objects: listeners, epoll, the
   // log and its segments, the keys file, standard streams, TLS and
   // ClickHouse sockets, and up to 64 connections refused at accept while
-  // they linger (connection_server.cpp, kMaxRefusedLingering).
-  constexpr std::size_t kReserved = 128;
+  // they linger (ConnectionOptions::max_refused_lingering); with
+  // --metrics-listen, that listener's 64 connections too.
+  const std::size_t kReserved = 128 + (config->metrics_listen_host.empty() ? 0 : 64);
   const std::size_t total = limit.rlim_cur == RLIM_INFINITY ? (1u << 20) : static_cast<std::size_t>(limit.rlim_cur);
   const std::size_t usable = total > kReserved ? total - kReserved : 0;
   if (config->max_open_files == 0) {

@@ -133,8 +133,8 @@ bool valid_host(std::string_view value) {
   }
   for (char c : port)
     if (c < '0' || c > '9') return false;
-  if (port.size() > 5) return false;
-  if (host.front() == '[') return true;
+  if (port.size() > 5 || host.empty()) return false;                         // ":80" names no host
+  if (host.front() == '[') return host.find(':') != std::string_view::npos;  // "[]" is no address
   for (std::size_t i = 0; i < host.size(); ++i) {
     const unsigned char c = static_cast<unsigned char>(host[i]);
     if (std::isalnum(c) || std::strchr("-._~!$&'()*+,;=", c) != nullptr) continue;

@@ -124,7 +124,10 @@ HttpServer::HttpServer(const ServerConfig& config, Authorizer* authorizer, Devic
     // The metrics listener: few connections, one worker, plain HTTP.
     ConnectionOptions metrics_options = options;
     metrics_options.workers = 1;
+    // Counted in the descriptor reserve (fit_file_descriptors): 64
+    // connections, and refusals beyond them close at once.
     metrics_options.max_connections = 64;
+    metrics_options.max_refused_lingering = 0;
     metrics_options.max_connections_per_ip = 0;
     metrics_options.max_buffer_bytes = 4u << 20;
     metrics_options.tls_cert_path.clear();

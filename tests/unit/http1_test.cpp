@@ -260,7 +260,7 @@ TEST_CASE("http1: a Host value is one host and an optional port", "[http1]") {
     CHECK(status_of(std::string("GET / HTTP/1.1\r\nHost: ") + good + "\r\n\r\n") == HeadStatus::complete);
   }
   for (const char* bad : {"a, b", "a b", "a/b@c", "user@host", "h:80:80", "h:http", "h:123456", "[::1", "[::1]x",
-                          "[zz]", "h?x", "h#x", "%4", "a\\b"}) {
+                          "[zz]", "h?x", "h#x", "%4", "a\\b", ":", ":80", "[]", "[]:80"}) {
     INFO("Host: " << bad);
     CHECK(status_of(std::string("GET / HTTP/1.1\r\nHost: ") + bad + "\r\n\r\n") == HeadStatus::bad_request);
   }
