@@ -64,6 +64,11 @@ Flags:
   --tls-key FILE           ... and this PEM private key (both or neither)
   --max-tracked-devices N  device rate-limit states kept, least recently seen evicted
                            (default 100000)
+  --dedup-window DURATION  how long acknowledged request ids (requestId, Idempotency-Key)
+                           are remembered: 3600, 90m, 24h, 7d (default 24h)
+  --dedup-max N            request ids remembered per bucket, oldest evicted first;
+                           about 200 bytes each; 0 turns retries detection off
+                           (default 1000000)
   --storage KIND           file (default): objects under --data-dir; clickhouse: rows of a
                            ClickHouse table that any number of servers share (docs/SCALING.md)
   --clickhouse-url URL     ClickHouse's HTTP interface (default http://127.0.0.1:8123)
@@ -381,6 +386,33 @@ int parse_flags(int argc, char** argv, ServerConfig* config) {
       config->tls_key_path = std::string(value);
     } else if (flag == "--keep-alive-timeout-s") {
       if (!parse_int(value, 1, 3600, &config->keep_alive_timeout_seconds)) return bad("seconds 1-3600");
+    } else if (flag == "--dedup-window") {
+      std::size_t unit = 1;
+      std::string_view digits = value;
+      if (!digits.empty()) {
+        switch (digits.back()) {
+          case 's':
+            unit = 1, digits.remove_suffix(1);
+            break;
+          case 'm':
+            unit = 60, digits.remove_suffix(1);
+            break;
+          case 'h':
+            unit = 3600, digits.remove_suffix(1);
+            break;
+          case 'd':
+            unit = 86400, digits.remove_suffix(1);
+            break;
+          default:
+            break;
+        }
+      }
+      if (!parse_int(digits, 1, 400 * 86400, &number) || static_cast<std::size_t>(number) * unit > 400u * 86400u)
+        return bad("a duration of 1 s to 400 days: seconds, or a number with s, m, h or d");
+      config->dedup_window = std::chrono::seconds(static_cast<std::int64_t>(number) * static_cast<std::int64_t>(unit));
+    } else if (flag == "--dedup-max") {
+      if (!parse_int(value, 0, 100000000, &number)) return bad("a count 0-100000000");
+      config->dedup_max_ids = static_cast<std::size_t>(number);
     } else if (flag == "--max-tracked-devices") {
       if (!parse_int(value, 1, 100000000, &number)) return bad("a count 1-100000000");
       config->max_tracked_devices = static_cast<std::size_t>(number);

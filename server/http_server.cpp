@@ -81,6 +81,8 @@ HttpServer::HttpServer(const ServerConfig& config, Authorizer* authorizer, Devic
     : config_(config), storage_(storage), ingestor_(authorizer, limiter, storage, [&] {
         IngestOptions options;
         options.max_body_bytes = config.max_body_bytes;
+        options.dedup_window = config.dedup_window;
+        options.dedup_max_ids = config.dedup_max_ids;
         return options;
       }()) {
   ConnectionOptions options;
@@ -213,6 +215,7 @@ void HttpServer::run_write(const http1::RequestHead& head, std::string_view body
   request.key = key;
   request.content_type = field_value(head, "Content-Type");
   request.content_encoding = field_value(head, "Content-Encoding");
+  request.idempotency_key = field_value(head, "Idempotency-Key");
   request.body = body;
   // Compressed and large bodies (up to three times --max-body of working
   // memory) run at most four at once: the connection layer holds the
@@ -229,7 +232,7 @@ void HttpServer::write_answer(const http1::RequestHead& head, std::string_view r
   const std::string_view connection = !keep_alive               ? std::string_view("Connection: close\r\n")
                                       : head.minor_version == 0 ? std::string_view(keep_alive_header_10_)
                                                                 : std::string_view(keep_alive_header_);
-  append_write_response(status, result.items, connection, response);
+  append_write_response(status, result.items, connection, response, result.duplicate);
   const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
   const std::uint64_t items = status.ok() ? result.items : 0;
   const std::uint64_t bytes = status.ok() ? result.bytes_stored : 0;

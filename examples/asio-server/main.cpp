@@ -161,14 +161,17 @@ class Session : public std::enable_shared_from_this<Session> {
     request.key = key_;
     count(http::field::content_type, &request.content_type);
     count(http::field::content_encoding, &request.content_encoding);
+    auto key = req.find("Idempotency-Key");
+    if (key != req.end()) request.idempotency_key = std::string_view(key->value().data(), key->value().size());
     request.body = req.body();
     stream_.expires_never();
     // The answer may come from the store's thread: back to this
     // connection's strand before touching it.
     app_->ingestor->ingest_async(
         request, [self = shared_from_this()](const Status& status, const writeapi::IngestResult& result) {
-          asio::post(self->stream_.get_executor(),
-                     [self, status, items = result.items] { self->send_status(status, !self->keep_alive_, items); });
+          asio::post(self->stream_.get_executor(), [self, status, items = result.items, dup = result.duplicate] {
+            self->send_status(status, !self->keep_alive_, items, dup);
+          });
         });
   }
 
@@ -187,10 +190,10 @@ class Session : public std::enable_shared_from_this<Session> {
     return http10_ ? "Connection: keep-alive\r\n" : "";
   }
 
-  void send_status(const Status& status, bool close_after, std::size_t items = 0) {
+  void send_status(const Status& status, bool close_after, std::size_t items = 0, bool duplicate = false) {
     out_.clear();
     close_after = close_after || !keep_alive_;
-    writeapi::append_write_response(status, items, connection_header(!close_after), &out_);
+    writeapi::append_write_response(status, items, connection_header(!close_after), &out_, duplicate);
     send(close_after);
   }
 

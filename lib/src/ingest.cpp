@@ -3,9 +3,13 @@
 #include <zlib.h>
 
 #include <algorithm>
+#include <condition_variable>
 #include <limits>
+#include <memory>
+#include <mutex>
 #include <string>
 
+#include "request_ids.h"
 #include "writeapi/names.h"
 
 namespace writeapi {
@@ -91,11 +95,27 @@ Status gunzip(std::string_view compressed, std::size_t max_bytes, std::string* o
   return status;
 }
 
+namespace {
+
+std::shared_ptr<RequestIds> make_request_ids(const IngestOptions& options) {
+  if (options.dedup_max_ids == 0) return nullptr;
+  RequestIdsOptions ids;
+  ids.window = options.dedup_window;
+  ids.max_ids = options.dedup_max_ids;
+  return std::make_shared<RequestIds>(ids);
+}
+
+}  // namespace
+
 Ingestor::Ingestor(const Authorizer* authorizer, Storage* storage, IngestOptions options)
-    : authorizer_(authorizer), storage_(storage), options_(options) {}
+    : Ingestor(authorizer, nullptr, storage, std::move(options)) {}
 
 Ingestor::Ingestor(const Authorizer* authorizer, DeviceLimiter* limiter, Storage* storage, IngestOptions options)
-    : authorizer_(authorizer), limiter_(limiter), storage_(storage), options_(options) {}
+    : authorizer_(authorizer),
+      limiter_(limiter),
+      storage_(storage),
+      options_(options),
+      request_ids_(make_request_ids(options_)) {}
 
 namespace {
 
@@ -134,7 +154,9 @@ Status Ingestor::check_head(const WriteHead& head, std::string* bucket, std::str
   return check_content_encoding(head.content_encoding);
 }
 
-Status Ingestor::prepare(const IngestRequest& request, IngestResult* result, AppendBatch* batch) const {
+Status Ingestor::prepare(const IngestRequest& request, IngestResult* result, AppendBatch* batch,
+                         std::string* request_id) const {
+  request_id->clear();
   ThreadBuffers& buffers = thread_buffers();
   if (Status s = check_content_type(request.content_type); !s.ok()) return s;
   if (Status s = check_content_encoding(request.content_encoding); !s.ok()) return s;
@@ -155,10 +177,15 @@ Status Ingestor::prepare(const IngestRequest& request, IngestResult* result, App
   ParsedRequest& parsed = buffers.parsed;
   Status status = parse(body, &parsed, options_.parse);
   if (parsed.has_device_id) result->device_id = parsed.device_id;
+  if (status.ok() && (parsed.has_request_id || !request.idempotency_key.empty()))
+    status = resolve_request_id(parsed.has_request_id ? std::string_view(parsed.request_id) : std::string_view(),
+                                request.idempotency_key, request_id);
   if (status.ok()) status = authorizer_->authorize(request.bucket, parsed.access_key);
   // Limits come after authorization, so requests with a wrong key cannot
-  // spend (or suspend) a bucket's budget.
-  if (status.ok() && limiter_) status = limiter_->admit(request.bucket, parsed.device_id);
+  // spend (or suspend) a bucket's budget; for a request with an id, after
+  // the id is known to be new (store_once), so retries spend nothing.
+  if (status.ok() && limiter_ && (request_id->empty() || !request_ids_))
+    status = limiter_->admit(request.bucket, parsed.device_id);
   wipe_access_key(&parsed);
   if (!status.ok()) return status;
   batch->bucket = request.bucket;
@@ -173,8 +200,28 @@ Status Ingestor::ingest(const IngestRequest& request, IngestResult* result) cons
   result->items = 0;
   result->bytes_stored = 0;
   result->device_id.clear();
+  result->duplicate = false;
   AppendBatch batch;
-  Status status = prepare(request, result, &batch);
+  std::string request_id;
+  Status status = prepare(request, result, &batch, &request_id);
+  if (status.ok() && !request_id.empty() && request_ids_) {
+    // A retry may wait for the first request in flight: the asynchronous
+    // path and a wait.
+    std::mutex mu;
+    std::condition_variable cv;
+    bool finished = false;
+    store_once(batch, request_id, std::move(*result), [&](const Status& s, const IngestResult& r) {
+      std::lock_guard<std::mutex> lock(mu);
+      status = s;
+      *result = r;
+      finished = true;
+      cv.notify_one();
+    });
+    release_buffers(&thread_buffers());
+    std::unique_lock<std::mutex> lock(mu);
+    cv.wait(lock, [&] { return finished; });
+    return status;
+  }
   if (status.ok()) status = storage_->append(batch);
   if (status.ok()) {
     result->items = batch.item_count;
@@ -188,10 +235,16 @@ void Ingestor::ingest_async(const IngestRequest& request,
                             std::function<void(const Status&, const IngestResult&)> done) const {
   IngestResult result;
   AppendBatch batch;
-  Status status = prepare(request, &result, &batch);
+  std::string request_id;
+  Status status = prepare(request, &result, &batch, &request_id);
   if (!status.ok()) {
     release_buffers(&thread_buffers());
     return done(status, result);
+  }
+  if (!request_id.empty() && request_ids_) {
+    store_once(batch, request_id, std::move(result), std::move(done));
+    release_buffers(&thread_buffers());
+    return;
   }
   const std::size_t items = batch.item_count;
   const std::size_t bytes = batch.lines.size();
@@ -207,6 +260,61 @@ void Ingestor::ingest_async(const IngestRequest& request,
                            done(stored, result);
                          });
   release_buffers(&thread_buffers());
+}
+
+void Ingestor::store_once(const AppendBatch& batch, const std::string& request_id, IngestResult result,
+                          Done done) const {
+  // Waits past their limit end when traffic comes by (no thread of our own).
+  request_ids_->expire_waiters();
+  const RequestFingerprint fingerprint = request_fingerprint(batch.bucket, batch.key, batch.lines);
+  auto shared_done = std::make_shared<Done>(std::move(done));
+  std::size_t items = 0;
+  RequestIds::Waiter waiter = [shared_done, result](const RequestOutcome& outcome) {
+    IngestResult answer = result;
+    if (outcome.status.ok()) {
+      answer.items = outcome.items;
+      answer.duplicate = true;
+    }
+    (*shared_done)(outcome.status, answer);
+  };
+  switch (request_ids_->begin(batch.bucket, request_id, fingerprint, &items, std::move(waiter))) {
+    case RequestIds::Begin::duplicate:
+      result.items = items;
+      result.duplicate = true;
+      return (*shared_done)(Status(), result);
+    case RequestIds::Begin::conflict:
+      return (*shared_done)(Status(ErrorCode::request_id_conflict,
+                                   "this requestId was used for another request (bucket, key or data); use a new id"),
+                            result);
+    case RequestIds::Begin::waiting:
+      return;  // the waiter answers, with the first request's outcome
+    case RequestIds::Begin::busy:
+      return (*shared_done)(
+          Status(ErrorCode::server_busy, "too many retries of this requestId are waiting; retry later")
+              .with_retry_after(1),
+          result);
+    case RequestIds::Begin::fresh:
+      break;
+  }
+  if (limiter_) {
+    if (Status admitted = limiter_->admit(batch.bucket, batch.device_id); !admitted.ok()) {
+      request_ids_->finish(batch.bucket, request_id, RequestOutcome{admitted, 0});
+      return (*shared_done)(admitted, result);
+    }
+  }
+  const std::size_t count = batch.item_count;
+  const std::size_t bytes = batch.lines.size();
+  storage_->append_async(batch, [ids = request_ids_, bucket = std::string(batch.bucket), request_id, shared_done,
+                                 result = std::move(result), count, bytes](Status stored) mutable {
+    // Remembered (or forgotten) before the answer: a retry that follows
+    // the answer finds the id.
+    ids->finish(bucket, request_id, RequestOutcome{stored, stored.ok() ? count : 0});
+    if (stored.ok()) {
+      result.items = count;
+      result.bytes_stored = bytes;
+    }
+    (*shared_done)(stored, result);
+  });
 }
 
 }  // namespace writeapi

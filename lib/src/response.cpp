@@ -47,9 +47,11 @@ std::string error_json(std::string_view code, std::string_view message) {
   return body;
 }
 
-std::string ok_json(std::size_t items) {
-  char json[64];
-  int size = std::snprintf(json, sizeof json, "{\"ok\":true,\"items\":%zu}\n", items);
+std::string ok_json(std::size_t items, bool duplicate) {
+  char json[80];
+  int size = std::snprintf(
+      json, sizeof json,
+      duplicate ? "{\"ok\":true,\"items\":%zu,\"duplicate\":true}\n" : "{\"ok\":true,\"items\":%zu}\n", items);
   return std::string(json, static_cast<std::size_t>(size));
 }
 
@@ -112,8 +114,9 @@ std::vector<ResponseHeader> status_headers(const Status& status) {
   return headers;
 }
 
-void append_write_response(const Status& status, std::size_t items, std::string_view header_lines, std::string* out) {
-  const std::string body = status.ok() ? ok_json(items) : error_json(status.name(), status.message());
+void append_write_response(const Status& status, std::size_t items, std::string_view header_lines, std::string* out,
+                           bool duplicate) {
+  const std::string body = status.ok() ? ok_json(items, duplicate) : error_json(status.name(), status.message());
   const int http_status = status.http_status();
   char head[160];
   int size =

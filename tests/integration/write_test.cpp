@@ -5,6 +5,7 @@
 #include <catch2/catch.hpp>
 #include <string>
 
+#include "checks.h"
 #include "server_process.h"
 
 using namespace writeapi::testing;
@@ -264,4 +265,44 @@ TEST_CASE("100 sequential requests on one raw TCP connection", "[integration][ke
   REQUIRE(lines.size() == 100);
   CHECK(lines.front() == "0");
   CHECK(lines.back() == "99");
+}
+
+TEST_CASE("a retried requestId is answered duplicate with its original count and stored once",
+          "[integration][write][dedup]") {
+  ServerProcess server;
+  const std::string target = write_path("homelab", "retried");
+  const std::string body = "{\"accessKey\":\"" + std::string(kAccessKey) +
+                           "\",\"requestId\":\"dev-1/000042\",\"data\":[{\"t\":1},{\"t\":2}]}";
+  RawConnection connection(server.port());
+  REQUIRE(connection.send(make_post(target, body)));
+  RawResponse first = connection.read_response();
+  CHECK(first.status == 200);
+  CHECK(check_ok_body(first.body, 2) == "");
+  for (int retry = 0; retry < 3; ++retry) {
+    REQUIRE(connection.send(make_post(target, body)));
+    RawResponse again = connection.read_response();
+    CHECK(again.status == 200);
+    CHECK(again.body == "{\"ok\":true,\"items\":2,\"duplicate\":true}\n");
+  }
+  CHECK(server.read_object("homelab", "retried") == "{\"t\":1}\n{\"t\":2}\n");
+
+  // The header carries the same id; both present and different is a 400.
+  const std::string plain = make_body("[{\"t\":1},{\"t\":2}]");
+  RawResponse header_retry = raw_exchange(
+      server.port(), make_post(target, plain, {"Content-Type: application/json", "Idempotency-Key: dev-1/000042"}));
+  CHECK(header_retry.status == 200);
+  CHECK(header_retry.body == "{\"ok\":true,\"items\":2,\"duplicate\":true}\n");
+  expect_refused(server, "ids that disagree",
+                 make_post(target, body, {"Content-Type: application/json", "Idempotency-Key: other"}), 400,
+                 "invalid_request_id");
+  expect_refused(
+      server, "an id too long",
+      make_post(target, plain, {"Content-Type: application/json", "Idempotency-Key: " + std::string(129, 'x')}), 400,
+      "invalid_request_id");
+  // The same id for other data is a conflict, and stores nothing.
+  expect_refused(server, "the same id for other data",
+                 make_post(target, "{\"accessKey\":\"" + std::string(kAccessKey) +
+                                       "\",\"requestId\":\"dev-1/000042\",\"data\":[{\"t\":3}]}"),
+                 409, "request_id_conflict");
+  CHECK(server.read_object("homelab", "retried") == "{\"t\":1}\n{\"t\":2}\n");
 }

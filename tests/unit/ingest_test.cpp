@@ -20,6 +20,7 @@
 #include "temp_dir.h"
 #include "writeapi/auth.h"
 #include "writeapi/ingest.h"
+#include "writeapi/limits.h"
 #include "writeapi/storage.h"
 
 using writeapi::ErrorCode;
@@ -759,4 +760,153 @@ TEST_CASE("check_head: what the head alone decides, before any body is read", "[
   CHECK(ingestor.check_head(h, &bucket, &key).ok());
   h.content_encoding_count = 2;
   CHECK(refusal(h) == ErrorCode::unsupported_encoding);
+}
+
+namespace {
+
+std::string body_with_id(std::string_view data, std::string_view id, std::string_view key = kDocKey) {
+  return R"({"accessKey":")" + std::string(key) + R"(","requestId":")" + std::string(id) + R"(","data":)" +
+         std::string(data) + "}";
+}
+
+}  // namespace
+
+TEST_CASE("ingest: a retried requestId is answered with its original count and stores nothing", "[ingest][dedup]") {
+  Env env;
+  Ingestor ingestor(env.auth.get(), env.storage.get());
+  IngestResult result;
+  const std::string body = body_with_id("[1,2,3]", "sensor-7/0001");
+  REQUIRE(ingestor.ingest(request(body), &result).ok());
+  CHECK(result.items == 3);
+  CHECK_FALSE(result.duplicate);
+  for (int retry = 0; retry < 3; ++retry) {
+    REQUIRE(ingestor.ingest(request(body), &result).ok());
+    CHECK(result.items == 3);
+    CHECK(result.duplicate);
+    CHECK(result.bytes_stored == 0);
+  }
+  CHECK(env.object("homelab", "outdoors_temp1") == "1\n2\n3\n");
+  // The body's field order and whitespace do not matter; what is stored does.
+  const std::string reordered =
+      R"({ "requestId" : "sensor-7/0001", "data" : [1, 2, 3], "accessKey" : ")" + std::string(kDocKey) + "\"}";
+  REQUIRE(ingestor.ingest(request(reordered), &result).ok());
+  CHECK(result.duplicate);
+  // Another id stores again.
+  REQUIRE(ingestor.ingest(request(body_with_id("[1,2,3]", "sensor-7/0002")), &result).ok());
+  CHECK_FALSE(result.duplicate);
+  CHECK(env.object("homelab", "outdoors_temp1") == "1\n2\n3\n1\n2\n3\n");
+}
+
+TEST_CASE("ingest: the same id for another body, key or bucket is request_id_conflict", "[ingest][dedup]") {
+  Env env;
+  Ingestor ingestor(env.auth.get(), env.storage.get());
+  IngestResult result;
+  REQUIRE(ingestor.ingest(request(body_with_id("1", "id-1")), &result).ok());
+  CHECK(ingestor.ingest(request(body_with_id("2", "id-1")), &result).code() == ErrorCode::request_id_conflict);
+  CHECK(ingestor.ingest(request(body_with_id("1", "id-1"), "homelab", "other"), &result).code() ==
+        ErrorCode::request_id_conflict);
+  // Ids are per bucket: the same id in another bucket is another request.
+  REQUIRE(ingestor.ingest(request(body_with_id("1", "id-1", "garden-key"), "garden"), &result).ok());
+  CHECK_FALSE(result.duplicate);
+  CHECK(env.object("homelab", "outdoors_temp1") == "1\n");
+  CHECK(env.object("homelab", "other") == "");
+  CHECK(env.object("garden", "outdoors_temp1") == "1\n");
+}
+
+TEST_CASE("ingest: Idempotency-Key is the same id as requestId, and the two must agree", "[ingest][dedup]") {
+  Env env;
+  Ingestor ingestor(env.auth.get(), env.storage.get());
+  IngestResult result;
+  const std::string plain = body_with("[4]");
+  IngestRequest r = request(plain);
+  r.idempotency_key = "k-42";
+  REQUIRE(ingestor.ingest(r, &result).ok());
+  CHECK_FALSE(result.duplicate);
+  const std::string same = body_with_id("[4]", "k-42");
+  REQUIRE(ingestor.ingest(request(same), &result).ok());  // the body's id, the header's request
+  CHECK(result.duplicate);
+  IngestRequest both = request(same);
+  both.idempotency_key = "k-42";
+  REQUIRE(ingestor.ingest(both, &result).ok());
+  CHECK(result.duplicate);
+  both.idempotency_key = "k-43";
+  CHECK(ingestor.ingest(both, &result).code() == ErrorCode::invalid_request_id);
+  IngestRequest bad = request(plain);
+  bad.idempotency_key = std::string(129, 'x');
+  CHECK(ingestor.ingest(bad, &result).code() == ErrorCode::invalid_request_id);
+  bad.idempotency_key = "tab\there";
+  CHECK(ingestor.ingest(bad, &result).code() == ErrorCode::invalid_request_id);
+  CHECK(env.object("homelab", "outdoors_temp1") == "4\n");
+}
+
+TEST_CASE("ingest: a refused request forgets its id, so its retry stores", "[ingest][dedup]") {
+  Env env;
+  FaultyStorage failing{Status(ErrorCode::storage_error, "disk said no")};
+  Ingestor refusing(env.auth.get(), &failing);
+  IngestResult result;
+  const std::string body = body_with_id("[1]", "retry-me");
+  CHECK(refusing.ingest(request(body), &result).code() == ErrorCode::storage_error);
+  CHECK(refusing.ingest(request(body), &result).code() == ErrorCode::storage_error);
+  CHECK(failing.calls == 2);  // each retry reached the store again
+}
+
+TEST_CASE("ingest_async: a retry while the first is in flight gets the first's answer", "[ingest][dedup]") {
+  Env env;
+  DeferredStorage storage{Status()};
+  Ingestor ingestor(env.auth.get(), &storage);
+  std::vector<std::pair<Status, IngestResult>> answers;
+  auto done = [&](const Status& s, const IngestResult& r) { answers.emplace_back(s, r); };
+  const std::string body = body_with_id("[1,2]", "in-flight");
+  ingestor.ingest_async(request(body), done);
+  ingestor.ingest_async(request(body), done);                              // waits for the first
+  ingestor.ingest_async(request(body_with_id("[9]", "in-flight")), done);  // conflict at once
+  REQUIRE(answers.size() == 1);
+  CHECK(answers[0].first.code() == ErrorCode::request_id_conflict);
+  CHECK(storage.pending() == 1);
+  storage.complete_all();
+  REQUIRE(answers.size() == 3);
+  // The first request's answer and its retry's (in either order).
+  int firsts = 0, duplicates = 0;
+  for (std::size_t i = 1; i < 3; ++i) {
+    CHECK(answers[i].first.ok());
+    CHECK(answers[i].second.items == 2);
+    (answers[i].second.duplicate ? duplicates : firsts)++;
+  }
+  CHECK(firsts == 1);
+  CHECK(duplicates == 1);
+  std::string contents;
+  REQUIRE(storage.read_object("homelab", "outdoors_temp1", &contents).ok());
+  CHECK(contents == "1\n2\n");
+}
+
+TEST_CASE("ingest: retries of an acknowledged id spend no device budget", "[ingest][dedup]") {
+  Env env;
+  writeapi::DeviceLimiter limiter;
+  writeapi::BucketLimitsMap limits;
+  writeapi::BucketLimits homelab;
+  homelab.anonymous = writeapi::RateLimit{0.001, 1};  // one request, then 429
+  limits["homelab"] = homelab;
+  limiter.set_limits(limits);
+  Ingestor ingestor(env.auth.get(), &limiter, env.storage.get());
+  IngestResult result;
+  const std::string body = body_with_id("1", "only-once");
+  REQUIRE(ingestor.ingest(request(body), &result).ok());
+  for (int i = 0; i < 5; ++i) {
+    REQUIRE(ingestor.ingest(request(body), &result).ok());
+    CHECK(result.duplicate);
+  }
+  CHECK(ingestor.ingest(request(body_with_id("1", "another")), &result).code() == ErrorCode::rate_limited);
+}
+
+TEST_CASE("ingest: dedup_max_ids 0 turns retry detection off", "[ingest][dedup]") {
+  Env env;
+  writeapi::IngestOptions options;
+  options.dedup_max_ids = 0;
+  Ingestor ingestor(env.auth.get(), env.storage.get(), options);
+  IngestResult result;
+  const std::string body = body_with_id("1", "twice");
+  REQUIRE(ingestor.ingest(request(body), &result).ok());
+  REQUIRE(ingestor.ingest(request(body), &result).ok());
+  CHECK_FALSE(result.duplicate);
+  CHECK(env.object("homelab", "outdoors_temp1") == "1\n1\n");
 }

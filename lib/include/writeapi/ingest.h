@@ -14,9 +14,11 @@
 #ifndef WRITEAPI_INGEST_H_
 #define WRITEAPI_INGEST_H_
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -45,6 +47,17 @@ struct WRITEAPI_EXPORT IngestOptions {
   // kMaxBodyBytesLimit (a larger value acts as that limit).
   std::size_t max_body_bytes = kDefaultMaxBodyBytes;
   ParseOptions parse;
+  // Idempotent writes: a request carrying an id (`requestId` in the body or
+  // the Idempotency-Key header, IngestRequest::idempotency_key) that was
+  // acknowledged before is answered with its original count and stores
+  // nothing; the same id for another bucket, key or body is
+  // request_id_conflict; a retry while the first is in flight gets the
+  // first's answer. Ids are remembered per bucket for at least
+  // dedup_window and at most dedup_max_ids (about 200 bytes each), in this
+  // process's memory. dedup_max_ids 0 turns the feature off (ids are then
+  // checked and ignored).
+  std::chrono::seconds dedup_window = std::chrono::hours(24);
+  std::size_t dedup_max_ids = 1'000'000;
 };
 
 struct WRITEAPI_EXPORT IngestRequest {
@@ -54,6 +67,7 @@ struct WRITEAPI_EXPORT IngestRequest {
   std::string_view content_encoding;  // Content-Encoding: empty or identity,
                                       // gzip, x-gzip or deflate (zlib)
   std::string_view body;              // as received (maybe gzip)
+  std::string_view idempotency_key;   // Idempotency-Key header; empty if absent
 };
 
 // What a front end knows of a write request once its head has arrived.
@@ -73,7 +87,11 @@ struct WRITEAPI_EXPORT IngestResult {
   std::size_t items = 0;         // items stored
   std::size_t bytes_stored = 0;  // bytes of JSON Lines stored
   std::string device_id;         // deviceId of the request, if any
+  bool duplicate = false;        // a retry of an acknowledged request: nothing
+                                 // stored now, items is the original count
 };
+
+class RequestIds;
 
 class WRITEAPI_EXPORT Ingestor {
  public:
@@ -119,14 +137,19 @@ class WRITEAPI_EXPORT Ingestor {
   const IngestOptions& options() const { return options_; }
 
  private:
+  using Done = std::function<void(const Status&, const IngestResult&)>;
   // Everything before the store: fills *batch (pointing into per-thread
-  // buffers) and result->device_id, or returns the refusal.
-  Status prepare(const IngestRequest& request, IngestResult* result, AppendBatch* batch) const;
-
+  // buffers), result->device_id and *request_id (empty: none), or returns
+  // the refusal.
+  Status prepare(const IngestRequest& request, IngestResult* result, AppendBatch* batch, std::string* request_id) const;
+  // The store's part for a request with an id: duplicates, conflicts and
+  // waits first (RequestIds), then append_async.
+  void store_once(const AppendBatch& batch, const std::string& request_id, IngestResult result, Done done) const;
   const Authorizer* authorizer_;
   DeviceLimiter* limiter_ = nullptr;
   Storage* storage_;
   IngestOptions options_;
+  std::shared_ptr<RequestIds> request_ids_;  // null when dedup_max_ids is 0
 };
 
 // Ok when `content_type` is application/json (any case, parameters such as

@@ -28,8 +28,9 @@ WRITEAPI_EXPORT void append_json_string(std::string* out, std::string_view text)
 // {"ok":false,"error":<code>,"message":<message>} and '\n'.
 WRITEAPI_EXPORT std::string error_json(std::string_view code, std::string_view message);
 
-// {"ok":true,"items":<items>} and '\n'.
-WRITEAPI_EXPORT std::string ok_json(std::size_t items);
+// {"ok":true,"items":<items>} and '\n'; with `duplicate` (a retry of an
+// acknowledged request) {"ok":true,"items":<items>,"duplicate":true}.
+WRITEAPI_EXPORT std::string ok_json(std::size_t items, bool duplicate = false);
 
 // A header that goes with an answer beyond Content-Type and Content-Length.
 struct WRITEAPI_EXPORT ResponseHeader {
@@ -50,7 +51,7 @@ WRITEAPI_EXPORT const char* reason_phrase(int http_status) noexcept;
 // its status_headers(). `header_lines` (each ending
 // "\r\n", e.g. "Connection: close\r\n") go after the fixed headers.
 WRITEAPI_EXPORT void append_write_response(const Status& status, std::size_t items, std::string_view header_lines,
-                                           std::string* out);
+                                           std::string* out, bool duplicate = false);
 
 }  // namespace writeapi
 
