@@ -205,10 +205,10 @@ class RequestStream final : public httplib::Stream {
 
 // Fields the connection layer has dealt with; cpp-httplib never sees them.
 bool is_framing_field(std::string_view name) {
-  return http1::iequals(name, "Content-Length") || http1::iequals(name, "Transfer-Encoding") ||
-         http1::iequals(name, "Connection") || http1::iequals(name, "Keep-Alive") || http1::iequals(name, "Expect") ||
-         http1::iequals(name, "Range") || http1::iequals(name, "Content-Encoding") || http1::iequals(name, "Upgrade") ||
-         http1::iequals(name, "TE") || http1::iequals(name, "Trailer");
+  return ascii_iequals(name, "Content-Length") || ascii_iequals(name, "Transfer-Encoding") ||
+         ascii_iequals(name, "Connection") || ascii_iequals(name, "Keep-Alive") || ascii_iequals(name, "Expect") ||
+         ascii_iequals(name, "Range") || ascii_iequals(name, "Content-Encoding") || ascii_iequals(name, "Upgrade") ||
+         ascii_iequals(name, "TE") || ascii_iequals(name, "Trailer");
 }
 
 // The head rebuilt for cpp-httplib: request line and the other fields.
@@ -716,43 +716,12 @@ class Loop final : public ConnectionServer {
         http1::parse_head(std::string_view(c->in).substr(c->in_pos), options_.max_head_bytes, &c->head, &c->scan_from);
     if (r.status == http1::HeadStatus::incomplete) return true;
     if (r.status != http1::HeadStatus::complete) {
-      // Every refusal of the grammar: its status, the error code clients
-      // see, and the counter it goes to.
-      int status = 400;
-      std::string_view code = "bad_request";
-      switch (r.status) {
-        case http1::HeadStatus::too_large:
-          status = 431;
-          break;
-        case http1::HeadStatus::uri_too_long:
-          status = 414;
-          break;
-        case http1::HeadStatus::not_implemented:
-          status = 501, code = "not_implemented";
-          break;
-        case http1::HeadStatus::bad_version:
-          status = 505;
-          break;
-        case http1::HeadStatus::expectation_failed:
-          status = 417;
-          break;
-        default:
-          break;
-      }
+      const http1::HeadRefusal refusal = http1::refusal_of(r.status);
       (r.status == http1::HeadStatus::too_large ? counters_.heads_too_large : counters_.framing_errors)++;
       // A head refused after its framing was read (Host, Expect, a coding
       // other than chunked) lingers for the body that follows, as any refusal.
       if (c->head.framing != http1::BodyFraming::none) c->linger_limit = unread_body_limit(c->head);
-      refuse(c, status, code, r.reason);
-      return false;
-    }
-    // cpp-httplib's routes know these methods; anything else would get an
-    // answer of its own making.
-    static constexpr std::string_view kMethods[] = {"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"};
-    if (std::find(std::begin(kMethods), std::end(kMethods), c->head.method) == std::end(kMethods)) {
-      counters_.framing_errors++;
-      c->linger_limit = unread_body_limit(c->head);
-      refuse(c, 501, "not_implemented", "the method is not supported; the write path takes POST");
+      refuse(c, refusal.http_status, refusal.code, r.reason);
       return false;
     }
     // Bytes after the head: the body, or the next request. `in` stays as

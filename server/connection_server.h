@@ -39,7 +39,7 @@
 #include <string>
 #include <string_view>
 
-#include "http1.h"
+#include "writeapi/http1.h"
 
 namespace httplib {
 class Server;

@@ -42,14 +42,10 @@ void respond(httplib::Response& res, const Status& status) {
 // A complete response refusing a request from its head (the connection
 // closes after it: a body may follow unread).
 std::string render_refusal(int http_status, std::string_view code, std::string_view message, int retry_after) {
-  std::string body = error_json(code, message);
-  std::string response = fmt::format(
-      "HTTP/1.1 {} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n"
-      "Connection: close\r\n",
-      http_status, reason_phrase(http_status), body.size());
-  if (retry_after > 0) response += fmt::format("Retry-After: {}\r\n", retry_after);
-  response += "\r\n";
-  response += body;
+  std::string headers = "Connection: close\r\n";
+  if (retry_after > 0) headers += fmt::format("Retry-After: {}\r\n", retry_after);
+  std::string response;
+  append_error_response(http_status, code, message, headers, &response);
   return response;
 }
 
@@ -173,9 +169,10 @@ HttpServer::~HttpServer() {
   }
 }
 
-HeadDecision HttpServer::decide_head(const http1::RequestHead& head) const {
-  HeadDecision decision;
-  if (head.method != "POST" || !on_write_path(head.target)) return decision;  // no body read
+namespace {
+
+// What the library needs of a request head to decide a write.
+WriteHead write_head(const http1::RequestHead& head) {
   WriteHead write;
   write.method = head.method;
   write.target = head.target;
@@ -187,14 +184,26 @@ HeadDecision HttpServer::decide_head(const http1::RequestHead& head) const {
                   : head.framing == http1::BodyFraming::length ? WriteHead::Framing::length
                                                                : WriteHead::Framing::chunked;
   write.content_length = head.content_length;
+  return write;
+}
+
+}  // namespace
+
+HeadDecision HttpServer::decide_head(const http1::RequestHead& head) const {
+  HeadDecision decision;
+  if (!on_write_path(head.target)) return decision;  // cpp-httplib's routes, no body read
+  // Every method on the write path is the library's to answer; only POST
+  // reads a body (another method's body stays unread, and the connection
+  // closes after the 405).
+  decision.direct = true;
+  if (head.method != "POST") return decision;
   std::string bucket, key;
-  if (Status s = ingestor_.check_head(write, &bucket, &key); !s.ok()) {
+  if (Status s = ingestor_.check_head(write_head(head), &bucket, &key); !s.ok()) {
     append_write_response(s, 0, "Connection: close\r\n", &decision.refusal);
     return decision;
   }
   decision.read_body = true;
   decision.max_body_bytes = ingestor_.max_body_bytes();
-  decision.direct = true;  // run_write renders the whole answer
   return decision;
 }
 
@@ -209,7 +218,7 @@ void HttpServer::run_write(const http1::RequestHead& head, std::string_view body
     write_answer(head, remote_ip, keep_alive, status, result, start, response);
     done();
   };
-  Status status = parse_write_target(head.target, &bucket, &key);
+  Status status = ingestor_.check_head(write_head(head), &bucket, &key);
   if (!status.ok()) return answer(status, IngestResult());
   request.bucket = bucket;
   request.key = key;
@@ -233,6 +242,7 @@ void HttpServer::write_answer(const http1::RequestHead& head, std::string_view r
                                       : head.minor_version == 0 ? std::string_view(keep_alive_header_10_)
                                                                 : std::string_view(keep_alive_header_);
   append_write_response(status, result.items, connection, response, result.duplicate);
+  if (head.method == "HEAD") response->resize(response->find("\r\n\r\n") + 4);  // the head of the answer only
   const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
   const std::uint64_t items = status.ok() ? result.items : 0;
   const std::uint64_t bytes = status.ok() ? result.bytes_stored : 0;
@@ -307,23 +317,8 @@ void HttpServer::install_routes() {
       res.set_header("Connection", "keep-alive");
   });
 
-  // POST on the write path never reaches cpp-httplib: decide_head and
-  // run_write decide and answer it. The other methods there get the
-  // library's answer (405 with Allow).
-  const std::string write_route = std::string(kWritePathPrefix) + ".*";
-  auto method_not_allowed = [this](const httplib::Request& req, httplib::Response& res) {
-    WriteHead head;
-    head.method = req.method;
-    head.target = req.path;  // cpp-httplib 0.11 keeps only the decoded path
-    std::string bucket, key;
-    respond(res, ingestor_.check_head(head, &bucket, &key));
-  };
-  http.Get(write_route, method_not_allowed);
-  http.Options(write_route, method_not_allowed);
-  http.Put(write_route, method_not_allowed);
-  http.Patch(write_route, method_not_allowed);
-  http.Delete(write_route, method_not_allowed);
-
+  // Nothing on the write path reaches cpp-httplib: decide_head and
+  // run_write answer every method there with the library's decision.
   http.Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
     res.set_content("{\"ok\":true}\n", "application/json");
   });

@@ -1,17 +1,20 @@
-// writeapi-asio-server: the Write API on Boost.Beast and Asio, a second
-// front end over libwriteapi's public headers. The library decides every
-// request from its head (Ingestor::check_head), runs it without blocking
-// (Ingestor::ingest_async: a group commit completes from the store's
-// thread) and renders the answer (writeapi/response.h); this file reads
-// what the library asks for and sends what it rendered.
+// writeapi-asio-server: the Write API on Boost.Asio, a second front end
+// over libwriteapi's public headers. The library frames each request
+// (writeapi/http1.h: the same strict HTTP/1.1 grammar writeapi-server
+// uses), decides it from its head (Ingestor::check_head), runs it without
+// blocking (Ingestor::ingest_async: a group commit completes from the
+// store's thread) and renders the answer (writeapi/response.h). This file
+// moves bytes: sockets, timers, signals.
 //
 //   writeapi-asio-server --keys keys.json [--host 127.0.0.1] [--port 8080]
 //       [--data-dir data] [--fsync always|interval|never] [--max-body BYTES]
 //       [--threads N] [--keep-alive-timeout-s S]
 //
-// SIGINT or SIGTERM: stop accepting, finish the requests in flight, exit 0.
-// SIGHUP, or a change of the keys file: reload the keys.
+// SIGINT or SIGTERM: stop accepting, answer the requests in flight (each
+// within its deadline), exit 0. SIGHUP, or a change of the keys file:
+// reload the keys.
 #include <writeapi/auth.h>
+#include <writeapi/http1.h>
 #include <writeapi/ingest.h>
 #include <writeapi/keys_reloader.h>
 #include <writeapi/limits.h>
@@ -20,9 +23,8 @@
 #include <writeapi/storage.h>
 
 #include <boost/asio.hpp>
-#include <boost/beast/core.hpp>
-#include <boost/beast/http.hpp>
 
+#include <array>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -37,16 +39,18 @@
 #include <vector>
 
 namespace asio = boost::asio;
-namespace beast = boost::beast;
-namespace http = beast::http;
 using tcp = asio::ip::tcp;
+using error_code = boost::system::error_code;
 using writeapi::ErrorCode;
 using writeapi::Status;
+namespace http1 = writeapi::http1;
 
 namespace {
 
-constexpr std::size_t kMaxHeadBytes = 16 * 1024;
-constexpr auto kReadTimeout = std::chrono::seconds(30);
+constexpr std::size_t kMaxHeadBytes = 64 * 1024;
+constexpr auto kRequestTimeout = std::chrono::seconds(30);  // a whole request, from its first byte
+constexpr auto kLingerTimeout = std::chrono::seconds(2);    // reading a refused body, per read
+constexpr long kMaxConnections = 4096;                      // beyond: 503 and close
 
 struct Config {
   std::string host = "127.0.0.1", data_dir = "data", keys, fsync = "always";
@@ -58,175 +62,230 @@ struct Config {
 
 struct App {
   writeapi::Ingestor* ingestor;
-  std::size_t linger_bytes;  // read and dropped after a refusal, so the client reads it
   std::chrono::seconds keep_alive_timeout;
-  std::atomic<long> requests_in_flight{0};  // from a head read to its answer sent
+  std::atomic<long> connections{0};
+  std::atomic<long> requests_in_flight{0};  // from a request's first byte to its answer sent
+  std::atomic<bool> stopping{false};
 };
 
 class Session : public std::enable_shared_from_this<Session> {
  public:
-  Session(tcp::socket socket, App* app) : stream_(std::move(socket)), app_(app) {}
-
-  void read_head() {
-    parser_.emplace();
-    parser_->header_limit(kMaxHeadBytes);
-    parser_->body_limit(boost::none);  // the head is judged by check_head first
-    stream_.expires_after(first_ ? kReadTimeout : app_->keep_alive_timeout);
-    first_ = false;
-    http::async_read_header(stream_, buffer_, *parser_,
-                            [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_head(ec); });
+  Session(tcp::socket socket, App* app) : socket_(std::move(socket)), timer_(socket_.get_executor()), app_(app) {
+    app_->connections.fetch_add(1);
   }
+  ~Session() {
+    in_flight(false);
+    app_->connections.fetch_sub(1);
+  }
+
+  void start() { next_request(); }
 
  private:
-  void on_head(beast::error_code ec) {
-    if (ec == http::error::end_of_stream || ec == beast::error::timeout || ec == asio::error::connection_reset ||
-        ec == asio::error::operation_aborted)
-      return close();
-    in_flight(true);
-    std::string_view ignored;  // Beast stops at the field in conflict: those before it are kept
-    if (ec == http::error::bad_transfer_encoding && count(http::field::content_length, &ignored) == 0)
-      return send_status(Status(ErrorCode::not_implemented, "the only transfer coding accepted is chunked"), true);
-    if (ec) return send_status(Status(ErrorCode::bad_request, "the request could not be understood"), true);
-    const auto& req = parser_->get();
-    // Framing as strict as writeapi-server's: one coding, chunked, and
-    // never beside a Content-Length (Beast would take the chunked one).
-    std::string_view coding;
-    if (int codings = count(http::field::transfer_encoding, &coding); codings > 0) {
-      if (codings > 1 || !writeapi::ascii_iequals(coding, "chunked"))
-        return send_status(Status(ErrorCode::not_implemented, "the only transfer coding accepted is chunked"), true);
-      if (count(http::field::content_length, &ignored) > 0)
-        return send_status(Status(ErrorCode::bad_request, "Content-Length and Transfer-Encoding together"), true);
+  // Waits for (or finds, pipelined) the next request's head.
+  void next_request() {
+    in_.erase(0, used_);
+    used_ = 0;
+    head_ = http1::RequestHead();
+    head_bytes_.clear();
+    scan_ = 0;
+    phase_ = Phase::head;
+    answering_ = false;
+    chunked_.reset();
+    body_.clear();
+    if (app_->stopping) return close();
+    if (!in_.empty()) return on_bytes();
+    arm_timer(app_->keep_alive_timeout, [this] { close(); });
+    read();
+  }
+
+  void read() {
+    socket_.async_read_some(asio::buffer(chunk_), [self = shared_from_this()](error_code ec, std::size_t n) {
+      if (self->answering_) return;  // a timeout refused the request meanwhile
+      if (ec) return self->close();
+      self->in_.append(self->chunk_.data(), n);
+      self->on_bytes();
+    });
+  }
+
+  void on_bytes() {
+    if (!busy_) {
+      in_flight(true);
+      arm_timer(kRequestTimeout, [this] {
+        error_code ignored;
+        socket_.cancel(ignored);  // the pending read
+        refuse(408, "bad_request", "the request was not received in time", 0);
+      });
     }
-    head_only_ = req.method() == http::verb::head;
-    keep_alive_ = req.keep_alive();
-    http10_ = req.version() == 10;
-    if (req.method() == http::verb::get && req.target() == "/healthz") {
+    if (phase_ == Phase::head) return on_head_bytes();
+    on_body_bytes();
+  }
+
+  void on_head_bytes() {
+    http1::HeadResult r = http1::parse_head(in_, kMaxHeadBytes, &head_, &scan_);
+    if (r.status == http1::HeadStatus::incomplete) return read();
+    if (r.status != http1::HeadStatus::complete) {
+      http1::HeadRefusal refusal = http1::refusal_of(r.status);
+      return refuse(refusal.http_status, refusal.code, r.reason, linger_limit());
+    }
+    // The head moves to a buffer of its own (its views re-pointed there), so
+    // that body bytes can be dropped from in_ as they are decoded.
+    head_bytes_.assign(in_, 0, r.head_bytes);
+    in_.erase(0, r.head_bytes);
+    scan_ = 0;
+    http1::parse_head(head_bytes_, kMaxHeadBytes, &head_, &scan_);
+    const std::string_view path = head_.target.substr(0, head_.target.find('?'));
+    if ((head_.method == "GET" || head_.method == "HEAD") && path == "/healthz") {
+      const bool close_after = !head_.keep_alive || head_.has_body();  // a body stays unread
       out_ = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 12\r\n";
-      out_ += connection_header(!has_body());
+      out_ += close_after ? "Connection: close\r\n" : connection_header();
       out_ += "\r\n{\"ok\":true}\n";
-      return send(!keep_alive_ || has_body());
+      linger_left_ = close_after ? linger_limit() : 0;
+      return send(close_after);
     }
     writeapi::WriteHead head;
-    head.method = std::string_view(req.method_string().data(), req.method_string().size());
-    head.target = std::string_view(req.target().data(), req.target().size());
-    head.content_type_count = count(http::field::content_type, &head.content_type);
-    head.content_encoding_count = count(http::field::content_encoding, &head.content_encoding);
-    if (parser_->chunked()) {
-      head.framing = writeapi::WriteHead::Framing::chunked;
-    } else if (parser_->content_length()) {
-      head.framing = writeapi::WriteHead::Framing::length;
-      head.content_length = *parser_->content_length();
-    } else {
-      head.framing = writeapi::WriteHead::Framing::none;
-    }
+    head.method = head_.method;
+    head.target = head_.target;
+    if (const http1::Field* f = head_.find("Content-Type")) head.content_type = f->value;
+    head.content_type_count = static_cast<int>(head_.count("Content-Type"));
+    if (const http1::Field* f = head_.find("Content-Encoding")) head.content_encoding = f->value;
+    head.content_encoding_count = static_cast<int>(head_.count("Content-Encoding"));
+    head.framing = head_.framing == http1::BodyFraming::chunked  ? writeapi::WriteHead::Framing::chunked
+                   : head_.framing == http1::BodyFraming::length ? writeapi::WriteHead::Framing::length
+                                                                 : writeapi::WriteHead::Framing::none;
+    head.content_length = head_.content_length;
     // A refusal from the head leaves any body unread: the connection
-    // closes after it, so its bytes are never taken for a request.
+    // closes after it (lingering), so its bytes are never a request.
     Status status = app_->ingestor->check_head(head, &bucket_, &key_);
-    if (!status.ok()) return send_status(status, has_body() || req.method() == http::verb::post);
-    parser_->body_limit(app_->ingestor->max_body_bytes());
-    if (writeapi::ascii_iequals(std::string_view(req[http::field::expect].data(), req[http::field::expect].size()),
-                                "100-continue")) {
+    if (!status.ok()) {
+      // Refusing a POST to the write path closes (as writeapi-server does).
+      const bool write_post =
+          head_.method == "POST" && path.substr(0, writeapi::kWritePathPrefix.size()) == writeapi::kWritePathPrefix;
+      const bool close_after = head_.has_body() || write_post || !head_.keep_alive;
+      return send_status(status, close_after, 0, false, close_after ? linger_limit() : 0);
+    }
+    phase_ = Phase::body;
+    if (head_.framing == http1::BodyFraming::chunked) chunked_.emplace(app_->ingestor->max_body_bytes());
+    if (head_.expect_continue && in_.size() == used_ && head_.has_body()) {
       out_ = "HTTP/1.1 100 Continue\r\n\r\n";
-      asio::async_write(stream_, asio::buffer(out_), [self = shared_from_this()](beast::error_code ec, std::size_t) {
-        if (ec) return self->close();
-        self->read_body();
-      });
-      return;
+      return write([this] { on_body_bytes(); });
     }
-    read_body();
+    on_body_bytes();
   }
 
-  void read_body() {
-    stream_.expires_after(kReadTimeout);
-    http::async_read(stream_, buffer_, *parser_,
-                     [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_body(ec); });
-  }
-
-  void on_body(beast::error_code ec) {
-    if (ec == http::error::body_limit) {
-      // The library's own refusal, as check_head gives it for a declared length.
-      writeapi::WriteHead over;
-      over.target = std::string_view(parser_->get().target().data(), parser_->get().target().size());
-      over.content_length = app_->ingestor->max_body_bytes() + 1;
-      std::string bucket, key;
-      return send_status(app_->ingestor->check_head(over, &bucket, &key), true);
+  // Takes the body from in_: whole, or de-chunked into body_ (the framing
+  // dropped as it goes, so in_ holds at most a read's worth of it).
+  void on_body_bytes() {
+    std::string_view body;
+    if (chunked_) {
+      std::size_t consumed = 0;
+      auto s = chunked_->feed(in_, &body_, &consumed);
+      in_.erase(0, consumed);
+      if (s == http1::ChunkedDecoder::Status::bad) return refuse(400, "bad_request", chunked_->reason(), 0);
+      if (s == http1::ChunkedDecoder::Status::too_large) return refuse_too_large();
+      if (s == http1::ChunkedDecoder::Status::more) return read();
+      body = body_;
+    } else {
+      if (in_.size() < head_.content_length) return read();
+      body = std::string_view(in_).substr(0, head_.content_length);
+      used_ = head_.content_length;
     }
-    if (ec == http::error::partial_message || ec == http::error::end_of_stream || ec == beast::error::timeout ||
-        ec == asio::error::connection_reset)
-      return close();  // cut short: nothing was stored, nobody to answer
-    if (ec) return send_status(Status(ErrorCode::bad_request, "the request body could not be framed"), true);
-    const auto& req = parser_->get();
     writeapi::IngestRequest request;
     request.bucket = bucket_;
     request.key = key_;
-    count(http::field::content_type, &request.content_type);
-    count(http::field::content_encoding, &request.content_encoding);
-    auto key = req.find("Idempotency-Key");
-    if (key != req.end()) request.idempotency_key = std::string_view(key->value().data(), key->value().size());
-    request.body = req.body();
-    stream_.expires_never();
+    if (const http1::Field* f = head_.find("Content-Type")) request.content_type = f->value;
+    if (const http1::Field* f = head_.find("Content-Encoding")) request.content_encoding = f->value;
+    if (const http1::Field* f = head_.find("Idempotency-Key")) request.idempotency_key = f->value;
+    request.body = body;
+    timer_.cancel();  // the store's part has no deadline of ours
     // The answer may come from the store's thread: back to this
     // connection's strand before touching it.
     app_->ingestor->ingest_async(
         request, [self = shared_from_this()](const Status& status, const writeapi::IngestResult& result) {
-          asio::post(self->stream_.get_executor(), [self, status, items = result.items, dup = result.duplicate] {
-            self->send_status(status, !self->keep_alive_, items, dup);
+          asio::post(self->socket_.get_executor(), [self, status, items = result.items, dup = result.duplicate] {
+            self->send_status(status, !self->head_.keep_alive, items, dup, 0);
           });
         });
   }
 
-  bool has_body() const { return parser_->chunked() || parser_->content_length().value_or(0) > 0; }
-
-  int count(http::field name, std::string_view* first) const {
-    auto range = parser_->get().equal_range(name);
-    int n = 0;
-    for (auto it = range.first; it != range.second; ++it, ++n)
-      if (n == 0) *first = std::string_view(it->value().data(), it->value().size());
-    return n;
+  void refuse_too_large() {
+    writeapi::WriteHead over;  // the library's own refusal, as for a declared length
+    over.target = head_.target;
+    over.content_length = app_->ingestor->max_body_bytes() + 1;
+    send_status(app_->ingestor->check_head(over, &bucket_, &key_), true, 0, false, 0);
   }
 
-  std::string_view connection_header(bool may_keep) const {
-    if (!keep_alive_ || !may_keep) return "Connection: close\r\n";
-    return http10_ ? "Connection: keep-alive\r\n" : "";
-  }
-
-  void send_status(const Status& status, bool close_after, std::size_t items = 0, bool duplicate = false) {
+  void refuse(int http_status, std::string_view code, std::string_view message, std::size_t linger) {
     out_.clear();
-    close_after = close_after || !keep_alive_;
-    writeapi::append_write_response(status, items, connection_header(!close_after), &out_, duplicate);
+    writeapi::append_error_response(http_status, code, message, "Connection: close\r\n", &out_);
+    linger_left_ = linger;
+    send(true);
+  }
+
+  // What lingering reads after leaving a body unread: the declared rest.
+  std::size_t linger_limit() const {
+    const std::size_t max = app_->ingestor->max_body_bytes() + (1u << 20);
+    if (head_.framing == http1::BodyFraming::length) return std::min<std::uint64_t>(head_.content_length, max) + 65536;
+    return head_.framing == http1::BodyFraming::chunked ? max : 65536;
+  }
+
+  std::string_view connection_header() const {
+    if (!head_.keep_alive || app_->stopping) return "Connection: close\r\n";
+    return head_.minor_version == 0 ? "Connection: keep-alive\r\n" : "";
+  }
+
+  void send_status(const Status& status, bool close_after, std::size_t items, bool duplicate, std::size_t linger) {
+    out_.clear();
+    close_after = close_after || !head_.keep_alive || app_->stopping;
+    writeapi::append_write_response(status, items, close_after ? "Connection: close\r\n" : connection_header(), &out_,
+                                    duplicate);
+    linger_left_ = linger;
     send(close_after);
   }
 
   void send(bool close_after) {
-    if (head_only_) out_.resize(out_.find("\r\n\r\n") + 4);
-    stream_.expires_after(kReadTimeout);
-    asio::async_write(stream_, asio::buffer(out_),
-                      [self = shared_from_this(), close_after](beast::error_code ec, std::size_t) {
-                        self->in_flight(false);
-                        if (ec) return self->close();
-                        if (!close_after) return self->read_head();
-                        beast::error_code ignored;
-                        self->stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
-                        self->linger();
-                      });
+    answering_ = true;
+    if (head_.method == "HEAD") out_.resize(out_.find("\r\n\r\n") + 4);
+    write([this, close_after] {
+      in_flight(false);
+      if (!close_after) return next_request();
+      error_code ignored;
+      socket_.shutdown(tcp::socket::shutdown_send, ignored);
+      linger();
+    });
+  }
+
+  template <typename Then>
+  void write(Then then) {
+    arm_timer(kRequestTimeout, [this] { close(); });
+    asio::async_write(socket_, asio::buffer(out_), [self = shared_from_this(), then](error_code ec, std::size_t) {
+      if (ec) return self->close();
+      then();
+    });
   }
 
   // Reads and drops what the client still sends (a refused body), for a
   // bounded time and size, so that its answer is not lost to a reset.
   void linger() {
-    stream_.expires_after(std::chrono::seconds(2));
-    buffer_.clear();
-    stream_.async_read_some(buffer_.prepare(16 * 1024),
-                            [self = shared_from_this()](beast::error_code ec, std::size_t n) {
-                              self->lingered_ += n;
-                              if (ec || self->lingered_ > self->app_->linger_bytes) return self->close();
-                              self->linger();
-                            });
+    arm_timer(kLingerTimeout, [this] { close(); });
+    socket_.async_read_some(asio::buffer(chunk_), [self = shared_from_this()](error_code ec, std::size_t n) {
+      if (ec || n >= self->linger_left_) return self->close();
+      self->linger_left_ -= n;
+      self->linger();
+    });
+  }
+
+  template <typename Expired>
+  void arm_timer(std::chrono::seconds after, Expired expired) {
+    timer_.expires_after(after);
+    timer_.async_wait([self = shared_from_this(), expired](error_code ec) {
+      if (!ec) expired();
+    });
   }
 
   void close() {
-    in_flight(false);
-    stream_.close();
+    error_code ignored;
+    timer_.cancel();
+    socket_.close(ignored);
   }
 
   void in_flight(bool busy) {
@@ -234,28 +293,49 @@ class Session : public std::enable_shared_from_this<Session> {
     busy_ = busy;
   }
 
-  beast::tcp_stream stream_;
+  enum class Phase { head, body };
+  tcp::socket socket_;
+  asio::steady_timer timer_;
   App* app_;
-  beast::flat_buffer buffer_;
-  std::optional<http::request_parser<http::string_body>> parser_;
-  std::string bucket_, key_, out_;
-  std::size_t lingered_ = 0;
-  bool busy_ = false, first_ = true, keep_alive_ = true, http10_ = false, head_only_ = false;
+  std::array<char, 16 * 1024> chunk_;
+  std::string in_;          // bytes received and not yet taken
+  std::string head_bytes_;  // the request's head; head_'s views point into it
+  std::size_t used_ = 0;    // bytes of in_ the request's body takes
+  std::size_t scan_ = 0;
+  http1::RequestHead head_;
+  Phase phase_ = Phase::head;
+  std::optional<http1::ChunkedDecoder> chunked_;
+  std::string body_, bucket_, key_, out_;
+  std::size_t linger_left_ = 0;
+  bool busy_ = false, answering_ = false;
 };
 
-void accept(tcp::acceptor* acceptor, App* app) {
+void accept(tcp::acceptor* acceptor, App* app, asio::steady_timer* backoff) {
   acceptor->async_accept(asio::make_strand(acceptor->get_executor()),
-                         [acceptor, app](beast::error_code ec, tcp::socket socket) {
-                           if (ec == asio::error::operation_aborted || !acceptor->is_open()) return;
-                           if (!ec) std::make_shared<Session>(std::move(socket), app)->read_head();
-                           accept(acceptor, app);
+                         [acceptor, app, backoff](error_code ec, tcp::socket socket) {
+                           if (!acceptor->is_open()) return;
+                           if (ec) {  // out of descriptors: try again shortly instead of spinning
+                             backoff->expires_after(std::chrono::milliseconds(100));
+                             return backoff->async_wait([=](error_code) { accept(acceptor, app, backoff); });
+                           }
+                           if (app->connections.load() >= kMaxConnections) {
+                             std::string answer;
+                             writeapi::append_error_response(503, "server_busy", "too many connections; retry later",
+                                                             "Connection: close\r\nRetry-After: 1\r\n", &answer);
+                             error_code ignored;
+                             socket.write_some(asio::buffer(answer), ignored);
+                           } else {
+                             std::make_shared<Session>(std::move(socket), app)->start();
+                           }
+                           accept(acceptor, app, backoff);
                          });
 }
 
 [[noreturn]] void usage(const char* problem) {
   std::fprintf(stderr,
                "writeapi-asio-server: %s\nusage: writeapi-asio-server --keys FILE [--host ADDR] [--port N] "
-               "[--data-dir DIR] [--fsync always|interval|never] [--max-body BYTES] [--threads N]\n",
+               "[--data-dir DIR] [--fsync always|interval|never] [--max-body BYTES] [--threads N] "
+               "[--keep-alive-timeout-s S]\n",
                problem);
   std::exit(2);
 }
@@ -264,11 +344,11 @@ Config parse_flags(int argc, char** argv) {
   Config config;
   for (int i = 1; i < argc; ++i) {
     std::string flag = argv[i];
-    if (flag == "--help") usage("the Write API on Boost.Beast");
+    if (flag == "--help") usage("the Write API on Boost.Asio");
     if (i + 1 >= argc) usage(("missing value for " + flag).c_str());
     std::string value = argv[++i];
-    char* end = nullptr;
     auto number = [&](unsigned long long min, unsigned long long max) {
+      char* end = nullptr;
       errno = 0;
       unsigned long long n = std::strtoull(value.c_str(), &end, 10);
       if (value.empty() || *end != '\0' || errno != 0 || n < min || n > max || value[0] == '-')
@@ -323,7 +403,7 @@ int main(int argc, char** argv) {
   writeapi::IngestOptions ingest_options;
   ingest_options.max_body_bytes = config.max_body;
   writeapi::Ingestor ingestor(keys.get(), &limiter, storage.get(), ingest_options);
-  App app{&ingestor, ingestor.max_body_bytes() + (1u << 20), config.keep_alive_timeout};
+  App app{&ingestor, config.keep_alive_timeout};
   writeapi::KeysReloader reloader(keys.get());
 
   tcp::acceptor acceptor(io);
@@ -340,18 +420,22 @@ int main(int argc, char** argv) {
   }
   std::fprintf(stderr, "writeapi-asio-server: listening on http://%s:%u (%u threads, fsync %s)\n", config.host.c_str(),
                static_cast<unsigned>(acceptor.local_endpoint().port()), config.threads, config.fsync.c_str());
-  accept(&acceptor, &app);
+  asio::steady_timer backoff(io);
+  accept(&acceptor, &app, &backoff);
 
-  // Stop: no new connections; once the requests in flight are answered,
-  // stop the loop (idle keep-alive connections are dropped with it).
+  // Stop: no new connections or requests; once the requests in flight are
+  // answered (each within its deadline), stop the loop, which drops idle
+  // keep-alive connections.
   asio::signal_set signals(io, SIGINT, SIGTERM, SIGHUP);
   asio::steady_timer drain(io);
+  std::chrono::steady_clock::time_point give_up;
   std::function<void()> wait_drained = [&] {
-    if (app.requests_in_flight.load() == 0) return io.stop();
+    if (app.requests_in_flight.load() == 0 || std::chrono::steady_clock::now() - give_up > 2 * kRequestTimeout)
+      return io.stop();
     drain.expires_after(std::chrono::milliseconds(10));
-    drain.async_wait([&](beast::error_code) { wait_drained(); });
+    drain.async_wait([&](error_code) { wait_drained(); });
   };
-  std::function<void(beast::error_code, int)> on_signal = [&](beast::error_code ec, int sig) {
+  std::function<void(error_code, int)> on_signal = [&](error_code ec, int sig) {
     if (ec) return;
     if (sig == SIGHUP) {
       (void)reloader.reload("SIGHUP");  // it logs the outcome
@@ -359,6 +443,8 @@ int main(int argc, char** argv) {
     }
     std::fprintf(stderr, "writeapi-asio-server: %s: finishing the requests in flight\n",
                  sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    app.stopping = true;
+    give_up = std::chrono::steady_clock::now();
     acceptor.close();
     wait_drained();
   };

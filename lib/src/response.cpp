@@ -114,21 +114,34 @@ std::vector<ResponseHeader> status_headers(const Status& status) {
   return headers;
 }
 
-void append_write_response(const Status& status, std::size_t items, std::string_view header_lines, std::string* out,
-                           bool duplicate) {
-  const std::string body = status.ok() ? ok_json(items, duplicate) : error_json(status.name(), status.message());
-  const int http_status = status.http_status();
+namespace {
+
+void append_response(int http_status, std::string_view body, std::string_view header_lines, const Status* status,
+                     std::string* out) {
   char head[160];
   int size =
       std::snprintf(head, sizeof head, "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n",
                     http_status, reason_phrase(http_status), body.size());
   out->append(head, static_cast<std::size_t>(size));
   out->append(header_lines);
-  if (!status.ok()) {
-    for (const ResponseHeader& header : status_headers(status))
+  if (status && !status->ok()) {
+    for (const ResponseHeader& header : status_headers(*status))
       out->append(header.name).append(": ").append(header.value).append("\r\n");
   }
   out->append("\r\n").append(body);
+}
+
+}  // namespace
+
+void append_error_response(int http_status, std::string_view code, std::string_view message,
+                           std::string_view header_lines, std::string* out) {
+  append_response(http_status, error_json(code, message), header_lines, nullptr, out);
+}
+
+void append_write_response(const Status& status, std::size_t items, std::string_view header_lines, std::string* out,
+                           bool duplicate) {
+  const std::string body = status.ok() ? ok_json(items, duplicate) : error_json(status.name(), status.message());
+  append_response(status.http_status(), body, header_lines, &status, out);
 }
 
 }  // namespace writeapi

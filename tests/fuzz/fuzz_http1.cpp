@@ -22,14 +22,14 @@
 #include <string>
 #include <string_view>
 
-#include "http1.h"
 #include "oracle.h"
+#include "writeapi/http1.h"
 
 #define EXPECT(condition, detail) WRITEAPI_FUZZ_EXPECT("fuzz_http1", condition, detail)
 
 namespace {
 
-using namespace writeapi::server::http1;
+using namespace writeapi::http1;
 using writeapi::fuzz::escaped;
 
 constexpr std::size_t kMaxHead = 4096;

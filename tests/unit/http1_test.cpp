@@ -1,13 +1,13 @@
 // The strict HTTP/1.1 framing of writeapi-server (server/http1.h): request
 // heads and chunked bodies, accepted exactly as RFC 9112 writes them and
 // refused otherwise, whole or arriving a byte at a time.
-#include "http1.h"
+#include "writeapi/http1.h"
 
 #include <catch2/catch.hpp>
 #include <memory>
 #include <string>
 
-using namespace writeapi::server::http1;
+using namespace writeapi::http1;
 
 namespace {
 
@@ -383,11 +383,30 @@ TEST_CASE("http1: a chunked body over the cap is too_large before its data is re
   CHECK(d.status == ChunkedDecoder::Status::done);
 }
 
+TEST_CASE("http1: methods other than the seven served are 501, after the framing is read", "[http1]") {
+  for (const char* method : {"TRACE", "CONNECT", "PROPFIND", "FOO", "get", "Post", "PRI"}) {
+    INFO(method);
+    Parsed p = parse(std::string(method) + " / HTTP/1.1\r\nHost: x\r\nContent-Length: 9\r\n\r\n");
+    CHECK(p.result.status == HeadStatus::not_implemented);
+    CHECK(p.head.content_length == 9);  // known, for the lingering close
+  }
+  for (const char* method : {"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"})
+    CHECK(status_of(std::string(method) + " / HTTP/1.1\r\nHost: x\r\n\r\n") == HeadStatus::complete);
+  CHECK(refusal_of(HeadStatus::not_implemented).http_status == 501);
+  CHECK(refusal_of(HeadStatus::not_implemented).code == "not_implemented");
+  CHECK(refusal_of(HeadStatus::too_large).http_status == 431);
+  CHECK(refusal_of(HeadStatus::uri_too_long).http_status == 414);
+  CHECK(refusal_of(HeadStatus::bad_version).http_status == 505);
+  CHECK(refusal_of(HeadStatus::expectation_failed).http_status == 417);
+  CHECK(refusal_of(HeadStatus::bad_request).http_status == 400);
+  CHECK(refusal_of(HeadStatus::bad_request).code == "bad_request");
+}
+
 TEST_CASE("http1: token characters and case-insensitive comparison", "[http1]") {
   for (char c : std::string("!#$%&'*+-.^_`|~09azAZ")) CHECK(is_token_char(static_cast<unsigned char>(c)));
   for (char c : std::string(" \t\"(),/:;<=>?@[\\]{}\x7f\x80")) CHECK(!is_token_char(static_cast<unsigned char>(c)));
   CHECK(!is_token_char(0));
-  CHECK(iequals("Content-Length", "content-LENGTH"));
-  CHECK(!iequals("Content-Length", "Content-Lengt"));
-  CHECK(!iequals("\xc5", "\xe5"));
+  CHECK(writeapi::ascii_iequals("Content-Length", "content-LENGTH"));
+  CHECK(!writeapi::ascii_iequals("Content-Length", "Content-Lengt"));
+  CHECK(!writeapi::ascii_iequals("\xc5", "\xe5"));
 }

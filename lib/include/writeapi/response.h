@@ -46,6 +46,12 @@ WRITEAPI_EXPORT std::vector<ResponseHeader> status_headers(const Status& status)
 // The reason phrase of an HTTP status code ("Too Many Requests").
 WRITEAPI_EXPORT const char* reason_phrase(int http_status) noexcept;
 
+// Appends a whole HTTP/1.1 error response: `http_status` with
+// error_json(code, message) and `header_lines`. For refusals that come
+// before the write contract (framing: 400, 414, 431, 501, 505, ...).
+WRITEAPI_EXPORT void append_error_response(int http_status, std::string_view code, std::string_view message,
+                                           std::string_view header_lines, std::string* out);
+
 // Appends the whole HTTP/1.1 response to a write request: for an ok status
 // 200 with ok_json(items), else the status's code with error_json and
 // its status_headers(). `header_lines` (each ending

@@ -1,6 +1,8 @@
-// Strict HTTP/1.1 request framing (RFC 9112) for writeapi-server's
-// connection layer: the request head and the chunked body, exactly as the
-// grammar says, before cpp-httplib sees anything.
+// Strict HTTP/1.1 request framing (RFC 9112): the request head and the
+// chunked body, exactly as the grammar says. Every front end frames
+// requests with it (writeapi-server's connection layer before cpp-httplib
+// sees anything, examples/asio-server on Asio), so they agree on what a
+// request is; Ingestor::check_head then decides the write from the head.
 //
 // Why not cpp-httplib's own parser: it accepts bare LF line ends, drops
 // header lines it cannot split, percent-decodes header values (so
@@ -12,8 +14,8 @@
 //
 // Everything here is a pure function or a small state machine over bytes:
 // no allocation except RequestHead::fields, no I/O, safe from any thread.
-#ifndef WRITEAPI_SERVER_HTTP1_H_
-#define WRITEAPI_SERVER_HTTP1_H_
+#ifndef WRITEAPI_HTTP1_H_
+#define WRITEAPI_HTTP1_H_
 
 #include <cstddef>
 #include <cstdint>
@@ -21,9 +23,10 @@
 #include <string_view>
 #include <vector>
 
+#include "writeapi/export.h"
 #include "writeapi/names.h"
 
-namespace writeapi::server::http1 {
+namespace writeapi::http1 {
 
 // Bounds of the grammar. A head, a field line or a target beyond them is
 // refused (431, 431, 414): cpp-httplib's own limits (8192 per line) are
@@ -35,7 +38,7 @@ inline constexpr std::size_t kMaxFields = 100;
 inline constexpr std::size_t kMaxChunkLineBytes = 1024;
 inline constexpr std::size_t kMaxTrailerBytes = 8192;
 
-struct Field {
+struct WRITEAPI_EXPORT Field {
   std::string_view name;   // as sent (a token)
   std::string_view value;  // without surrounding whitespace
 };
@@ -44,7 +47,7 @@ enum class BodyFraming { none, length, chunked };
 
 // A parsed request head. The views point into the buffer given to
 // parse_head and are valid while it is.
-struct RequestHead {
+struct WRITEAPI_EXPORT RequestHead {
   std::string_view method;
   std::string_view target;  // origin-form (absolute-form reduced to it) or "*"
   int minor_version = 1;    // HTTP/1.<minor_version>: 0 or 1
@@ -69,12 +72,13 @@ enum class HeadStatus {
   bad_request,         // 400
   too_large,           // 431: head over max_head_bytes or a field line over its cap
   uri_too_long,        // 414
-  not_implemented,     // 501: a transfer coding other than chunked
+  not_implemented,     // 501: a transfer coding other than chunked, or a method
+                       // other than GET HEAD POST PUT DELETE OPTIONS PATCH
   bad_version,         // 505: HTTP/x.y other than 1.0 and 1.1
   expectation_failed,  // 417: an Expect other than 100-continue
 };
 
-struct HeadResult {
+struct WRITEAPI_EXPORT HeadResult {
   HeadStatus status = HeadStatus::incomplete;
   std::size_t head_bytes = 0;  // with complete: bytes of the head incl. the empty line
   const char* reason = "";     // with a refusal: what was wrong, for the client
@@ -86,13 +90,14 @@ struct HeadResult {
 // looking for the end of the head (0 at first): only new bytes are
 // scanned again. Returns incomplete while no empty line has arrived and
 // the input is within max_head_bytes.
-HeadResult parse_head(std::string_view input, std::size_t max_head_bytes, RequestHead* head, std::size_t* scan_from);
+WRITEAPI_EXPORT HeadResult parse_head(std::string_view input, std::size_t max_head_bytes, RequestHead* head,
+                                      std::size_t* scan_from);
 
 // Decodes a chunked body incrementally and exactly. Feed it the bytes
 // after the head as they arrive; data is appended to *out. Bounded: the
 // size line, the trailers and the decoded body (max_body_bytes) all have
 // caps.
-class ChunkedDecoder {
+class WRITEAPI_EXPORT ChunkedDecoder {
  public:
   enum class Status { more, done, bad, too_large };
 
@@ -126,11 +131,17 @@ class ChunkedDecoder {
 };
 
 // Whether `c` may appear in a token (RFC 9110 tchar).
-bool is_token_char(unsigned char c);
-// ASCII case-insensitive comparison: the library's.
-using writeapi::ascii_iequals;
-inline bool iequals(std::string_view a, std::string_view b) { return ascii_iequals(a, b); }
+WRITEAPI_EXPORT bool is_token_char(unsigned char c);
 
-}  // namespace writeapi::server::http1
+// The answer to a refused head: its HTTP status and the error code clients
+// see (bad_request, or not_implemented for a transfer coding or method the
+// server does not know).
+struct WRITEAPI_EXPORT HeadRefusal {
+  int http_status = 400;
+  std::string_view code = "bad_request";
+};
+WRITEAPI_EXPORT HeadRefusal refusal_of(HeadStatus status) noexcept;
 
-#endif  // WRITEAPI_SERVER_HTTP1_H_
+}  // namespace writeapi::http1
+
+#endif  // WRITEAPI_HTTP1_H_

@@ -1,10 +1,10 @@
-#include "http1.h"
+#include "writeapi/http1.h"
 
 #include <algorithm>
 #include <cctype>
 #include <cstring>
 
-namespace writeapi::server::http1 {
+namespace writeapi::http1 {
 namespace {
 
 bool is_ows(char c) { return c == ' ' || c == '\t'; }
@@ -69,9 +69,9 @@ HeadResult parse_request_line(std::string_view line, RequestHead* head) {
   } else {
     // absolute-form (RFC 9112 3.2.2): keep the path and query.
     std::size_t scheme = 0;
-    if (target.size() > 7 && iequals(target.substr(0, 7), "http://"))
+    if (target.size() > 7 && ascii_iequals(target.substr(0, 7), "http://"))
       scheme = 7;
-    else if (target.size() > 8 && iequals(target.substr(0, 8), "https://"))
+    else if (target.size() > 8 && ascii_iequals(target.substr(0, 8), "https://"))
       scheme = 8;
     if (scheme == 0) return refuse(HeadStatus::bad_request, "the request target must start with /");
     std::size_t path = target.find_first_of("/?", scheme);
@@ -159,7 +159,7 @@ HeadResult parse_framing(RequestHead* head) {
   std::size_t hosts = 0;
   bool bad_host = false;
   for (const Field& f : head->fields) {
-    if (iequals(f.name, "Content-Length")) {
+    if (ascii_iequals(f.name, "Content-Length")) {
       // 1*DIGIT each; leading zeros allowed; every member the same number
       // (compared as digit strings, so values past 64 bits are told apart).
       for_each_member(f.value, [&](std::string_view member) {
@@ -186,23 +186,23 @@ HeadResult parse_framing(RequestHead* head) {
         }
         length = length_overflow ? UINT64_MAX : v;
       });
-    } else if (iequals(f.name, "Transfer-Encoding")) {
+    } else if (ascii_iequals(f.name, "Transfer-Encoding")) {
       has_te = true;
       ++te_fields;
-      if (!iequals(f.value, "chunked")) te_other = true;
-    } else if (iequals(f.name, "Connection")) {
+      if (!ascii_iequals(f.value, "chunked")) te_other = true;
+    } else if (ascii_iequals(f.name, "Connection")) {
       for_each_member(f.value, [&](std::string_view token) {
-        if (iequals(token, "close"))
+        if (ascii_iequals(token, "close"))
           close = true;
-        else if (iequals(token, "keep-alive"))
+        else if (ascii_iequals(token, "keep-alive"))
           keep_alive = true;
       });
-    } else if (iequals(f.name, "Expect")) {
-      if (iequals(f.value, "100-continue"))
+    } else if (ascii_iequals(f.name, "Expect")) {
+      if (ascii_iequals(f.value, "100-continue"))
         expect_continue = true;
       else
         expect_other = true;
-    } else if (iequals(f.name, "Host")) {
+    } else if (ascii_iequals(f.name, "Host")) {
       ++hosts;
       bad_host |= !valid_host(f.value);
     }
@@ -244,13 +244,13 @@ bool is_token_char(unsigned char c) {
 
 const Field* RequestHead::find(std::string_view name) const {
   for (const Field& f : fields)
-    if (iequals(f.name, name)) return &f;
+    if (ascii_iequals(f.name, name)) return &f;
   return nullptr;
 }
 
 std::size_t RequestHead::count(std::string_view name) const {
   return static_cast<std::size_t>(
-      std::count_if(fields.begin(), fields.end(), [&](const Field& f) { return iequals(f.name, name); }));
+      std::count_if(fields.begin(), fields.end(), [&](const Field& f) { return ascii_iequals(f.name, name); }));
 }
 
 HeadResult parse_head(std::string_view input, std::size_t max_head_bytes, RequestHead* head, std::size_t* scan_from) {
@@ -303,7 +303,28 @@ HeadResult parse_head(std::string_view input, std::size_t max_head_bytes, Reques
     pos = line_end + 2;
   }
   if (HeadResult r = parse_framing(head); r.status != HeadStatus::complete) return r;
+  // Last, so that the framing is known for the lingering close.
+  static constexpr std::string_view kMethods[] = {"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"};
+  if (std::find(std::begin(kMethods), std::end(kMethods), head->method) == std::end(kMethods))
+    return refuse(HeadStatus::not_implemented, "the method is not supported; the write path takes POST");
   return HeadResult{HeadStatus::complete, end, ""};
+}
+
+HeadRefusal refusal_of(HeadStatus status) noexcept {
+  switch (status) {
+    case HeadStatus::too_large:
+      return {431, "bad_request"};
+    case HeadStatus::uri_too_long:
+      return {414, "bad_request"};
+    case HeadStatus::not_implemented:
+      return {501, "not_implemented"};
+    case HeadStatus::bad_version:
+      return {505, "bad_request"};
+    case HeadStatus::expectation_failed:
+      return {417, "bad_request"};
+    default:
+      return {400, "bad_request"};
+  }
 }
 
 ChunkedDecoder::Status ChunkedDecoder::feed(std::string_view input, std::string* out, std::size_t* consumed) {
@@ -422,4 +443,4 @@ ChunkedDecoder::Status ChunkedDecoder::feed(std::string_view input, std::string*
   return result(state_ == State::done ? Status::done : Status::more);
 }
 
-}  // namespace writeapi::server::http1
+}  // namespace writeapi::http1
