@@ -245,11 +245,7 @@ TlsServerProcess::TlsServerProcess(std::vector<std::string> extra_args) {
   const std::string marker = "listening on https://127.0.0.1:";
   while (port_ < 0) {
     std::string err = stderr_contents();
-    if (auto at = err.find(marker); at != std::string::npos) {
-      std::size_t begin = at + marker.size();
-      std::size_t end = err.find_first_not_of("0123456789", begin);
-      if (end != std::string::npos && end > begin) port_ = std::stoi(err.substr(begin, end - begin));
-    }
+    port_ = announced_port(err, marker);
     int status;
     if (port_ < 0 && ::waitpid(pid_, &status, WNOHANG) == pid_) {
       pid_ = -1;

@@ -45,6 +45,15 @@ const char* server_binary() {
   return override_path && *override_path ? override_path : WRITEAPI_SERVER_PATH;
 }
 
+int announced_port(std::string_view text, std::string_view marker) {
+  std::size_t at = text.find(marker);
+  if (at == std::string_view::npos) return -1;
+  std::size_t begin = at + marker.size();
+  std::size_t end = text.find_first_not_of("0123456789", begin);
+  if (end == std::string_view::npos || end == begin || end - begin > 5) return -1;
+  return std::stoi(std::string(text.substr(begin, end - begin)));
+}
+
 std::string_view front_end() {
   const char* name = std::getenv("WRITEAPI_FRONT_END");
   return name && *name ? std::string_view(name) : std::string_view("server");
@@ -261,11 +270,7 @@ void ServerProcess::start(ServerOptions options) {
   const std::string marker = "listening on http://127.0.0.1:";
   while (port_ < 0) {
     std::string err = stderr_contents();
-    if (auto at = err.find(marker); at != std::string::npos) {
-      std::size_t begin = at + marker.size();
-      std::size_t end = err.find_first_not_of("0123456789", begin);
-      if (end != std::string::npos && end > begin) port_ = std::stoi(err.substr(begin, end - begin));
-    }
+    port_ = announced_port(err, marker);
     if (port_ >= 0) break;
     if (auto status = wait_raw(pid_, 0ms)) {
       exit_status_ = decode_status(*status);

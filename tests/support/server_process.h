@@ -34,6 +34,10 @@ inline constexpr std::string_view kOtherAccessKey = "0123456789abcdef0123456789a
 // the one built with the tests (set by CMake).
 const char* server_binary();
 
+// The port in a startup line "...<marker>PORT ..." of `text` (e.g. marker
+// "listening on http://127.0.0.1:"); -1 until the line is complete.
+int announced_port(std::string_view text, std::string_view marker);
+
 // The front end under test: "server" (writeapi-server, the default) or
 // "asio" (examples/asio-server), from $WRITEAPI_FRONT_END. The Write API
 // cases run against both; cases of what only writeapi-server has (access
