@@ -169,26 +169,6 @@ HttpServer::~HttpServer() {
   }
 }
 
-namespace {
-
-// What the library needs of a request head to decide a write.
-WriteHead write_head(const http1::RequestHead& head) {
-  WriteHead write;
-  write.method = head.method;
-  write.target = head.target;
-  write.content_type = field_value(head, "Content-Type");
-  write.content_type_count = static_cast<int>(head.count("Content-Type"));
-  write.content_encoding = field_value(head, "Content-Encoding");
-  write.content_encoding_count = static_cast<int>(head.count("Content-Encoding"));
-  write.framing = head.framing == http1::BodyFraming::none     ? WriteHead::Framing::none
-                  : head.framing == http1::BodyFraming::length ? WriteHead::Framing::length
-                                                               : WriteHead::Framing::chunked;
-  write.content_length = head.content_length;
-  return write;
-}
-
-}  // namespace
-
 HeadDecision HttpServer::decide_head(const http1::RequestHead& head) const {
   HeadDecision decision;
   if (!on_write_path(head.target)) return decision;  // cpp-httplib's routes, no body read
@@ -198,7 +178,7 @@ HeadDecision HttpServer::decide_head(const http1::RequestHead& head) const {
   decision.direct = true;
   if (head.method != "POST") return decision;
   std::string bucket, key;
-  if (Status s = ingestor_.check_head(write_head(head), &bucket, &key); !s.ok()) {
+  if (Status s = ingestor_.check_head(head, &bucket, &key); !s.ok()) {
     append_write_response(s, 0, "Connection: close\r\n", &decision.refusal);
     return decision;
   }
@@ -218,7 +198,7 @@ void HttpServer::run_write(const http1::RequestHead& head, std::string_view body
     write_answer(head, remote_ip, keep_alive, status, result, start, response);
     done();
   };
-  Status status = ingestor_.check_head(write_head(head), &bucket, &key);
+  Status status = ingestor_.check_head(head, &bucket, &key);
   if (!status.ok()) return answer(status, IngestResult());
   request.bucket = bucket;
   request.key = key;

@@ -142,20 +142,9 @@ class Session : public std::enable_shared_from_this<Session> {
       linger_left_ = close_after ? linger_limit() : 0;
       return send(close_after);
     }
-    writeapi::WriteHead head;
-    head.method = head_.method;
-    head.target = head_.target;
-    if (const http1::Field* f = head_.find("Content-Type")) head.content_type = f->value;
-    head.content_type_count = static_cast<int>(head_.count("Content-Type"));
-    if (const http1::Field* f = head_.find("Content-Encoding")) head.content_encoding = f->value;
-    head.content_encoding_count = static_cast<int>(head_.count("Content-Encoding"));
-    head.framing = head_.framing == http1::BodyFraming::chunked  ? writeapi::WriteHead::Framing::chunked
-                   : head_.framing == http1::BodyFraming::length ? writeapi::WriteHead::Framing::length
-                                                                 : writeapi::WriteHead::Framing::none;
-    head.content_length = head_.content_length;
     // A refusal from the head leaves any body unread: the connection
     // closes after it (lingering), so its bytes are never a request.
-    Status status = app_->ingestor->check_head(head, &bucket_, &key_);
+    Status status = app_->ingestor->check_head(head_, &bucket_, &key_);
     if (!status.ok()) {
       // Refusing a POST to the write path closes (as writeapi-server does).
       const bool write_post =

@@ -154,6 +154,21 @@ Status Ingestor::check_head(const WriteHead& head, std::string* bucket, std::str
   return check_content_encoding(head.content_encoding);
 }
 
+Status Ingestor::check_head(const http1::RequestHead& head, std::string* bucket, std::string* key) const {
+  WriteHead write;
+  write.method = head.method;
+  write.target = head.target;
+  if (const http1::Field* f = head.find("Content-Type")) write.content_type = f->value;
+  write.content_type_count = static_cast<int>(head.count("Content-Type"));
+  if (const http1::Field* f = head.find("Content-Encoding")) write.content_encoding = f->value;
+  write.content_encoding_count = static_cast<int>(head.count("Content-Encoding"));
+  write.framing = head.framing == http1::BodyFraming::none     ? WriteHead::Framing::none
+                  : head.framing == http1::BodyFraming::length ? WriteHead::Framing::length
+                                                               : WriteHead::Framing::chunked;
+  write.content_length = head.content_length;
+  return check_head(write, bucket, key);
+}
+
 Status Ingestor::prepare(const IngestRequest& request, IngestResult* result, AppendBatch* batch,
                          std::string* request_id) const {
   request_id->clear();

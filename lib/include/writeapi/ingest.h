@@ -24,6 +24,7 @@
 
 #include "writeapi/auth.h"
 #include "writeapi/export.h"
+#include "writeapi/http1.h"
 #include "writeapi/limits.h"
 #include "writeapi/parse.h"
 #include "writeapi/status.h"
@@ -115,6 +116,9 @@ class WRITEAPI_EXPORT Ingestor {
   // (render it with writeapi/response.h; "Expect: 100-continue" then gets
   // it instead of 100 Continue).
   Status check_head(const WriteHead& head, std::string* bucket, std::string* key) const;
+  // The same for a head framed by writeapi/http1.h (its method, target,
+  // first Content-Type and Content-Encoding and their counts, framing).
+  Status check_head(const http1::RequestHead& head, std::string* bucket, std::string* key) const;
 
   // The body limit in bytes: options().max_body_bytes, at most
   // kMaxBodyBytesLimit.
