@@ -280,7 +280,7 @@ void Ingestor::ingest_async(const IngestRequest& request,
 void Ingestor::store_once(const AppendBatch& batch, const std::string& request_id, IngestResult result,
                           Done done) const {
   // Waits past their limit end when traffic comes by (no thread of our own).
-  request_ids_->expire_waiters();
+  request_ids_->expire_waiters_if_due();
   const RequestFingerprint fingerprint = request_fingerprint(batch.bucket, batch.key, batch.lines);
   auto shared_done = std::make_shared<Done>(std::move(done));
   std::size_t items = 0;

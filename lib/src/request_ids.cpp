@@ -145,6 +145,15 @@ void RequestIds::restore(std::string_view bucket_name, std::string_view id, cons
   remember_locked(bucket, it);
 }
 
+void RequestIds::expire_waiters_if_due() {
+  const std::int64_t now =
+      std::chrono::duration_cast<std::chrono::nanoseconds>(clock_->now().time_since_epoch()).count();
+  std::int64_t due = next_expiry_ns_.load(std::memory_order_relaxed);
+  if (now < due) return;
+  if (!next_expiry_ns_.compare_exchange_strong(due, now + 1'000'000'000, std::memory_order_relaxed)) return;
+  expire_waiters();
+}
+
 void RequestIds::expire_waiters() {
   std::vector<Pending> expired;
   {

@@ -36,6 +36,7 @@
 #define WRITEAPI_SRC_REQUEST_IDS_H_
 
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -121,6 +122,9 @@ class RequestIds {
   // storage_error) and forgets ids older than the window. Call it
   // periodically (the server's housekeeping tick).
   void expire_waiters();
+  // expire_waiters() at most once a second, for callers on the request
+  // path (it takes the table's lock and visits every bucket).
+  void expire_waiters_if_due();
 
   struct Stats {
     std::uint64_t duplicates = 0;
@@ -154,6 +158,7 @@ class RequestIds {
 
   RequestIdsOptions options_;
   const Clock* clock_;
+  std::atomic<std::int64_t> next_expiry_ns_{0};  // clock_->now() since its epoch
   mutable std::mutex mutex_;
   std::unordered_map<std::string, Bucket> buckets_;
   Stats stats_;

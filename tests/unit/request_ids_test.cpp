@@ -191,6 +191,39 @@ TEST_CASE("waiters per id are bounded and time out on the clock", "[request_ids]
   CHECK(ids.begin("b", "r1", kBody, &items, no_waiter()) == RequestIds::Begin::duplicate);
 }
 
+TEST_CASE("expire_waiters_if_due runs the expiry at most once a second", "[request_ids]") {
+  ManualClock clock;
+  RequestIds ids(options_with(&clock));
+  std::size_t items = 0;
+  REQUIRE(ids.begin("b", "r1", kBody, &items, no_waiter()) == RequestIds::Begin::fresh);
+  std::vector<RequestOutcome> answers;
+  REQUIRE(ids.begin("b", "r1", kBody, &items, [&](const RequestOutcome& o) { answers.push_back(o); }) ==
+          RequestIds::Begin::waiting);
+  ids.expire_waiters_if_due();  // due (never ran): nothing is old enough yet
+  clock.advance(std::chrono::milliseconds(30500));
+  REQUIRE(ids.begin("b", "r1", kBody, &items, [&](const RequestOutcome& o) { answers.push_back(o); }) ==
+          RequestIds::Begin::waiting);
+  ids.expire_waiters_if_due();  // due again: the first waiter is past the 30 s limit
+  CHECK(answers.size() == 1);
+  clock.advance(std::chrono::seconds(30));
+  ids.expire_waiters_if_due();
+  CHECK(answers.size() == 2);
+  // A waiter just short of its limit at a run, past it half a second
+  // later: the next run is not due yet, the one after is.
+  clock.advance(std::chrono::seconds(60));
+  REQUIRE(ids.begin("b", "r1", kBody, &items, [&](const RequestOutcome& o) { answers.push_back(o); }) ==
+          RequestIds::Begin::waiting);
+  clock.advance(std::chrono::milliseconds(29700));
+  ids.expire_waiters_if_due();
+  CHECK(answers.size() == 2);
+  clock.advance(std::chrono::milliseconds(500));
+  ids.expire_waiters_if_due();  // within a second of the last run: skipped
+  CHECK(answers.size() == 2);
+  clock.advance(std::chrono::milliseconds(600));
+  ids.expire_waiters_if_due();
+  CHECK(answers.size() == 3);
+}
+
 TEST_CASE("ids are remembered for the window and no longer", "[request_ids]") {
   ManualClock clock;
   RequestIds ids(options_with(&clock));
