@@ -146,6 +146,7 @@ HttpServer::HttpServer(const ServerConfig& config, Authorizer* authorizer, Devic
     });
   }
   metrics_sources_.push_back([this](bool) { return render_connection_metrics(connections_->stats()); });
+  metrics_sources_.push_back([this](bool) { return render_request_id_metrics(ingestor_.request_id_stats()); });
   if (config_.access_log == "-") {
     access_log_ = std::make_unique<AccessLog>(STDOUT_FILENO);
   } else if (config_.access_log != "off") {

@@ -105,6 +105,19 @@ std::string render_keys_metrics(const KeysFileAuthorizer::Stats& stats, bool wit
   return fmt::to_string(out);
 }
 
+std::string render_request_id_metrics(const RequestIdStats& stats) {
+  return fmt::format(
+      "# HELP writeapi_request_ids_duplicates_total Retries of an acknowledged requestId, answered without storing.\n"
+      "# TYPE writeapi_request_ids_duplicates_total counter\nwriteapi_request_ids_duplicates_total {}\n"
+      "# HELP writeapi_request_ids_conflicts_total Requests reusing a requestId for other data (409).\n"
+      "# TYPE writeapi_request_ids_conflicts_total counter\nwriteapi_request_ids_conflicts_total {}\n"
+      "# HELP writeapi_request_ids_evictions_total Request ids dropped at --dedup-max before their window ended.\n"
+      "# TYPE writeapi_request_ids_evictions_total counter\nwriteapi_request_ids_evictions_total {}\n"
+      "# HELP writeapi_request_ids_remembered Request ids held in memory.\n"
+      "# TYPE writeapi_request_ids_remembered gauge\nwriteapi_request_ids_remembered {}\n",
+      stats.duplicates, stats.conflicts, stats.evictions, stats.remembered);
+}
+
 std::string render_limiter_metrics(const DeviceLimiterStats& stats) {
   fmt::memory_buffer out;
   auto it = std::back_inserter(out);

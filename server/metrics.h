@@ -8,6 +8,7 @@
 #include <string>
 
 #include "writeapi/auth.h"
+#include "writeapi/ingest.h"
 #include "writeapi/limits.h"
 #include "writeapi/storage.h"
 
@@ -43,6 +44,8 @@ std::string render_keys_metrics(const KeysFileAuthorizer::Stats& stats, bool wit
 
 // The device limiter's counters and table size.
 std::string render_limiter_metrics(const DeviceLimiterStats& stats);
+// The request-id series (writeapi_request_ids_*).
+std::string render_request_id_metrics(const RequestIdStats& stats);
 
 }  // namespace writeapi::server
 

@@ -277,6 +277,17 @@ void Ingestor::ingest_async(const IngestRequest& request,
   release_buffers(&thread_buffers());
 }
 
+RequestIdStats Ingestor::request_id_stats() const {
+  RequestIdStats stats;
+  if (!request_ids_) return stats;
+  const RequestIds::Stats s = request_ids_->stats();
+  stats.duplicates = s.duplicates;
+  stats.conflicts = s.conflicts;
+  stats.evictions = s.evictions;
+  stats.remembered = s.remembered;
+  return stats;
+}
+
 void Ingestor::store_once(const AppendBatch& batch, const std::string& request_id, IngestResult result,
                           Done done) const {
   // Waits past their limit end when traffic comes by (no thread of our own).

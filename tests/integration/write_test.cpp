@@ -305,4 +305,9 @@ TEST_CASE("a retried requestId is answered duplicate with its original count and
                                        "\",\"requestId\":\"dev-1/000042\",\"data\":[{\"t\":3}]}"),
                  409, "request_id_conflict");
   CHECK(server.read_object("homelab", "retried") == "{\"t\":1}\n{\"t\":2}\n");
+  if (!testing_asio_front_end()) {  // /metrics is writeapi-server's
+    CHECK(server.metric("writeapi_request_ids_duplicates_total") == 4.0);
+    CHECK(server.metric("writeapi_request_ids_conflicts_total") == 1.0);
+    CHECK(server.metric("writeapi_request_ids_remembered") == 1.0);
+  }
 }

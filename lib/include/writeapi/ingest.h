@@ -94,6 +94,14 @@ struct WRITEAPI_EXPORT IngestResult {
 
 class RequestIds;
 
+// Counters of idempotent writes (IngestOptions::dedup_*), for monitoring.
+struct WRITEAPI_EXPORT RequestIdStats {
+  std::uint64_t duplicates = 0;  // retries answered with the original count
+  std::uint64_t conflicts = 0;   // ids reused for other data (409)
+  std::uint64_t evictions = 0;   // ids dropped at dedup_max_ids before their window ended
+  std::uint64_t remembered = 0;  // ids held now, all buckets
+};
+
 class WRITEAPI_EXPORT Ingestor {
  public:
   // Without device limits: every authorized request is stored.
@@ -139,6 +147,7 @@ class WRITEAPI_EXPORT Ingestor {
   void ingest_async(const IngestRequest& request, std::function<void(const Status&, const IngestResult&)> done) const;
 
   const IngestOptions& options() const { return options_; }
+  RequestIdStats request_id_stats() const;
 
  private:
   using Done = std::function<void(const Status&, const IngestResult&)>;
