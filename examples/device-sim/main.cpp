@@ -2,19 +2,28 @@
 //
 //   device-sim [--url http://127.0.0.1:8080] [--bucket homelab]
 //              [--access-key KEY] [--devices 4] [--rate 2] [--batch 1]
-//              [--seconds 5]
+//              [--seconds 5] [--request-ids] [--max-retries 10]
 //
 // Each device is a thread with its own keep-alive connection that sends
 // --rate requests per second of --batch readings each to object
 // "<device>" (deviceId "<device>"). At the end it prints, per device and in
 // total, what was sent and what the server acknowledged.
+//
+// --request-ids: each request carries a requestId and, when it is not
+// acknowledged (no answer, 429, 5xx), is sent again, the same bytes, after
+// the server's Retry-After or an exponential backoff (0.1 s doubling to
+// 5 s), up to --max-retries times. The server stores a retried request once
+// ("duplicate":true when the first try had been stored), so a device on a
+// bad network loses nothing and duplicates nothing.
 #include <httplib.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
 #include <map>
 #include <mutex>
 #include <string>
@@ -31,17 +40,20 @@ struct Options {
   double rate = 2;
   int batch = 1;
   double seconds = 5;
+  bool request_ids = false;
+  int max_retries = 10;
 };
 
 struct Tally {
-  long requests = 0, acknowledged = 0, items_sent = 0, items_acknowledged = 0;
+  long requests = 0, acknowledged = 0, items_sent = 0, items_acknowledged = 0, retries = 0, duplicates = 0;
   std::map<int, long> statuses;
 };
 
 void usage() {
   std::printf(
       "usage: device-sim [--url URL] [--bucket B] [--access-key K] [--devices N]\n"
-      "                  [--rate REQ_PER_S] [--batch ITEMS] [--seconds S]\n");
+      "                  [--rate REQ_PER_S] [--batch ITEMS] [--seconds S]\n"
+      "                  [--request-ids] [--max-retries N]\n");
 }
 
 }  // namespace
@@ -53,6 +65,10 @@ int main(int argc, char** argv) {
     if (flag == "--help" || flag == "-h") {
       usage();
       return 0;
+    }
+    if (flag == "--request-ids") {
+      o.request_ids = true;
+      continue;
     }
     if (i + 1 >= argc) {
       usage();
@@ -73,12 +89,14 @@ int main(int argc, char** argv) {
       o.batch = std::atoi(value.c_str());
     else if (flag == "--seconds")
       o.seconds = std::atof(value.c_str());
+    else if (flag == "--max-retries")
+      o.max_retries = std::atoi(value.c_str());
     else {
       usage();
       return 2;
     }
   }
-  if (o.devices < 1 || o.rate <= 0 || o.batch < 1 || o.seconds <= 0) {
+  if (o.devices < 1 || o.rate <= 0 || o.batch < 1 || o.seconds <= 0 || o.max_retries < 0) {
     usage();
     return 2;
   }
@@ -97,11 +115,15 @@ int main(int argc, char** argv) {
       Tally& tally = tallies[static_cast<std::size_t>(d)];
       const auto period = std::chrono::duration<double>(1.0 / o.rate);
       auto next = std::chrono::steady_clock::now();
-      long sequence = 0;
+      long sequence = 0, request = 0;
+      // Ids unique across runs: the device, this run's start, a counter.
+      const std::string run = std::to_string(std::chrono::system_clock::now().time_since_epoch().count());
       while (next < end) {
         std::this_thread::sleep_until(next);
         next += std::chrono::duration_cast<std::chrono::steady_clock::duration>(period);
-        std::string body = "{\"accessKey\":\"" + o.access_key + "\",\"deviceId\":\"" + device + "\",\"data\":[";
+        std::string body = "{\"accessKey\":\"" + o.access_key + "\",\"deviceId\":\"" + device + "\",";
+        if (o.request_ids) body += "\"requestId\":\"" + device + "/" + run + "/" + std::to_string(request++) + "\",";
+        body += "\"data\":[";
         long now = static_cast<long>(std::time(nullptr));
         for (int b = 0; b < o.batch; ++b) {
           if (b) body += ',';
@@ -112,14 +134,28 @@ int main(int argc, char** argv) {
           body += item;
         }
         body += "]}";
-        auto res = client.Post(("/write/v3/bucket/" + o.bucket + "/" + device).c_str(), body, "application/json");
+        const std::string path = "/write/v3/bucket/" + o.bucket + "/" + device;
+        auto res = client.Post(path.c_str(), body, "application/json");
         tally.requests++;
         tally.items_sent += o.batch;
         int status = res ? res->status : 0;
+        // Retry what may not have been stored, the same bytes again.
+        double backoff = 0.1;
+        for (int attempt = 0;
+             o.request_ids && attempt < o.max_retries && (status == 0 || status == 429 || status >= 500); ++attempt) {
+          double wait = backoff;
+          if (res && res->has_header("Retry-After")) wait = std::atof(res->get_header_value("Retry-After").c_str());
+          backoff = std::min(backoff * 2, 5.0);
+          std::this_thread::sleep_for(std::chrono::duration<double>(wait));
+          res = client.Post(path.c_str(), body, "application/json");
+          status = res ? res->status : 0;
+          tally.retries++;
+        }
         tally.statuses[status]++;
         if (status == 200) {
           tally.acknowledged++;
           tally.items_acknowledged += o.batch;
+          if (res->body.find("\"duplicate\":true") != std::string::npos) tally.duplicates++;
         }
       }
     });
@@ -129,16 +165,19 @@ int main(int argc, char** argv) {
   Tally total;
   for (int d = 0; d < o.devices; ++d) {
     const Tally& t = tallies[static_cast<std::size_t>(d)];
-    std::printf("sim_%d: sent %ld requests (%ld items), acknowledged %ld (%ld items)\n", d, t.requests, t.items_sent,
-                t.acknowledged, t.items_acknowledged);
+    std::printf("sim_%d: sent %ld requests (%ld items), acknowledged %ld (%ld items), %ld retries, %ld duplicates\n", d,
+                t.requests, t.items_sent, t.acknowledged, t.items_acknowledged, t.retries, t.duplicates);
     total.requests += t.requests;
     total.items_sent += t.items_sent;
     total.acknowledged += t.acknowledged;
     total.items_acknowledged += t.items_acknowledged;
+    total.retries += t.retries;
+    total.duplicates += t.duplicates;
     for (auto [status, n] : t.statuses) total.statuses[status] += n;
   }
-  std::printf("total: sent %ld requests (%ld items), acknowledged %ld (%ld items); statuses:", total.requests,
-              total.items_sent, total.acknowledged, total.items_acknowledged);
+  std::printf(
+      "total: sent %ld requests (%ld items), acknowledged %ld (%ld items), %ld retries, %ld duplicates; statuses:",
+      total.requests, total.items_sent, total.acknowledged, total.items_acknowledged, total.retries, total.duplicates);
   for (auto [status, n] : total.statuses) std::printf(" %d=%ld", status, n);
   std::printf(" (0 = no response)\n");
   return total.acknowledged == total.requests ? 0 : 1;
