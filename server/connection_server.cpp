@@ -1190,14 +1190,22 @@ class Loop final : public ConnectionServer {
   }
 
   // While stopping: idle connections, handshakes, heads still arriving and
-  // lingering closes end; requests whose body is being read, that run or
-  // are being answered finish.
+  // lingering closes end; a body whose reading is paused is refused (503);
+  // requests whose body is being read, that run or are being answered
+  // finish.
   void close_idle() {
     while (!refused_.empty()) close_refused(refused_.back());
     for (std::size_t i = conns_.size(); i-- > 0;) {
       Conn* c = conns_[i];
       if (c->in_worker.load(std::memory_order_acquire)) continue;
-      if (c->phase == Phase::handshake || c->phase == Phase::lingering || c->phase == Phase::head) close_now(c);
+      if (c->phase == Phase::handshake || c->phase == Phase::lingering || c->phase == Phase::head) {
+        close_now(c);
+      } else if (c->phase == Phase::body && c->paused) {
+        // Its reading is paused (memory budget): it would hold the stop up
+        // to its deadline, and a client gone meanwhile goes unnoticed.
+        c->paused = false;
+        refuse(c, 503, "server_busy", "the server is stopping; retry later");
+      }
     }
   }
 

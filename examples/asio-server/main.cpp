@@ -61,8 +61,8 @@ struct Config {
 };
 
 struct App {
-  writeapi::Ingestor* ingestor;
-  std::chrono::seconds keep_alive_timeout;
+  writeapi::Ingestor* ingestor = nullptr;
+  std::chrono::seconds keep_alive_timeout{60};
   std::atomic<long> connections{0};
   std::atomic<long> requests_in_flight{0};  // from a request's first byte to its answer sent
   std::atomic<bool> stopping{false};
@@ -384,15 +384,19 @@ int main(int argc, char** argv) {
   storage_options.fsync = config.fsync == "always"     ? writeapi::FsyncPolicy::always
                           : config.fsync == "interval" ? writeapi::FsyncPolicy::interval
                                                        : writeapi::FsyncPolicy::never;
-  // The io_context outlives the store: a write the store completes while
-  // stopping still posts its answer to a live (stopped) context.
+  // Destroyed in reverse: the store before the io_context (a write it
+  // completes while stopping still posts its answer to a live, stopped
+  // context), the io_context (and the connections its handlers hold)
+  // before the App they count in.
+  App app;
+  app.keep_alive_timeout = config.keep_alive_timeout;
   asio::io_context io(static_cast<int>(config.threads));
   auto storage = writeapi::make_file_storage(storage_options, &status);
   if (!storage) return std::fprintf(stderr, "writeapi-asio-server: %s\n", status.message().c_str()), 1;
   writeapi::IngestOptions ingest_options;
   ingest_options.max_body_bytes = config.max_body;
   writeapi::Ingestor ingestor(keys.get(), &limiter, storage.get(), ingest_options);
-  App app{&ingestor, config.keep_alive_timeout};
+  app.ingestor = &ingestor;
   writeapi::KeysReloader reloader(keys.get());
 
   tcp::acceptor acceptor(io);
