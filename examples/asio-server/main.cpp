@@ -49,6 +49,7 @@ namespace {
 
 constexpr std::size_t kMaxHeadBytes = 64 * 1024;
 constexpr auto kRequestTimeout = std::chrono::seconds(30);  // a whole request, from its first byte
+constexpr std::size_t kKeepBufferBytes = 64 * 1024;         // buffer kept between requests
 constexpr auto kLingerTimeout = std::chrono::seconds(2);    // reading a refused body, per read
 constexpr long kMaxConnections = 4096;                      // beyond: 503 and close
 
@@ -92,6 +93,10 @@ class Session : public std::enable_shared_from_this<Session> {
     answering_ = false;
     chunked_.reset();
     body_.clear();
+    // An idle connection keeps no large buffer (a body's may be --max-body).
+    if (body_.capacity() > kKeepBufferBytes) std::string().swap(body_);
+    if (in_.capacity() > kKeepBufferBytes && in_.size() <= kKeepBufferBytes) in_.shrink_to_fit();
+    if (out_.capacity() > kKeepBufferBytes) std::string().swap(out_);
     if (app_->stopping) return close();
     if (!in_.empty()) return on_bytes();
     arm_timer(app_->keep_alive_timeout, [this] { close(); });
@@ -110,11 +115,8 @@ class Session : public std::enable_shared_from_this<Session> {
   void on_bytes() {
     if (!busy_) {
       in_flight(true);
-      arm_timer(kRequestTimeout, [this] {
-        error_code ignored;
-        socket_.cancel(ignored);  // the pending read
-        refuse(408, "bad_request", "the request was not received in time", 0);
-      });
+      deadline_ = std::chrono::steady_clock::now() + kRequestTimeout;
+      arm_request_deadline();
     }
     if (phase_ == Phase::head) return on_head_bytes();
     on_body_bytes();
@@ -156,7 +158,10 @@ class Session : public std::enable_shared_from_this<Session> {
     if (head_.framing == http1::BodyFraming::chunked) chunked_.emplace(app_->ingestor->max_body_bytes());
     if (head_.expect_continue && in_.size() == used_ && head_.has_body()) {
       out_ = "HTTP/1.1 100 Continue\r\n\r\n";
-      return write([this] { on_body_bytes(); });
+      return write([this] {
+        arm_request_deadline();  // the body comes within the request's deadline, or 408
+        on_body_bytes();
+      });
     }
     on_body_bytes();
   }
@@ -185,7 +190,7 @@ class Session : public std::enable_shared_from_this<Session> {
     if (const http1::Field* f = head_.find("Content-Encoding")) request.content_encoding = f->value;
     if (const http1::Field* f = head_.find("Idempotency-Key")) request.idempotency_key = f->value;
     request.body = body;
-    timer_.cancel();  // the store's part has no deadline of ours
+    disarm_timer();  // the store's part has no deadline of ours
     // The answer may come from the store's thread: back to this
     // connection's strand before touching it.
     app_->ingestor->ingest_async(
@@ -263,17 +268,36 @@ class Session : public std::enable_shared_from_this<Session> {
     });
   }
 
+  // One timer per connection; a wait armed before the last arm or disarm
+  // does nothing even when its expiry was already queued (cancel() cannot
+  // take that back).
+  template <typename Expired>
+  void arm_timer(std::chrono::steady_clock::time_point at, Expired expired) {
+    timer_.expires_at(at);
+    timer_.async_wait([self = shared_from_this(), expired, generation = ++timer_generation_](error_code ec) {
+      if (!ec && generation == self->timer_generation_) expired();
+    });
+  }
   template <typename Expired>
   void arm_timer(std::chrono::seconds after, Expired expired) {
-    timer_.expires_after(after);
-    timer_.async_wait([self = shared_from_this(), expired](error_code ec) {
-      if (!ec) expired();
+    arm_timer(std::chrono::steady_clock::now() + after, expired);
+  }
+  void disarm_timer() {
+    ++timer_generation_;
+    timer_.cancel();
+  }
+
+  void arm_request_deadline() {
+    arm_timer(deadline_, [this] {
+      error_code ignored;
+      socket_.cancel(ignored);  // the pending read
+      refuse(408, "bad_request", "the request was not received in time", 0);
     });
   }
 
   void close() {
     error_code ignored;
-    timer_.cancel();
+    disarm_timer();
     socket_.close(ignored);
   }
 
@@ -296,6 +320,8 @@ class Session : public std::enable_shared_from_this<Session> {
   std::optional<http1::ChunkedDecoder> chunked_;
   std::string body_, bucket_, key_, out_;
   std::size_t linger_left_ = 0;
+  std::chrono::steady_clock::time_point deadline_{};  // of the request in progress
+  std::uint64_t timer_generation_ = 0;
   bool busy_ = false, answering_ = false;
 };
 
