@@ -8,16 +8,22 @@ here="$(cd "$(dirname "$0")" && pwd)"
 work="$(mktemp -d)"
 trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "$work"' EXIT
 
-"$server" --host 127.0.0.1 --port 0 --data-dir "$work/data" --keys "$here/demo-keys.json" \
-  --access-log "$work/access.log" 2>"$work/stderr" &
-pid=$!
-port=""
-for _ in $(seq 100); do
-  port=$(sed -n 's/.*listening on http:\/\/127.0.0.1:\([0-9]*\).*/\1/p' "$work/stderr")
-  [ -n "$port" ] && break
-  sleep 0.1
-done
-[ -n "$port" ] || { cat "$work/stderr"; echo "server did not start"; exit 1; }
+# start_server STDERR_FILE ARGS...: runs the server in the background (pid in
+# $pid) and waits for its port (in $port).
+start_server() {
+  local err="$1"; shift
+  "$server" --host 127.0.0.1 --port 0 "$@" 2>"$err" &
+  pid=$!
+  port=""
+  for _ in $(seq 100); do
+    port=$(sed -n 's/.*listening on http:\/\/127.0.0.1:\([0-9]*\).*/\1/p' "$err")
+    [ -n "$port" ] && return 0
+    sleep 0.1
+  done
+  cat "$err"; echo "server did not start"; exit 1
+}
+
+start_server "$work/stderr" --data-dir "$work/data" --keys "$here/demo-keys.json" --access-log "$work/access.log"
 export WRITEAPI_URL="http://127.0.0.1:$port"
 
 out=$("$here/curl/single-item.sh" 2>/dev/null)
@@ -48,16 +54,7 @@ cat > "$work/tight-keys.json" <<'KEYS'
 {"buckets": {"homelab": {"keys": [{"id": "demo", "sha256": "df981c9a8a8304c0925a61995f4fe86b2d9e9aceef345e4311cbe0d6325ea048"}],
                          "limits": {"device": {"rate": 5, "burst": 5}}}}}
 KEYS
-"$server" --host 127.0.0.1 --port 0 --data-dir "$work/data2" --keys "$work/tight-keys.json" --access-log off \
-  2>"$work/stderr2" &
-pid=$!
-port=""
-for _ in $(seq 100); do
-  port=$(sed -n 's/.*listening on http:\/\/127.0.0.1:\([0-9]*\).*/\1/p' "$work/stderr2")
-  [ -n "$port" ] && break
-  sleep 0.1
-done
-[ -n "$port" ] || { cat "$work/stderr2"; echo "server did not start"; exit 1; }
+start_server "$work/stderr2" --data-dir "$work/data2" --keys "$work/tight-keys.json" --access-log off
 "$sim" --url "http://127.0.0.1:$port" --devices 2 --rate 20 --batch 2 --seconds 1 --request-ids > "$work/sim2.out" ||
   { cat "$work/sim2.out"; echo "device-sim --request-ids: not every request was acknowledged"; exit 1; }
 tail -1 "$work/sim2.out"
