@@ -349,6 +349,14 @@ Expected reference(simdjson::dom::element root) {
       } else {
         note(ErrorCode::invalid_field);
       }
+    } else if (key == "requestId") {
+      // 1 to kMaxRequestIdBytes of printable ASCII once unescaped; any
+      // other value (also not a string) is invalid_request_id.
+      std::string_view text;
+      bool valid = value.get_string().get(text) == simdjson::SUCCESS && !text.empty() &&
+                   text.size() <= writeapi::kMaxRequestIdBytes;
+      for (char c : text) valid = valid && c >= 0x20 && c <= 0x7e;
+      if (!valid) note(ErrorCode::invalid_request_id);
     } else if (key == "data") {
       seen_data = true;
       bool null_item = value.is_null();
