@@ -79,6 +79,8 @@ int main(int argc, char** argv) {
     storage_options.fsync = config.fsync;
     storage_options.fsync_interval = config.fsync_interval;
     storage_options.max_open_files = config.max_open_files;
+    storage_options.request_id_window = config.dedup_window;
+    storage_options.max_request_ids = config.dedup_max_ids;
     storage_options.log = log;
     storage = writeapi::make_file_storage(storage_options, &status);
   }

@@ -24,6 +24,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <condition_variable>
 #include <cstdio>
 #include <cstring>
@@ -38,6 +39,7 @@
 #include <vector>
 
 #include "file_io.h"
+#include "request_id_file.h"
 #include "wal_reader.h"
 #include "wal_writer.h"
 #include "writeapi/names.h"
@@ -48,6 +50,7 @@ namespace {
 
 constexpr std::string_view kSuffix = ".jsonl";
 constexpr std::string_view kWalDir = "/.wal";
+constexpr std::string_view kRequestIdFile = "/request-ids";
 
 // An open descriptor, closed when the last holder lets go.
 struct FileHandle {
@@ -128,6 +131,7 @@ class FileStorage final : public Storage, public wal::Delegate {
       wal_options.dir = wal_dir();
       wal_options.segment_bytes = options_.wal_segment_bytes;
       wal_options.log = options_.log;
+      wal_options.keep_requests = [this](std::string_view records) { return request_id_file_->append(records, true); };
       wal_ = std::make_unique<wal::Writer>(io_, std::move(wal_options), this);
       if (Status s = wal_->start(last_sequence + 1); !s.ok()) {
         wal_.reset();
@@ -220,6 +224,13 @@ class FileStorage final : public Storage, public wal::Delegate {
     // not part of the object.
     std::size_t complete = contents->rfind('\n');
     contents->resize(complete == std::string::npos ? 0 : complete + 1);
+    return Status();
+  }
+
+  Status take_recovered_requests(std::vector<StoredRequest>* requests) override {
+    std::lock_guard<std::mutex> lock(recovered_mu_);
+    requests->clear();
+    requests->swap(recovered_requests_);
     return Status();
   }
 
@@ -459,12 +470,30 @@ class FileStorage final : public Storage, public wal::Delegate {
     if (wal_) {
       // Log the lines while the object is locked, so the log holds an
       // object's records in offset order.
-      if (Status s = wal_->add(object, offset, batch.lines, waiter); !s.ok()) {
+      if (Status s = wal_->add(object, offset, batch.lines, waiter, batch.request, batch.item_count); !s.ok()) {
         cut_back_locked(*object, offset, EIO);
         return s;
       }
       *logged = true;
       return Status();
+    }
+    if (!batch.request.id.empty()) {
+      // Without the log the id goes to the request-id file right after the
+      // lines (a crash between the two forgets the id: see DURABILITY.md).
+      std::string record;
+      wal::RequestFields fields;
+      fields.id = batch.request.id;
+      fields.fingerprint = batch.request.fingerprint;
+      fields.items = static_cast<std::uint32_t>(batch.item_count);
+      fields.stored_at_ms =
+          std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+              .count();
+      wal::encode_request(&record, batch.bucket, fields);
+      if (int err = request_id_file_->append(record, false); err != 0) {
+        write_errors_++;
+        cut_back_locked(*object, offset, err);
+        return log_error(*object, err, "cannot record the request id of an append to");
+      }
     }
     object->acked_size = object->size;
     if (options_.fsync == FsyncPolicy::interval && !object->queued_for_sync) {
@@ -531,15 +560,34 @@ class FileStorage final : public Storage, public wal::Delegate {
     }
     wal::DirtySet dirty;
     wal::ReplayResult result;
+    std::vector<StoredRequest> replayed;
     Status s = wal::replay_log(
-        *io_, dir, [&](const wal::Record& record) { return replay(record, &dirty); }, options_.log, &result);
+        *io_, dir,
+        [&](const wal::Record& record) {
+          Status applied = replay(record, &dirty);
+          if (applied.ok() && !record.request_id.empty()) replayed.push_back(stored_request_of(record));
+          return applied;
+        },
+        options_.log, &result);
     if (!s.ok()) return s;
+    // The request ids: those of the file and those replayed, compacted into
+    // the file (durable before any segment that held them is deleted).
+    RequestIdFile::Options ids;
+    ids.path = dir + std::string(kRequestIdFile);
+    ids.window = options_.request_id_window;
+    ids.max_per_bucket = options_.max_request_ids;
+    ids.log = options_.log;
+    request_id_file_ = std::make_unique<RequestIdFile>(io_, std::move(ids));
+    {
+      std::lock_guard<std::mutex> lock(recovered_mu_);
+      if (Status opened = request_id_file_->open(replayed, &recovered_requests_); !opened.ok()) return opened;
+    }
     *last_sequence = result.segments.empty() ? 0 : result.segments.back();
     if (result.segments.empty()) return Status();
     options_.log("recovered " + std::to_string(result.records) + " logged appends from " +
                  std::to_string(result.segments.size()) + " log segment(s)");
     // All or none: a kept segment is replayed again at the next start.
-    wal::retire_segments(*io_, dir, result.segments, dirty, options_.log);
+    wal::retire_segments(*io_, dir, result.segments, dirty, options_.log, nullptr);
     return Status();
   }
 
@@ -608,6 +656,9 @@ class FileStorage final : public Storage, public wal::Delegate {
         stop = stopping_;
       }
       for (auto& object : batch) sync_in_background(*object);
+      if (!batch.empty())
+        if (int err = request_id_file_->sync(); err != 0)
+          options_.log(std::string("background sync of the request-id file failed: ") + std::strerror(err));
       batch.clear();
       if (stop) return;
     }
@@ -650,7 +701,10 @@ class FileStorage final : public Storage, public wal::Delegate {
   std::unordered_map<std::string, std::shared_ptr<ObjectFile>> cache_;
   std::list<std::string> lru_;  // most recent first
 
-  std::unique_ptr<wal::Writer> wal_;  // FsyncPolicy::always
+  std::unique_ptr<wal::Writer> wal_;                // FsyncPolicy::always
+  std::unique_ptr<RequestIdFile> request_id_file_;  // set by open()
+  std::mutex recovered_mu_;
+  std::vector<StoredRequest> recovered_requests_;  // until take_recovered_requests
 
   std::mutex interval_mu_;  // guards the queue and stopping_
   std::condition_variable interval_cv_;

@@ -97,12 +97,27 @@ Status gunzip(std::string_view compressed, std::size_t max_bytes, std::string* o
 
 namespace {
 
-std::shared_ptr<RequestIds> make_request_ids(const IngestOptions& options) {
+// The table of request ids, holding from the start the ids the store kept
+// of earlier runs (their age carried over from the wall clock).
+std::shared_ptr<RequestIds> make_request_ids(const IngestOptions& options, Storage* storage) {
   if (options.dedup_max_ids == 0) return nullptr;
   RequestIdsOptions ids;
   ids.window = options.dedup_window;
   ids.max_ids = options.dedup_max_ids;
-  return std::make_shared<RequestIds>(ids);
+  ids.clock = options.clock;
+  auto table = std::make_shared<RequestIds>(ids);
+  std::vector<StoredRequest> stored;
+  if (storage != nullptr && storage->take_recovered_requests(&stored).ok()) {
+    const Clock* clock = options.clock != nullptr ? options.clock : real_clock();
+    const Clock::time_point now = clock->now();
+    const auto wall_now = std::chrono::system_clock::now();
+    for (const StoredRequest& r : stored) {
+      const auto age = std::max(std::chrono::system_clock::duration::zero(), wall_now - r.stored_at);
+      table->restore(r.bucket, r.id, r.fingerprint, r.item_count,
+                     now - std::chrono::duration_cast<Clock::duration>(age));
+    }
+  }
+  return table;
 }
 
 }  // namespace
@@ -115,7 +130,7 @@ Ingestor::Ingestor(const Authorizer* authorizer, DeviceLimiter* limiter, Storage
       limiter_(limiter),
       storage_(storage),
       options_(options),
-      request_ids_(make_request_ids(options_)) {}
+      request_ids_(make_request_ids(options_, storage)) {}
 
 namespace {
 
@@ -330,8 +345,12 @@ void Ingestor::store_once(const AppendBatch& batch, const std::string& request_i
   }
   const std::size_t count = batch.item_count;
   const std::size_t bytes = batch.lines.size();
-  storage_->append_async(batch, [ids = request_ids_, bucket = std::string(batch.bucket), request_id, shared_done,
-                                 result = std::move(result), count, bytes](Status stored) mutable {
+  // The store keeps the id with the lines, so that it survives a restart.
+  AppendBatch tagged = batch;
+  tagged.request.id = request_id;
+  tagged.request.fingerprint = fingerprint;
+  storage_->append_async(tagged, [ids = request_ids_, bucket = std::string(batch.bucket), request_id, shared_done,
+                                  result = std::move(result), count, bytes](Status stored) mutable {
     // Remembered (or forgotten) before the answer: a retry that follows
     // the answer finds the id.
     ids->finish(bucket, request_id, RequestOutcome{stored, stored.ok() ? count : 0});

@@ -52,6 +52,7 @@
 #include "writeapi/clock.h"
 #include "writeapi/parse.h"
 #include "writeapi/status.h"
+#include "writeapi/storage.h"
 
 namespace writeapi {
 
@@ -65,10 +66,9 @@ Status validate_request_id(std::string_view id);
 // one is malformed or both are present and different.
 Status resolve_request_id(std::string_view body_id, std::string_view header_id, std::string* id);
 
-// A digest of what a request stores (bucket, key and the body after
-// parsing), never of the access key: the same id with another fingerprint
-// is a conflict. SHA-256 truncated to 128 bits.
-using RequestFingerprint = std::array<std::uint8_t, 16>;
+// The RequestFingerprint (storage.h) of what a request stores (bucket, key
+// and the body after parsing), never of the access key: the same id with
+// another fingerprint is a conflict.
 RequestFingerprint request_fingerprint(std::string_view bucket, std::string_view key, std::string_view stored_body);
 
 struct RequestIdsOptions {

@@ -46,6 +46,14 @@ void encode_object_record(std::string* out, const char* magic, std::string_view 
   finish(out, start);
 }
 
+void put_request(std::string* out, const RequestFields& request) {
+  out->push_back(static_cast<char>(request.id.size()));
+  out->append(request.id);
+  out->append(reinterpret_cast<const char*>(request.fingerprint.data()), request.fingerprint.size());
+  put_u32(out, request.items);
+  put_u64(out, static_cast<std::uint64_t>(request.stored_at_ms));
+}
+
 }  // namespace
 
 std::uint32_t get_u32(const char* p) { return static_cast<std::uint32_t>(get_le(p, 4)); }
@@ -54,6 +62,30 @@ std::uint64_t get_u64(const char* p) { return get_le(p, 8); }
 void encode_record(std::string* out, std::string_view bucket, std::string_view key, std::uint64_t offset,
                    std::string_view lines) {
   encode_object_record(out, kRecordMagic, bucket, key, offset, lines);
+}
+
+void encode_tagged_record(std::string* out, std::string_view bucket, std::string_view key, std::uint64_t offset,
+                          const RequestFields& request, std::string_view lines) {
+  const std::size_t id_length = bucket.size() + 1 + key.size();
+  const std::size_t start = out->size();
+  begin(out, kTaggedMagic);
+  out->push_back(static_cast<char>(id_length & 0xFF));
+  out->push_back(static_cast<char>(id_length >> 8));
+  out->append(bucket).append("/").append(key);
+  put_u64(out, offset);
+  put_request(out, request);
+  out->append(lines);
+  finish(out, start);
+}
+
+void encode_request(std::string* out, std::string_view bucket, const RequestFields& request) {
+  const std::size_t start = out->size();
+  begin(out, kRequestMagic);
+  out->push_back(static_cast<char>(bucket.size() & 0xFF));
+  out->push_back(static_cast<char>(bucket.size() >> 8));
+  out->append(bucket);
+  put_request(out, request);
+  finish(out, start);
 }
 
 void encode_truncate(std::string* out, std::string_view bucket, std::string_view key, std::uint64_t length) {

@@ -22,6 +22,7 @@ bool Reader::next(Record* record) {
     return false;
   }
   Record::Kind kind = Record::Kind::append;
+  bool tagged = false;  // an append with a request id
   const std::size_t magic_bytes = std::min<std::size_t>(left, 4);
   if (std::memcmp(p, kRecordMagic, magic_bytes) == 0)
     kind = Record::Kind::append;
@@ -29,6 +30,10 @@ bool Reader::next(Record* record) {
     kind = Record::Kind::truncate;
   else if (std::memcmp(p, kLimitMagic, magic_bytes) == 0)
     kind = Record::Kind::limit;
+  else if (std::memcmp(p, kTaggedMagic, magic_bytes) == 0)
+    tagged = true;
+  else if (std::memcmp(p, kRequestMagic, magic_bytes) == 0)
+    kind = Record::Kind::request;
   else {
     stop_ = Stop::bad_magic;
     return false;
@@ -64,13 +69,29 @@ bool Reader::next(Record* record) {
   } else {
     const std::size_t id_length =
         static_cast<unsigned char>(body[0]) | (static_cast<std::size_t>(static_cast<unsigned char>(body[1])) << 8);
-    if (2 + id_length + 8 > payload || (kind == Record::Kind::truncate && 2 + id_length + 8 != payload)) {
+    // Where the request fields start (tagged appends and requests).
+    std::size_t at = kind == Record::Kind::request ? 2 + id_length : 2 + id_length + 8;
+    if (at > payload || (kind == Record::Kind::truncate && at != payload)) {
       stop_ = Stop::bad_length;
       return false;
     }
     record->id = std::string_view(body + 2, id_length);
-    record->offset = get_u64(body + 2 + id_length);
-    record->lines = std::string_view(body + 2 + id_length + 8, payload - 2 - id_length - 8);
+    if (kind != Record::Kind::request) record->offset = get_u64(body + 2 + id_length);
+    if (tagged || kind == Record::Kind::request) {
+      const std::size_t request_length = at < payload ? static_cast<unsigned char>(body[at]) : 0;
+      if (request_length == 0 || at + 1 + request_length + kRequestFixedBytes > payload ||
+          (kind == Record::Kind::request && at + 1 + request_length + kRequestFixedBytes != payload)) {
+        stop_ = Stop::bad_length;
+        return false;
+      }
+      record->request_id = std::string_view(body + at + 1, request_length);
+      at += 1 + request_length;
+      std::memcpy(record->fingerprint.data(), body + at, record->fingerprint.size());
+      record->items = get_u32(body + at + 16);
+      record->stored_at_ms = static_cast<std::int64_t>(get_u64(body + at + 20));
+      at += kRequestFixedBytes;
+    }
+    if (kind == Record::Kind::append) record->lines = std::string_view(body + at, payload - at);
   }
   position_ += kHeaderBytes + payload;
   return true;
@@ -143,7 +164,7 @@ Status replay_log(FileIo& io, const std::string& dir, const std::function<Status
         limited = true;
         break;
       }
-      if (record.kind == Record::Kind::limit) continue;
+      if (record.kind == Record::Kind::limit || record.kind == Record::Kind::request) continue;
       if (Status s = apply(record); !s.ok()) return s;
       ++result->records;
     }

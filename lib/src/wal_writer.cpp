@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <map>
 
@@ -34,14 +35,18 @@ int sync_dirty_set(FileIo& io, const DirtySet& dirty) {
 }
 
 bool retire_segments(FileIo& io, const std::string& dir, const std::vector<std::uint64_t>& sequences,
-                     const DirtySet& dirty, const std::function<void(std::string_view)>& log) {
-  if (int err = sync_dirty_set(io, dirty); err != 0) {
+                     const DirtySet& dirty, const std::function<void(std::string_view)>& log,
+                     const KeepRequests& keep_requests) {
+  auto keep = [&](const char* what, int err) {
     std::string names;
     for (std::uint64_t sequence : sequences) names += (names.empty() ? "" : ", ") + std::to_string(sequence);
-    log(std::string("checkpoint sync failed: ") + std::strerror(err) + "; keeping log segment(s) " + names +
-        " for replay");
+    log(std::string(what) + std::strerror(err) + "; keeping log segment(s) " + names + " for replay");
     return false;
-  }
+  };
+  if (!dirty.requests.empty() && keep_requests)
+    if (int err = keep_requests(dirty.requests); err != 0)
+      return keep("cannot keep the request ids of a checkpoint: ", err);
+  if (int err = sync_dirty_set(io, dirty); err != 0) return keep("checkpoint sync failed: ", err);
   bool removed = true;
   for (std::uint64_t sequence : sequences)
     if (io.unlink(dir + "/" + segment_file_name(sequence)) != 0 && errno != ENOENT) {
@@ -94,7 +99,7 @@ void Writer::stop() {
     if (!recorded)
       options_.log("keeping the log: refused appends could not be recorded; the next start replays it");
     else if (!checkpoints_blocked_)
-      retire_segments(*io_, options_.dir, {sequence_}, dirty_, options_.log);
+      retire_segments(*io_, options_.dir, {sequence_}, dirty_, options_.log, options_.keep_requests);
     io_->close(fd_);
     fd_ = -1;
   }
@@ -122,11 +127,25 @@ Status Writer::open_segment(std::uint64_t sequence) {
 }
 
 Status Writer::add(const std::shared_ptr<LoggedObject>& object, std::uint64_t offset, std::string_view lines,
-                   Waiter* waiter) {
+                   Waiter* waiter, const RequestTag& request, std::size_t items) {
+  std::string request_record;
+  RequestFields fields;
+  if (!request.id.empty()) {
+    fields.id = request.id;
+    fields.fingerprint = request.fingerprint;
+    fields.items = static_cast<std::uint32_t>(items);
+    fields.stored_at_ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+            .count();
+    encode_request(&request_record, object->bucket, fields);
+  }
   std::lock_guard<std::mutex> lock(mu_);
   if (failing_) return storage_status(EIO);
-  encode_record(&pending_, object->bucket, object->key, offset, lines);
-  records_.push_back({object, offset, offset + lines.size(), waiter});
+  if (request.id.empty())
+    encode_record(&pending_, object->bucket, object->key, offset, lines);
+  else
+    encode_tagged_record(&pending_, object->bucket, object->key, offset, fields, lines);
+  records_.push_back({object, offset, offset + lines.size(), waiter, std::move(request_record)});
   cv_.notify_one();
   return Status();
 }
@@ -135,7 +154,7 @@ Status Writer::add_truncate(const std::shared_ptr<LoggedObject>& object, std::ui
   std::lock_guard<std::mutex> lock(mu_);
   if (failing_) return storage_status(EIO);
   encode_truncate(&pending_, object->bucket, object->key, length);
-  records_.push_back({object, length, length, waiter});
+  records_.push_back({object, length, length, waiter, {}});
   cv_.notify_one();
   return Status();
 }
@@ -186,7 +205,10 @@ void Writer::log_loop() {
     if (err == 0) {
       size_ += buffer.size();
       synced_records_ += records.size();
-      for (Pending& record : records) delegate_->durable(*record.object, record.end, &dirty_);
+      for (Pending& record : records) {
+        delegate_->durable(*record.object, record.end, &dirty_);
+        dirty_.requests += record.request;
+      }
       answer(records, Status());
     } else {
       failed(records, err);
@@ -310,7 +332,8 @@ void Writer::checkpoint_loop() {
                    " for replay: an earlier segment could not be retired");
       continue;
     }
-    if (!retire_segments(*io_, options_.dir, {job.first}, job.second, options_.log)) checkpoints_blocked_ = true;
+    if (!retire_segments(*io_, options_.dir, {job.first}, job.second, options_.log, options_.keep_requests))
+      checkpoints_blocked_ = true;
   }
 }
 

@@ -48,6 +48,7 @@
 
 #include "file_io.h"
 #include "writeapi/status.h"
+#include "writeapi/storage.h"
 
 namespace writeapi {
 
@@ -61,28 +62,37 @@ struct LoggedObject {
   std::string key;
 };
 
-// What must be durable before a segment may be deleted: object files and
-// the directories that gained entries.
+// What must be durable before a segment may be deleted: object files, the
+// directories that gained entries, and the request ids of its records (as
+// request records, wal::encode_request) that must outlive it.
 struct DirtySet {
   std::set<std::string> files;
   std::set<std::string> directories;
+  std::string requests;
   void merge(const DirtySet& other) {
     files.insert(other.files.begin(), other.files.end());
     directories.insert(other.directories.begin(), other.directories.end());
+    requests += other.requests;
   }
 };
+
+// Makes request records durable elsewhere (the store's request-id file):
+// returns 0, or an errno when it cannot (the segment is then kept).
+using KeepRequests = std::function<int(std::string_view records)>;
 
 // fdatasyncs every file (a file that no longer exists is skipped: removed
 // by the operator, nothing to keep) and syncs every directory. Returns 0 or
 // the errno of the last failure; every item is attempted.
 int sync_dirty_set(FileIo& io, const DirtySet& dirty);
 
-// Syncs `dirty`, then deletes the segments and syncs the log directory.
-// When a sync fails nothing is deleted and the failure is logged: the
-// segments are replayed again after the next start. Returns true when the
-// segments were deleted.
+// Hands dirty.requests to `keep_requests` (when both are non-empty), syncs
+// `dirty`, then deletes the segments and syncs the log directory. When
+// either fails nothing is deleted and the failure is logged: the segments
+// are replayed again after the next start. Returns true when the segments
+// were deleted.
 bool retire_segments(FileIo& io, const std::string& dir, const std::vector<std::uint64_t>& sequences,
-                     const DirtySet& dirty, const std::function<void(std::string_view)>& log);
+                     const DirtySet& dirty, const std::function<void(std::string_view)>& log,
+                     const KeepRequests& keep_requests);
 
 // The object store's side of the log, called on the log thread.
 class Delegate {
@@ -102,6 +112,7 @@ struct WriterOptions {
   std::string dir;                            // the log directory (exists)
   std::uint64_t segment_bytes = 64ull << 20;  // see FileStorageOptions
   std::function<void(std::string_view)> log;  // notable events
+  KeepRequests keep_requests;                 // see retire_segments; may be empty
 };
 
 class Writer {
@@ -127,11 +138,14 @@ class Writer {
   // threads. Returns storage_error when the segment cannot be created.
   Status start(std::uint64_t first_sequence);
 
-  // Queues the record of `lines` at `offset` in `object`. Precondition: the
-  // caller holds the object's lock. Returns ok, or (queueing nothing)
-  // storage_error while the log is handling a failure: the caller undoes
-  // its write.
-  Status add(const std::shared_ptr<LoggedObject>& object, std::uint64_t offset, std::string_view lines, Waiter* waiter);
+  // Queues the record of `lines` at `offset` in `object`; with a request id
+  // in `request` (its `items` lines), a record that carries it, stamped with
+  // the wall-clock time, whose id goes to the segment's DirtySet once
+  // durable. Precondition: the caller holds the object's lock. Returns ok,
+  // or (queueing nothing) storage_error while the log is handling a
+  // failure: the caller undoes its write.
+  Status add(const std::shared_ptr<LoggedObject>& object, std::uint64_t offset, std::string_view lines, Waiter* waiter,
+             const RequestTag& request = {}, std::size_t items = 0);
   // Queues a truncate record: replay cuts `object` back to `length`. For a
   // refused append whose lines could not be cut from the object file.
   // Same precondition and results as add().
@@ -159,6 +173,7 @@ class Writer {
     std::uint64_t offset;
     std::uint64_t end;
     Waiter* waiter;
+    std::string request;  // the request record of its id, if it has one
   };
 
   Status open_segment(std::uint64_t sequence);

@@ -308,7 +308,8 @@ std::string expected_lines(int count) {
 
 std::vector<std::string> wal_segments(const std::string& data_dir) {
   std::vector<std::string> files;
-  for (auto& entry : fs::directory_iterator(data_dir + "/.wal")) files.push_back(entry.path());
+  for (auto& entry : fs::directory_iterator(data_dir + "/.wal"))
+    if (entry.path().extension() == ".wal") files.push_back(entry.path());
   std::sort(files.begin(), files.end());
   return files;
 }
@@ -917,4 +918,176 @@ TEST_CASE("Complete lines of a failed object write never come back after a power
   CHECK(s.object() == "{\"a\":1}\n{\"b\":2}\n{\"c\":3}\n");  // what the disk holds
   REQUIRE(s.open().ok());
   CHECK(s.object() == "{\"a\":1}\n");
+}
+
+// ---- Request ids kept with the lines (issue 12) ----
+
+namespace {
+
+writeapi::RequestFingerprint fingerprint_of(int n) {
+  writeapi::RequestFingerprint f{};
+  f[0] = static_cast<std::uint8_t>(n & 0xFF);
+  f[1] = static_cast<std::uint8_t>(n >> 8);
+  f[15] = 0x5A;
+  return f;
+}
+
+// Appends `lines` as one request with id "r<n>" to object `key`.
+writeapi::Status append_tagged(MemoryStore& s, int n, const std::string& lines, std::size_t items,
+                               const char* key = "o") {
+  const std::string id = "r" + std::to_string(n);
+  AppendBatch batch;
+  batch.bucket = "b";
+  batch.key = key;
+  batch.lines = lines;
+  batch.item_count = items;
+  batch.request.id = id;
+  batch.request.fingerprint = fingerprint_of(n);
+  return s.storage->append(batch);
+}
+
+// The ids the store recovered when it opened, as "id:items" sorted, with
+// each one's fingerprint checked.
+std::vector<std::string> recovered(MemoryStore& s) {
+  std::vector<writeapi::StoredRequest> requests;
+  REQUIRE(s.storage->take_recovered_requests(&requests).ok());
+  std::vector<std::string> ids;
+  for (const auto& r : requests) {
+    CHECK(r.bucket == "b");
+    CHECK(r.fingerprint == fingerprint_of(std::stoi(r.id.substr(1))));
+    ids.push_back(r.id + ":" + std::to_string(r.item_count));
+  }
+  std::sort(ids.begin(), ids.end());
+  // Handed over once.
+  REQUIRE(s.storage->take_recovered_requests(&requests).ok());
+  CHECK(requests.empty());
+  return ids;
+}
+
+std::vector<std::string> ids_from(int from, int to) {
+  std::vector<std::string> ids;
+  for (int i = from; i < to; ++i) ids.push_back("r" + std::to_string(i) + ":" + std::to_string(i % 3 + 1));
+  std::sort(ids.begin(), ids.end());
+  return ids;
+}
+
+}  // namespace
+
+TEST_CASE("Request ids survive kill -9, a power failure, checkpoints and restarts with the log", "[faults][wal][ids]") {
+  MemoryStore s;
+  s.options.wal_segment_bytes = 400;  // many segments retire while writing
+  REQUIRE(s.open().ok());
+  for (int i = 0; i < 40; ++i) REQUIRE(append_tagged(s, i, numbered("v", 0, i % 3 + 1), i % 3 + 1).ok());
+  // Records without an id carry none.
+  REQUIRE(s.append("{\"plain\":1}\n").ok());
+  s.kill();
+  s.memory->power_failure();
+  REQUIRE(s.open().ok());
+  CHECK(recovered(s) == ids_from(0, 40));
+  // A clean restart (every segment retired) keeps them in the file.
+  REQUIRE(append_tagged(s, 40, numbered("v", 0, 2), 2).ok());
+  s.storage.reset();
+  CHECK(s.segments().empty());
+  REQUIRE(s.open().ok());
+  CHECK(recovered(s) == ids_from(0, 41));
+  s.memory->power_failure();
+  REQUIRE(s.open().ok());
+  CHECK(recovered(s) == ids_from(0, 41));
+}
+
+TEST_CASE("Request ids: a crash at each step of recovery, then another recovery, keeps every id",
+          "[faults][wal][ids][recovery]") {
+  MemoryStore base;
+  base.options.wal_segment_bytes = 300;
+  REQUIRE(base.open().ok());
+  for (int i = 0; i < 12; ++i) REQUIRE(append_tagged(base, i, numbered("v", 0, i % 3 + 1), i % 3 + 1).ok());
+  REQUIRE(base.open().ok());                                 // the first ids now live in the request-id file only
+  base.io->fail(FaultRule{Call::fdatasync, EIO, ".jsonl"});  // later checkpoints keep their segments
+  for (int i = 12; i < 24; ++i) REQUIRE(append_tagged(base, i, numbered("v", 0, i % 3 + 1), i % 3 + 1).ok());
+  base.kill();
+  base.memory->power_failure();
+  REQUIRE(base.segments().size() >= 2);
+
+  std::size_t steps = 0;
+  for (std::size_t crash_at = 0;; ++crash_at) {
+    INFO("crash after " << crash_at << " calls of recovery");
+    MemoryStore s;
+    s.options.wal_segment_bytes = 300;
+    s.memory = base.memory->clone();
+    s.io = std::make_shared<FaultInjectingIo>(s.memory);
+    s.io->crash_after(crash_at);
+    (void)s.reopen();
+    const bool finished = !s.io->crashed();
+    s.kill();
+    s.memory->power_failure();
+    REQUIRE(s.open().ok());
+    CHECK(recovered(s) == ids_from(0, 24));
+    ++steps;
+    if (finished) break;
+  }
+  CHECK(steps > 20);
+}
+
+TEST_CASE("Request ids: an id whose append is refused is not recovered", "[faults][wal][ids]") {
+  MemoryStore s;
+  REQUIRE(s.open().ok());
+  REQUIRE(append_tagged(s, 1, "{\"a\":1}\n", 1).ok());
+  s.io->fail(FaultRule{Call::fdatasync, EIO, "/data/.wal/0"});  // the log's sync
+  CHECK_FALSE(append_tagged(s, 2, "{\"a\":2}\n", 1).ok());
+  s.io->heal();
+  REQUIRE(append_tagged(s, 3, "{\"a\":3}\n", 1).ok());
+  s.kill();
+  s.memory->power_failure();
+  REQUIRE(s.open().ok());
+  CHECK(recovered(s) == std::vector<std::string>{"r1:1", "r3:1"});
+  CHECK(s.object() == "{\"a\":1}\n{\"a\":3}\n");
+}
+
+TEST_CASE("Request ids: a checkpoint that cannot keep its ids keeps its segment, and the next start replays them",
+          "[faults][wal][ids]") {
+  MemoryStore s;
+  s.options.wal_segment_bytes = 300;
+  REQUIRE(s.open().ok());
+  s.io->fail(FaultRule{Call::fdatasync, EIO, "request-ids"});
+  for (int i = 0; i < 20; ++i) REQUIRE(append_tagged(s, i, numbered("v", 0, i % 3 + 1), i % 3 + 1).ok());
+  CHECK(s.wait_logged("cannot keep the request ids of a checkpoint"));
+  s.kill();
+  s.memory->power_failure();
+  CHECK_FALSE(s.segments().empty());
+  REQUIRE(s.open().ok());
+  CHECK(recovered(s) == ids_from(0, 20));
+}
+
+TEST_CASE("Request ids without the log: kept in the request-id file across restarts", "[faults][ids]") {
+  for (FsyncPolicy policy : {FsyncPolicy::never, FsyncPolicy::interval}) {
+    MemoryStore s(policy);
+    REQUIRE(s.open().ok());
+    for (int i = 0; i < 10; ++i) REQUIRE(append_tagged(s, i, numbered("v", 0, i % 3 + 1), i % 3 + 1).ok());
+    s.kill();  // the page cache survives a process crash
+    REQUIRE(s.open().ok());
+    CHECK(recovered(s) == ids_from(0, 10));
+    // A failed write of the id refuses the append and keeps none of it.
+    s.io->fail(FaultRule{Call::pwrite, ENOSPC, "request-ids"});
+    CHECK(append_tagged(s, 10, "{\"x\":1}\n", 1).code() == ErrorCode::insufficient_storage);
+    s.io->heal();
+    std::string contents;
+    REQUIRE(s.storage->read_object("b", "o", &contents).ok());
+    CHECK(contents.find("{\"x\":1}") == std::string::npos);
+    REQUIRE(s.open().ok());
+    CHECK(recovered(s) == ids_from(0, 10));
+  }
+}
+
+TEST_CASE("Request ids: the file keeps the newest max_request_ids per bucket and drops expired ids", "[faults][ids]") {
+  MemoryStore s;
+  s.options.max_request_ids = 5;
+  REQUIRE(s.open().ok());
+  for (int i = 0; i < 12; ++i) REQUIRE(append_tagged(s, i, numbered("v", 0, i % 3 + 1), i % 3 + 1).ok());
+  REQUIRE(s.open().ok());
+  CHECK(recovered(s) == ids_from(7, 12));
+  s.options.request_id_window = std::chrono::seconds(0);  // everything is older than the window
+  std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  REQUIRE(s.open().ok());
+  CHECK(recovered(s).empty());
+  CHECK(s.memory->contents("/data/.wal/request-ids").empty());
 }

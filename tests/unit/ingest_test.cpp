@@ -910,3 +910,42 @@ TEST_CASE("ingest: dedup_max_ids 0 turns retry detection off", "[ingest][dedup]"
   CHECK_FALSE(result.duplicate);
   CHECK(env.object("homelab", "outdoors_temp1") == "1\n1\n");
 }
+
+TEST_CASE("ingest: request ids outlive the Ingestor and its file store: a restart answers retries", "[ingest][dedup]") {
+  Env env;
+  writeapi::FileStorageOptions options;
+  options.data_dir = env.dir.path() + "/data";
+  options.log = [](std::string_view) {};
+  const std::string body = body_with_id("[1,2,3]", "sensor-7/0001");
+  {
+    Status status;
+    auto store = writeapi::make_file_storage(options, &status);
+    REQUIRE(store);
+    Ingestor ingestor(env.auth.get(), store.get());
+    IngestResult result;
+    REQUIRE(ingestor.ingest(request(body), &result).ok());
+    CHECK_FALSE(result.duplicate);
+  }
+  // A new process: a new store on the same directory and a new Ingestor.
+  Status status;
+  auto store = writeapi::make_file_storage(options, &status);
+  REQUIRE(store);
+  writeapi::ManualClock clock;
+  IngestOptions ingest_options;
+  ingest_options.clock = &clock;
+  ingest_options.dedup_window = std::chrono::hours(1);
+  Ingestor ingestor(env.auth.get(), nullptr, store.get(), ingest_options);
+  IngestResult result;
+  REQUIRE(ingestor.ingest(request(body), &result).ok());
+  CHECK(result.duplicate);
+  CHECK(result.items == 3);
+  CHECK(ingestor.ingest(request(body_with_id("[4]", "sensor-7/0001")), &result).code() ==
+        ErrorCode::request_id_conflict);
+  // The window counts from the first acknowledgement, on the Ingestor's clock.
+  clock.advance(std::chrono::minutes(61));
+  REQUIRE(ingestor.ingest(request(body), &result).ok());
+  CHECK_FALSE(result.duplicate);
+  std::string contents;
+  REQUIRE(store->read_object("homelab", "outdoors_temp1", &contents).ok());
+  CHECK(contents == "1\n2\n3\n1\n2\n3\n");
+}

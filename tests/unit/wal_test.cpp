@@ -448,3 +448,44 @@ TEST_CASE("wal writer: a failed directory sync when creating a segment keeps the
   REQUIRE(h.writer->start(1).ok());
   REQUIRE(h.append("1\n").ok());
 }
+
+TEST_CASE("wal format: appends with a request id and request records round-trip", "[wal][ids]") {
+  wal::RequestFields request;
+  request.id = "sensor-7/0042";
+  for (std::size_t i = 0; i < request.fingerprint.size(); ++i)
+    request.fingerprint[i] = static_cast<std::uint8_t>(i * 7);
+  request.items = 3;
+  request.stored_at_ms = 1'796'000'000'123;
+  std::string bytes;
+  wal::encode_tagged_record(&bytes, "b", "k", 99, request, "1\n2\n3\n");
+  wal::encode_request(&bytes, "bucket", request);
+  CHECK(bytes.substr(0, 4) == "WALR");
+  // payload: u16 3, "b/k", u64 offset, u8 13, the id, 16 + 4 + 8, the lines
+  CHECK(wal::get_u32(bytes.data() + 8) == 2 + 3 + 8 + 1 + 13 + 28 + 6);
+  wal::Reader reader(bytes);
+  wal::Record r;
+  REQUIRE(reader.next(&r));
+  CHECK(r.kind == wal::Record::Kind::append);
+  CHECK(r.id == "b/k");
+  CHECK(r.offset == 99);
+  CHECK(r.lines == "1\n2\n3\n");
+  CHECK(r.request_id == "sensor-7/0042");
+  CHECK(r.fingerprint == request.fingerprint);
+  CHECK(r.items == 3);
+  CHECK(r.stored_at_ms == request.stored_at_ms);
+  REQUIRE(reader.next(&r));
+  CHECK(r.kind == wal::Record::Kind::request);
+  CHECK(r.id == "bucket");
+  CHECK(r.request_id == "sensor-7/0042");
+  CHECK(r.lines.empty());
+  CHECK(r.items == 3);
+  CHECK_FALSE(reader.next(&r));
+  CHECK(reader.stop() == wal::Reader::Stop::end);
+  // A record cut anywhere, or with its id length past the payload, is never returned.
+  for (std::size_t cut = 1; cut < bytes.size(); ++cut) {
+    wal::Reader torn(std::string_view(bytes).substr(0, cut));
+    std::size_t n = 0;
+    while (torn.next(&r)) ++n;
+    CHECK(n == (cut < wal::encoded_size(3, 6) + 1 + 13 + 28 ? 0u : 1u));
+  }
+}

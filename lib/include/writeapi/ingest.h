@@ -23,6 +23,7 @@
 #include <string_view>
 
 #include "writeapi/auth.h"
+#include "writeapi/clock.h"
 #include "writeapi/export.h"
 #include "writeapi/http1.h"
 #include "writeapi/limits.h"
@@ -54,11 +55,18 @@ struct WRITEAPI_EXPORT IngestOptions {
   // nothing; the same id for another bucket, key or body is
   // request_id_conflict; a retry while the first is in flight gets the
   // first's answer. Ids are remembered per bucket for at least
-  // dedup_window and at most dedup_max_ids (about 200 bytes each), in this
-  // process's memory. dedup_max_ids 0 turns the feature off (ids are then
-  // checked and ignored).
+  // dedup_window and at most dedup_max_ids (about 200 bytes each) in this
+  // process's memory, and handed to the store with the lines
+  // (AppendBatch::request): a store that keeps them (the file store does;
+  // see FileStorageOptions::request_id_window) gives them back to the next
+  // Ingestor built on it, so retries are recognised across a crash or a
+  // restart. dedup_max_ids 0 turns the feature off (ids are then checked
+  // and ignored).
   std::chrono::seconds dedup_window = std::chrono::hours(24);
   std::size_t dedup_max_ids = 1'000'000;
+  // Time source of the dedup window and of waits for a request in flight;
+  // nullptr means real_clock(). Must outlive the Ingestor.
+  const Clock* clock = nullptr;
 };
 
 struct WRITEAPI_EXPORT IngestRequest {

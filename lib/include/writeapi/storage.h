@@ -21,6 +21,7 @@
 #ifndef WRITEAPI_STORAGE_H_
 #define WRITEAPI_STORAGE_H_
 
+#include <array>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -35,6 +36,19 @@
 
 namespace writeapi {
 
+// A digest of what a request stores (its bucket, key and minified items;
+// never the access key), so that a reused request id with other data is
+// recognised as a conflict. The first 128 bits of a SHA-256.
+using RequestFingerprint = std::array<std::uint8_t, 16>;
+
+// The request id a batch was sent with (IngestOptions::dedup_*). A store
+// that keeps it with the lines, atomically, lets an Ingestor that starts
+// after a crash recognise retries of requests stored before it.
+struct WRITEAPI_EXPORT RequestTag {
+  std::string_view id;  // empty: the request had none
+  RequestFingerprint fingerprint{};
+};
+
 // One request's worth of lines for one object.
 struct WRITEAPI_EXPORT AppendBatch {
   std::string_view bucket;     // a valid name (see names.h)
@@ -42,6 +56,16 @@ struct WRITEAPI_EXPORT AppendBatch {
   std::string_view device_id;  // empty when the request had none
   std::string_view lines;      // item_count complete lines, each ending '\n'
   std::size_t item_count = 0;
+  RequestTag request;
+};
+
+// A request id a store kept with an acknowledged batch.
+struct WRITEAPI_EXPORT StoredRequest {
+  std::string bucket;
+  std::string id;
+  RequestFingerprint fingerprint{};
+  std::size_t item_count = 0;
+  std::chrono::system_clock::time_point stored_at;  // when it was logged
 };
 
 // Counters a backend exposes for monitoring. All monotonic since start.
@@ -98,6 +122,16 @@ class WRITEAPI_EXPORT Storage {
 
   // Snapshot of the backend's counters.
   virtual StorageStats stats() const { return {}; }
+
+  // Moves into *requests the request ids of acknowledged batches that the
+  // store found when it opened (batches whose AppendBatch::request had an
+  // id), oldest first, so an Ingestor built on it answers their retries as
+  // duplicates. Yields them once: later calls give none. The default (a
+  // store that keeps no ids) gives none.
+  virtual Status take_recovered_requests(std::vector<StoredRequest>* requests) {
+    requests->clear();
+    return Status();
+  }
 };
 
 // When an append is acknowledged relative to the disk.
@@ -129,6 +163,15 @@ struct WRITEAPI_EXPORT FileStorageOptions {
   // (its objects synced, the file deleted). Larger segments mean fewer
   // checkpoints and more replay after a crash. Default 64 MiB.
   std::uint64_t wal_segment_bytes = 64ull << 20;
+  // Request ids (AppendBatch::request) are kept with the lines: in the log
+  // record with FsyncPolicy::always, and in a compact file beside the log
+  // (<data_dir>/.wal/request-ids) once their segment is retired. Ids older
+  // than request_id_window, or beyond the newest max_request_ids of their
+  // bucket, are dropped from that file when it is compacted (at open, and
+  // when it has doubled). Set them to the Ingestor's dedup_window and
+  // dedup_max_ids.
+  std::chrono::seconds request_id_window = std::chrono::hours(24);
+  std::size_t max_request_ids = 1'000'000;
   // Receives one line per notable event (torn tail repaired, write error on
   // an object, failed sync). Default: standard error.
   std::function<void(std::string_view)> log;
