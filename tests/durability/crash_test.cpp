@@ -226,3 +226,154 @@ TEST_CASE("A full file system answers 507 and recovers without a restart", "[dur
   CHECK(again->status == 200);
   CHECK(read_file(data + "/homelab/fill.jsonl") == before + "\"" + chunk + "\"\n");
 }
+
+TEST_CASE("kill -9 rounds with clients that retry every unacknowledged request: each request id stored exactly once",
+          "[durability][crash][ids]") {
+  TempDir root;
+  const std::string data = root.path() + "/data";
+  constexpr int kRounds = 12, kClients = 8, kObjects = 3;
+  // Each client sends requests c/0, c/1, ... one at a time, and retries the
+  // one it has not seen acknowledged (same id, same body) until it is,
+  // across kills and restarts. Even clients send the id as requestId, odd
+  // ones as Idempotency-Key.
+  struct ClientState {
+    long next = 0;           // the request being sent (acknowledged: all before it)
+    long attempts = 0;       // sends of `next` so far
+    long retried_acks = 0;   // acknowledged after at least one resend
+    long duplicates = 0;     // answered {"duplicate":true}
+    long unexpected = 0;     // any answer but 200, 429 or 503
+    long lost = 0;           // answers the client threw away (see below)
+    long not_duplicate = 0;  // a retry of a thrown-away 200 that stored again
+    bool lost_answer = false;
+  };
+  std::vector<ClientState> state(kClients);
+  auto body_of = [](int c, long seq) {
+    const std::string data_json = "[" + item(c, 0, seq, 0) + "," + item(c, 0, seq, 1) + "]";
+    const std::string id = std::to_string(c) + "/" + std::to_string(seq);
+    if (c % 2 == 1) return std::make_pair(make_body(data_json), id);
+    std::string body = make_body(data_json);
+    body.insert(1, "\"requestId\":\"" + id + "\",");
+    return std::make_pair(body, id);
+  };
+  // Every fifth answer of each client is thrown away (deterministic).
+  auto lose = [](int c, long seq) { return (seq * 7 + c) % 5 == 0; };
+  auto run_client = [&](int c, int port, const std::atomic<bool>& stop, bool until_acked) {
+    httplib::Client client("127.0.0.1", port);
+    client.set_keep_alive(true);
+    client.set_connection_timeout(1);
+    client.set_read_timeout(2);
+    client.set_write_timeout(2);
+    ClientState& s = state[c];
+    while (!stop.load()) {
+      auto [body, id] = body_of(c, s.next);
+      httplib::Headers headers;
+      if (c % 2 == 1) headers.emplace("Idempotency-Key", id);
+      const std::string key = "obj" + std::to_string((c + s.next) % kObjects);
+      ++s.attempts;
+      auto res = client.Post(write_path("homelab", key).c_str(), headers, body, "application/json");
+      if (!res) {
+        if (!until_acked) return;  // the server is gone: retry in the next round
+        continue;
+      }
+      if (res->status == 200) {
+        const bool duplicate = res->body.find("\"duplicate\":true") != std::string::npos;
+        if (duplicate) ++s.duplicates;
+        if (s.lost_answer && !duplicate) ++s.not_duplicate;
+        // A lost answer, as a timeout or a dropped connection loses it: the
+        // client stops for this round and retries after the kill and
+        // restart, when only what the store kept can recognise the retry.
+        if (!until_acked && !s.lost_answer && lose(c, s.next)) {
+          ++s.lost;
+          s.lost_answer = true;
+          return;
+        }
+        s.lost_answer = false;
+        if (s.attempts > 1) ++s.retried_acks;
+        ++s.next;
+        s.attempts = 0;
+        if (until_acked) return;
+      } else if (res->status != 429 && res->status != 503) {
+        ++s.unexpected;
+      }
+    }
+  };
+
+  std::mt19937 rng(4242);
+  for (int round = 0; round < kRounds; ++round) {
+    auto server = start_on(data);
+    std::atomic<bool> stop{false};
+    std::vector<std::thread> clients;
+    for (int c = 0; c < kClients; ++c) clients.emplace_back(run_client, c, server->port(), std::cref(stop), false);
+    std::this_thread::sleep_for(std::chrono::milliseconds(std::uniform_int_distribution<int>(50, 300)(rng)));
+    server->send_signal(SIGKILL);
+    stop = true;
+    for (auto& t : clients) t.join();
+    REQUIRE(server->wait_exit(std::chrono::seconds(10)).has_value());
+  }
+  // A last start: every client's outstanding request is retried until
+  // acknowledged.
+  {
+    auto server = start_on(data);
+    std::atomic<bool> stop{false};
+    std::vector<std::thread> clients;
+    for (int c = 0; c < kClients; ++c)
+      if (state[c].attempts > 0) clients.emplace_back(run_client, c, server->port(), std::cref(stop), true);
+    for (auto& t : clients) t.join();
+    server.reset();
+  }
+
+  long sent = 0, duplicates = 0, retried = 0, lost = 0;
+  for (const ClientState& s : state) {
+    CHECK(s.unexpected == 0);
+    CHECK(s.not_duplicate == 0);  // every retry of a stored request was answered as a duplicate
+    CHECK_FALSE(s.lost_answer);
+    lost += s.lost;
+    CHECK(s.attempts == 0);  // nothing left unacknowledged
+    sent += s.next;
+    duplicates += s.duplicates;
+    retried += s.retried_acks;
+  }
+  REQUIRE(sent > kRounds * kClients);
+  // Answers thrown away before a kill were retried after the restart and
+  // recognised from what the store kept (the log or the request-id file).
+  CHECK(lost >= kRounds);
+  CHECK(duplicates >= lost);
+  UNSCOPED_INFO("requests " << sent << ", acknowledged after a resend " << retried << ", answers thrown away " << lost
+                            << ", duplicates " << duplicates);
+
+  // Every request's two items are in the objects exactly once, adjacent.
+  simdjson::dom::parser parser;
+  std::map<std::pair<long, long>, int> seen;
+  for (int o = 0; o < kObjects; ++o) {
+    std::string contents = read_file(data + "/homelab/obj" + std::to_string(o) + ".jsonl");
+    if (contents.empty()) continue;
+    REQUIRE(contents.back() == '\n');
+    std::vector<std::string> lines = split_lines(contents);
+    for (std::size_t i = 0; i < lines.size(); ++i) {
+      simdjson::dom::element e;
+      REQUIRE(parser.parse(lines[i]).get(e) == simdjson::SUCCESS);
+      if (int64_t(e["i"]) != 0) continue;
+      REQUIRE(i + 1 < lines.size());
+      simdjson::dom::parser next_parser;
+      simdjson::dom::element n;
+      REQUIRE(next_parser.parse(lines[i + 1]).get(n) == simdjson::SUCCESS);
+      CHECK(int64_t(n["s"]) == int64_t(e["s"]));
+      CHECK(int64_t(n["i"]) == 1);
+      seen[{int64_t(e["c"]), int64_t(e["s"])}]++;
+    }
+  }
+  std::size_t missing = 0, twice = 0;
+  for (int c = 0; c < kClients; ++c)
+    for (long seq = 0; seq < state[c].next; ++seq) {
+      auto it = seen.find({c, seq});
+      if (it == seen.end())
+        ++missing;
+      else if (it->second != 1)
+        ++twice;
+    }
+  CHECK(missing == 0);
+  CHECK(twice == 0);
+  std::size_t total = 0;
+  for (auto& [id, count] : seen) total += count;
+  CHECK(total == static_cast<std::size_t>(sent));  // nothing stored that no client sent
+}

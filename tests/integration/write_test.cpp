@@ -311,3 +311,62 @@ TEST_CASE("a retried requestId is answered duplicate with its original count and
     CHECK(server.metric("writeapi_request_ids_remembered") == 1.0);
   }
 }
+
+TEST_CASE("request ids survive a restart of the server in every fsync mode", "[integration][write][dedup]") {
+  TempDir root;
+  const std::string data = root.path() + "/data";
+  for (const char* fsync : {"always", "interval", "never"}) {
+    INFO("--fsync " << fsync);
+    const std::string key = std::string("restart_") + fsync;
+    const std::string target = write_path("homelab", key);
+    // One id per mode: the same id for another key would be a conflict.
+    const std::string id = std::string("dev-9/") + fsync;
+    const std::string body = "{\"accessKey\":\"" + std::string(kAccessKey) + "\",\"requestId\":\"" + id +
+                             "\",\"data\":[{\"t\":1},{\"t\":2},{\"t\":3}]}";
+    const std::vector<std::string> args = {"--data-dir", data, "--fsync", fsync};
+    {
+      ServerProcess server(args);
+      RawResponse first = raw_exchange(server.port(), make_post(target, body));
+      CHECK(first.status == 200);
+      CHECK(check_ok_body(first.body, 3) == "");
+    }  // SIGTERM, exit 0
+    ServerProcess server(args);
+    RawResponse again = raw_exchange(server.port(), make_post(target, body));
+    CHECK(again.status == 200);
+    CHECK(again.body == "{\"ok\":true,\"items\":3,\"duplicate\":true}\n");
+    expect_refused(server, "the same id for other data after a restart",
+                   make_post(target, "{\"accessKey\":\"" + std::string(kAccessKey) + "\",\"requestId\":\"" + id +
+                                         "\",\"data\":[{\"t\":4}]}"),
+                   409, "request_id_conflict");
+    CHECK(read_file(data + "/homelab/" + key + ".jsonl") == "{\"t\":1}\n{\"t\":2}\n{\"t\":3}\n");
+  }
+}
+
+TEST_CASE("the dedup cap (--dedup-max) bounds the ids per bucket with the oldest forgotten first across a restart too",
+          "[integration][write][dedup][server-only]") {
+  TempDir root;
+  const std::string data = root.path() + "/data";
+  const std::vector<std::string> args = {"--data-dir", data, "--dedup-max", "2"};
+  const std::string target = write_path("homelab", "capped");
+  auto body = [](int n) {
+    return "{\"accessKey\":\"" + std::string(kAccessKey) + "\",\"requestId\":\"id-" + std::to_string(n) +
+           "\",\"data\":" + std::to_string(n) + "}";
+  };
+  auto post = [&](ServerProcess& server, int n) { return raw_exchange(server.port(), make_post(target, body(n))); };
+  {
+    ServerProcess server(args);
+    for (int n = 1; n <= 3; ++n) REQUIRE(post(server, n).status == 200);
+    CHECK(post(server, 3).body.find("\"duplicate\":true") != std::string::npos);
+    CHECK(post(server, 2).body.find("\"duplicate\":true") != std::string::npos);
+    CHECK(server.metric("writeapi_request_ids_evictions_total") == 1.0);
+  }
+  ServerProcess server(args);
+  CHECK(server.metric("writeapi_request_ids_remembered") == 2.0);
+  CHECK(post(server, 2).body.find("\"duplicate\":true") != std::string::npos);
+  CHECK(post(server, 3).body.find("\"duplicate\":true") != std::string::npos);
+  // id-1 was evicted: its retry stores again.
+  RawResponse first_again = post(server, 1);
+  CHECK(first_again.status == 200);
+  CHECK(first_again.body.find("duplicate") == std::string::npos);
+  CHECK(read_file(data + "/homelab/capped.jsonl") == "1\n2\n3\n1\n");
+}
