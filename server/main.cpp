@@ -70,6 +70,8 @@ int main(int argc, char** argv) {
   std::string data_location = config.data_dir;
   if (config.storage == writeapi::server::StorageBackend::clickhouse) {
     writeapi::ClickHouseStorageOptions clickhouse_options = config.clickhouse;
+    clickhouse_options.request_id_window = config.dedup_window;
+    clickhouse_options.max_request_ids = config.dedup_max_ids;
     clickhouse_options.log = log;
     storage = writeapi::make_clickhouse_storage(clickhouse_options, &status);
     data_location = config.clickhouse.url + " " + config.clickhouse.database + "." + config.clickhouse.table;

@@ -167,6 +167,15 @@ bool get_string(std::string_view* in, std::string_view* text) {
   return true;
 }
 
+bool get_u64(std::string_view* in, std::uint64_t* value) {
+  if (in->size() < 8) return false;
+  std::uint64_t v = 0;
+  for (int i = 0; i < 8; ++i) v |= static_cast<std::uint64_t>(static_cast<unsigned char>((*in)[i])) << (8 * i);
+  *value = v;
+  in->remove_prefix(8);
+  return true;
+}
+
 int utc_year_month(std::int64_t unix_seconds) {
   std::time_t t = static_cast<std::time_t>(unix_seconds);
   std::tm parts{};
@@ -181,10 +190,30 @@ namespace {
 
 using SteadyClock = std::chrono::steady_clock;
 
-// The columns every INSERT names, in RowBinary order.
+// The columns every INSERT names, in RowBinary order; then, when the table
+// has them, the request id columns (tables made before them lack them).
 constexpr std::string_view kColumns = "bucket, key, device_id, received, received_us, frontend, seq, line";
 constexpr std::string_view kColumnNames[] = {"bucket",      "key",      "device_id", "received",
                                              "received_us", "frontend", "seq",       "line"};
+constexpr std::string_view kRequestColumns = ", request_id, request_fp";
+
+std::string hex_of(const RequestFingerprint& fingerprint) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string hex;
+  for (std::uint8_t byte : fingerprint) hex.append({kDigits[byte >> 4], kDigits[byte & 15]});
+  return hex;
+}
+
+bool fingerprint_of_hex(std::string_view hex, RequestFingerprint* fingerprint) {
+  if (hex.size() != 2 * fingerprint->size()) return false;
+  auto digit = [](char c) { return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1; };
+  for (std::size_t i = 0; i < fingerprint->size(); ++i) {
+    int high = digit(hex[2 * i]), low = digit(hex[2 * i + 1]);
+    if (high < 0 || low < 0) return false;
+    (*fingerprint)[i] = static_cast<std::uint8_t>(high * 16 + low);
+  }
+  return true;
+}
 // ClickHouse's default max_insert_block_size; INSERTs raise it when larger.
 constexpr std::size_t kDefaultInsertBlockRows = 1048576;
 // A keep-alive connection idle for longer may have been closed by
@@ -214,7 +243,7 @@ struct Waiter {
   bool done = false;
   Status result;
   std::function<void(Status)> callback;
-  std::string copy;  // bucket, key, device_id and lines of an async batch
+  std::string copy;  // bucket, key, device_id, request id and lines of an async batch
 };
 
 // One append waiting in a group. The batch's views point into the
@@ -263,7 +292,8 @@ void for_each_line(std::string_view lines, F&& f) {
 // from the appender's batch without a copy.
 class RowStream {
  public:
-  RowStream(const Group& group, std::string_view frontend_id) : group_(group), frontend_id_(frontend_id) {}
+  RowStream(const Group& group, std::string_view frontend_id, bool with_request)
+      : group_(group), frontend_id_(frontend_id), with_request_(with_request) {}
 
   // Writes the next piece to `write`; false when it fails or all was sent.
   template <typename Write>
@@ -291,17 +321,27 @@ class RowStream {
       clickhouse::put_u64(&buffer_, pending.first_seq + line_++);
       clickhouse::put_varint(&buffer_, line.size());
       if (line.size() >= kPassThrough) {
-        return write(buffer_.data(), buffer_.size()) && write(line.data(), line.size());
+        if (!write(buffer_.data(), buffer_.size()) || !write(line.data(), line.size())) return false;
+        buffer_.clear();
+        if (with_request_) put_request(pending);
+        return write(buffer_.data(), buffer_.size());
       }
       buffer_.append(line);
+      if (with_request_) put_request(pending);
       if (buffer_.size() >= kBuffer) return write(buffer_.data(), buffer_.size());
     }
     return !buffer_.empty() && write(buffer_.data(), buffer_.size());
   }
 
  private:
+  void put_request(const PendingAppend& pending) {
+    clickhouse::put_string(&buffer_, pending.batch.request.id);
+    clickhouse::put_string(&buffer_, pending.batch.request.id.empty() ? "" : hex_of(pending.batch.request.fingerprint));
+  }
+
   const Group& group_;
   std::string_view frontend_id_;
+  bool with_request_;
   std::size_t append_ = 0;  // the append being encoded
   std::size_t offset_ = 0;  // into its lines
   std::uint64_t line_ = 0;  // lines of it done
@@ -329,10 +369,6 @@ class ClickHouseStorage final : public Storage {
       options_.log = [](std::string_view line) { std::fprintf(stderr, "%.*s\n", int(line.size()), line.data()); };
     if (options_.frontend_id.empty()) options_.frontend_id = default_frontend_id();
     table_ = "`" + options_.database + "`.`" + options_.table + "`";
-    insert_params_ =
-        "query=" +
-        clickhouse::url_encode("INSERT INTO " + table_ + " (" + std::string(kColumns) + ") FORMAT RowBinary") +
-        "&insert_distributed_sync=1";
   }
 
   ~ClickHouseStorage() override {
@@ -366,6 +402,29 @@ class ClickHouseStorage final : public Storage {
       if (!columns.count(column)) missing += (missing.empty() ? "" : ", ") + std::string(column);
     if (!missing.empty())
       return Status(ErrorCode::storage_error, "ClickHouse table " + table_ + " lacks the columns " + missing);
+    with_requests_ = columns.count("request_id") && columns.count("request_fp");
+    if (!with_requests_ && options_.create_schema) {
+      // A table made before request ids: add their columns (empty in old rows).
+      // (ClickHouse 18, Debian 12's, has no ADD COLUMN IF NOT EXISTS.)
+      std::string sql = "ALTER TABLE " + table_;
+      if (!columns.count("request_id")) sql += " ADD COLUMN request_id String DEFAULT ''";
+      if (!columns.count("request_fp"))
+        sql += std::string(columns.count("request_id") ? "" : ",") + " ADD COLUMN request_fp String DEFAULT ''";
+      Reply altered = query(*new_client(), "", sql);
+      with_requests_ = altered.ok;
+      if (!altered.ok) options_.log("cannot add the request id columns to " + table_ + ": " + altered.error);
+    }
+    if (!with_requests_)
+      options_.log("ClickHouse table " + table_ +
+                   " has no request_id and request_fp columns: request ids are remembered only in this "
+                   "process's memory (see docs/DURABILITY.md)");
+    insert_params_ =
+        "query=" +
+        clickhouse::url_encode("INSERT INTO " + table_ + " (" + std::string(kColumns) +
+                               (with_requests_ ? std::string(kRequestColumns) : std::string()) + ") FORMAT RowBinary") +
+        "&insert_distributed_sync=1";
+    if (with_requests_)
+      if (Status s = load_requests(); !s.ok()) return s;
     for (std::size_t i = 0; i < options_.max_inserts_in_flight; ++i)
       flush_threads_.emplace_back([this] { flush_loop(); });
     return Status();
@@ -387,8 +446,9 @@ class ClickHouseStorage final : public Storage {
     auto waiter = std::make_unique<Waiter>();
     waiter->callback = std::move(done);
     std::string& copy = waiter->copy;
-    copy.reserve(batch.bucket.size() + batch.key.size() + batch.device_id.size() + batch.lines.size());
-    copy.append(batch.bucket).append(batch.key).append(batch.device_id).append(batch.lines);
+    copy.reserve(batch.bucket.size() + batch.key.size() + batch.device_id.size() + batch.request.id.size() +
+                 batch.lines.size());
+    copy.append(batch.bucket).append(batch.key).append(batch.device_id).append(batch.request.id).append(batch.lines);
     AppendBatch owned = batch;
     std::string_view bytes = copy;
     owned.bucket = bytes.substr(0, batch.bucket.size());
@@ -397,6 +457,8 @@ class ClickHouseStorage final : public Storage {
     bytes.remove_prefix(batch.key.size());
     owned.device_id = bytes.substr(0, batch.device_id.size());
     bytes.remove_prefix(batch.device_id.size());
+    owned.request.id = bytes.substr(0, batch.request.id.size());
+    bytes.remove_prefix(batch.request.id.size());
     owned.lines = bytes;
     std::unique_lock<std::mutex> lock(mu_);
     enqueue(owned, waiter.release());
@@ -422,8 +484,11 @@ class ClickHouseStorage final : public Storage {
   void enqueue(const AppendBatch& batch, Waiter* waiter) {
     // The size of the rows, outside the lock; everything but the line
     // lengths and seq is the same in every row of the append.
-    const std::uint64_t row_overhead = string_size(batch.bucket) + string_size(batch.key) +
-                                       string_size(batch.device_id) + 4 + 8 + string_size(options_.frontend_id) + 8;
+    std::uint64_t row_overhead = string_size(batch.bucket) + string_size(batch.key) + string_size(batch.device_id) + 4 +
+                                 8 + string_size(options_.frontend_id) + 8;
+    if (with_requests_)
+      row_overhead +=
+          string_size(batch.request.id) + (batch.request.id.empty() ? 1 : 1 + 2 * RequestFingerprint().size());
     std::size_t rows = 0;
     std::uint64_t body_bytes = 0;
     for_each_line(batch.lines, [&](std::string_view line) {
@@ -475,6 +540,13 @@ class ClickHouseStorage final : public Storage {
       contents->append(line);
       contents->push_back('\n');
     }
+    return Status();
+  }
+
+  Status take_recovered_requests(std::vector<StoredRequest>* requests) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    requests->clear();
+    requests->swap(recovered_requests_);
     return Status();
   }
 
@@ -582,13 +654,48 @@ class ClickHouseStorage final : public Storage {
     }
   }
 
+  // Reads the request ids of the window from the table, the newest
+  // max_request_ids of each bucket, for take_recovered_requests.
+  Status load_requests() {
+    if (options_.request_id_window.count() <= 0 || options_.max_request_ids == 0) return Status();
+    const std::string window_us =
+        std::to_string(std::chrono::duration_cast<std::chrono::microseconds>(options_.request_id_window).count());
+    Reply reply = query(*new_client(), "wait_end_of_query=1",
+                        "SELECT bucket, request_id, any(request_fp), count(), min(received_us) AS at FROM " + table_ +
+                            " WHERE request_id != '' AND received_us + " + window_us +
+                            " >= toUInt64(now()) * 1000000 GROUP BY bucket, request_id ORDER BY at DESC LIMIT " +
+                            std::to_string(options_.max_request_ids) + " BY bucket FORMAT RowBinary");
+    if (!reply.ok) return start_error("cannot read the request ids", reply);
+    std::string_view in = reply.body;
+    std::vector<StoredRequest> requests;
+    while (!in.empty()) {
+      std::string_view bucket, id, fingerprint;
+      std::uint64_t items = 0, at = 0;
+      StoredRequest r;
+      if (!clickhouse::get_string(&in, &bucket) || !clickhouse::get_string(&in, &id) ||
+          !clickhouse::get_string(&in, &fingerprint) || !clickhouse::get_u64(&in, &items) ||
+          !clickhouse::get_u64(&in, &at))
+        return malformed("the request ids");
+      if (!fingerprint_of_hex(fingerprint, &r.fingerprint)) continue;  // not written by us
+      r.bucket = std::string(bucket);
+      r.id = std::string(id);
+      r.item_count = static_cast<std::size_t>(items);
+      r.stored_at = std::chrono::system_clock::time_point(std::chrono::microseconds(at));
+      requests.push_back(std::move(r));
+    }
+    std::reverse(requests.begin(), requests.end());  // oldest first
+    std::lock_guard<std::mutex> lock(mu_);
+    recovered_requests_ = std::move(requests);
+    return Status();
+  }
+
   // Sends one group as one INSERT on a flush thread's connection.
   Status insert(const Group& group, Connection* connection) {
     auto now = SteadyClock::now();
     if (!connection->client || now - connection->last_used > kMaxIdleReuse) connection->client = new_client();
     std::string path = endpoint_.path_prefix + "/?" + insert_params_ +
                        "&max_insert_block_size=" + std::to_string(std::max(group.rows + 1, kDefaultInsertBlockRows));
-    RowStream rows(group, options_.frontend_id);
+    RowStream rows(group, options_.frontend_id, with_requests_);
     std::uint64_t sent = 0;
     httplib::Result result = connection->client->Post(
         path, {}, group.body_bytes,
@@ -631,7 +738,9 @@ class ClickHouseStorage final : public Storage {
   bool stopping_ = false;
   std::vector<std::thread> flush_threads_;
 
-  std::atomic<bool> failing_{false};  // the last INSERT failed (for logging transitions)
+  std::atomic<bool> failing_{false};               // the last INSERT failed (for logging transitions)
+  bool with_requests_ = false;                     // the table has request_id and request_fp (set by start)
+  std::vector<StoredRequest> recovered_requests_;  // guarded by mu_
 
   std::atomic<std::uint64_t> appends_{0}, bytes_written_{0}, inserts_{0}, write_errors_{0};
 };
@@ -651,7 +760,9 @@ std::string clickhouse_table_sql(const ClickHouseStorageOptions& options) {
          "  received_us UInt64,\n"
          "  frontend String,\n"
          "  seq UInt64,\n"
-         "  line String\n"
+         "  line String,\n"
+         "  request_id String DEFAULT '',\n"
+         "  request_fp String DEFAULT ''\n"
          ") ENGINE = MergeTree\n"
          "PARTITION BY toYYYYMM(received)\n"
          "ORDER BY (bucket, key, received_us, frontend, seq)";

@@ -38,6 +38,8 @@ void put_u64(std::string* out, std::uint64_t value);
 // Reads one RowBinary string from the front of *in into *text (a view into
 // the input) and advances *in. False when *in is truncated or malformed.
 bool get_string(std::string_view* in, std::string_view* text);
+// Reads one little-endian UInt64 the same way.
+bool get_u64(std::string_view* in, std::uint64_t* value);
 
 // UTC year * 100 + month of a Unix time, as ClickHouse's
 // toYYYYMM(DateTime('UTC')) computes it: the partition of a row.

@@ -13,6 +13,7 @@
 
 #include "clickhouse_support.h"
 #include "server_process.h"
+#include "writeapi/clickhouse.h"
 
 using namespace writeapi::testing;
 using namespace std::chrono_literals;
@@ -228,4 +229,49 @@ TEST_CASE("clickhouse: 8 clients x 100 batches to one object never interleave", 
   REQUIRE(appends);
   CHECK(*appends == kThreads * kRequests);
   CHECK(*inserts < *appends);
+}
+
+TEST_CASE("clickhouse: request ids are stored with the rows and recognised after a restart", "[clickhouse][ids]") {
+  WRITEAPI_REQUIRE_CLICKHOUSE_OR_SKIP();
+  ScratchDatabase database{{clickhouse_url()}, "ids"};
+  // A table made before request ids: the server adds their columns.
+  writeapi::ClickHouseStorageOptions old;
+  old.database = database.name();
+  std::string sql = writeapi::clickhouse_table_sql(old);
+  sql.replace(sql.find(",\n  request_id"), sql.find("\n) ENGINE") - sql.find(",\n  request_id"), "");
+  clickhouse_query(clickhouse_url(), "CREATE DATABASE IF NOT EXISTS `" + database.name() + "`");
+  clickhouse_query(clickhouse_url(), sql);
+  clickhouse_query(clickhouse_url(), "INSERT INTO `" + database.name() +
+                                         "`.lines (bucket, key, device_id, received, received_us, frontend, seq, "
+                                         "line) VALUES ('homelab', 'old', '', now(), 1, 'x', 0, '0')");
+  const std::string body =
+      "{\"accessKey\":\"" + std::string(kAccessKey) + "\",\"requestId\":\"dev-3/77\",\"data\":[{\"t\":1},{\"t\":2}]}";
+  const std::string target = write_path("homelab", "retried");
+  {
+    ServerProcess server(clickhouse_server_args(clickhouse_url(), database.name()));
+    httplib::Client client("127.0.0.1", server.port());
+    require_ok(client.Post(target, body, "application/json"), 2);
+    auto retry = client.Post(target, body, "application/json");
+    REQUIRE(retry);
+    CHECK(retry->body == "{\"ok\":true,\"items\":2,\"duplicate\":true}\n");
+  }
+  CHECK(clickhouse_query(clickhouse_url(), "SELECT request_id, count() FROM `" + database.name() +
+                                               "`.lines WHERE key = 'retried' GROUP BY request_id") == "dev-3/77\t2\n");
+  ServerProcess server(clickhouse_server_args(clickhouse_url(), database.name()));
+  httplib::Client client("127.0.0.1", server.port());
+  auto retry = client.Post(target, body, "application/json");
+  REQUIRE(retry);
+  CHECK(retry->status == 200);
+  CHECK(retry->body == "{\"ok\":true,\"items\":2,\"duplicate\":true}\n");
+  auto conflict = client.Post(
+      target, "{\"accessKey\":\"" + std::string(kAccessKey) + "\",\"requestId\":\"dev-3/77\",\"data\":[{\"t\":9}]}",
+      "application/json");
+  REQUIRE(conflict);
+  CHECK(conflict->status == 409);
+  auto reader = clickhouse_reader(clickhouse_url(), database.name());
+  std::string contents;
+  REQUIRE(reader->read_object("homelab", "retried", &contents).ok());
+  CHECK(contents == "{\"t\":1}\n{\"t\":2}\n");
+  REQUIRE(reader->read_object("homelab", "old", &contents).ok());
+  CHECK(contents == "0\n");
 }

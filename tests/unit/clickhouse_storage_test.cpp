@@ -41,6 +41,7 @@ struct Row {
   std::string frontend;
   std::uint64_t seq = 0;
   std::string line;
+  std::string request_id, request_fp;  // when the INSERT names them
 };
 
 struct Insert {
@@ -57,7 +58,7 @@ bool get_fixed(std::string_view* in, int bytes, std::uint64_t* value) {
   return true;
 }
 
-bool decode_rows(std::string_view in, std::vector<Row>* rows) {
+bool decode_rows(std::string_view in, bool with_request, std::vector<Row>* rows) {
   while (!in.empty()) {
     Row row;
     std::string_view text;
@@ -76,6 +77,12 @@ bool decode_rows(std::string_view in, std::vector<Row>* rows) {
     if (!get_fixed(&in, 8, &row.seq)) return false;
     if (!ch::get_string(&in, &text)) return false;
     row.line = text;
+    if (with_request) {
+      if (!ch::get_string(&in, &text)) return false;
+      row.request_id = text;
+      if (!ch::get_string(&in, &text)) return false;
+      row.request_fp = text;
+    }
     rows->push_back(std::move(row));
   }
   return true;
@@ -115,6 +122,14 @@ class FakeClickHouse {
   }
   // With no table, system.columns answers nothing (a missing table).
   void drop_table() { table_exists_ = false; }
+  // A table made before request ids: no request_id or request_fp column
+  // until an ALTER TABLE adds them.
+  void old_table() { request_columns_ = false; }
+  // What the SELECT of request ids answers (RowBinary rows).
+  void set_request_rows(std::string rows) {
+    std::lock_guard<std::mutex> lock(mu_);
+    request_rows_ = std::move(rows);
+  }
 
   std::vector<Insert> inserts() const {
     std::lock_guard<std::mutex> lock(mu_);
@@ -140,7 +155,7 @@ class FakeClickHouse {
       Insert insert;
       insert.query = req.get_param_value("query");
       for (const auto& [name, value] : req.params) insert.params.emplace(name, value);
-      if (!decode_rows(req.body, &insert.rows)) {
+      if (!decode_rows(req.body, insert.query.find("request_id") != std::string::npos, &insert.rows)) {
         res.status = 400;
         res.set_content("Code: 33, Cannot read all data\n", "text/plain");
         return;
@@ -155,7 +170,13 @@ class FakeClickHouse {
       if (table_exists_)
         for (const char* column : {"bucket", "key", "device_id", "received", "received_us", "frontend", "seq", "line"})
           ch::put_string(&body, column);
+      if (table_exists_ && request_columns_)
+        for (const char* column : {"request_id", "request_fp"}) ch::put_string(&body, column);
       res.set_content(body, "application/octet-stream");
+    } else if (req.body.rfind("ALTER TABLE", 0) == 0) {
+      request_columns_ = true;
+    } else if (req.body.rfind("SELECT bucket, request_id", 0) == 0) {
+      res.set_content(request_rows_, "application/octet-stream");
     }
   }
 
@@ -164,6 +185,8 @@ class FakeClickHouse {
   int port_ = -1;
   std::atomic<bool> refuse_{false};
   std::atomic<bool> table_exists_{true};
+  std::atomic<bool> request_columns_{true};
+  std::string request_rows_;
   std::atomic<int> inserts_received_{0};
   mutable std::mutex mu_;
   std::condition_variable cv_;
@@ -368,7 +391,7 @@ TEST_CASE("clickhouse: the schema is created when asked, and a missing table is 
   options.table = "t1";
   open(fake, options);
   std::vector<std::string> statements = fake.statements();
-  REQUIRE(statements.size() == 3);
+  REQUIRE(statements.size() == 4);  // and the request ids of the window
   CHECK(statements[0] == "CREATE DATABASE IF NOT EXISTS `db1`");
   CHECK(statements[1] == writeapi::clickhouse_table_sql(options));
   CHECK(statements[1].find("CREATE TABLE IF NOT EXISTS `db1`.`t1`") == 0);
@@ -379,7 +402,7 @@ TEST_CASE("clickhouse: the schema is created when asked, and a missing table is 
   FakeClickHouse managed;
   options.create_schema = false;
   open(managed, options);
-  REQUIRE(managed.statements().size() == 1);  // only the column check
+  REQUIRE(managed.statements().size() == 2);  // only the column check and the request ids
 
   managed.drop_table();
   options.url = managed.url();
@@ -402,8 +425,8 @@ TEST_CASE("clickhouse: one row per line, every byte kept, in order", "[clickhous
   std::vector<Insert> inserts = fake.inserts();
   REQUIRE(inserts.size() == 2);
   CHECK(inserts[0].query ==
-        "INSERT INTO `writeapi`.`lines` (bucket, key, device_id, received, received_us, frontend, seq, line) "
-        "FORMAT RowBinary");
+        "INSERT INTO `writeapi`.`lines` (bucket, key, device_id, received, received_us, frontend, seq, line, "
+        "request_id, request_fp) FORMAT RowBinary");
   CHECK(inserts[0].params.find("insert_distributed_sync")->second == "1");
   CHECK(std::stoull(inserts[0].params.find("max_insert_block_size")->second) > 4);
   const std::vector<Row>& rows = inserts[0].rows;
@@ -594,4 +617,95 @@ TEST_CASE("clickhouse: a server that goes away and comes back on its port", "[cl
   REQUIRE(storage->append(batch("k", "3\n", 1)).ok());
   REQUIRE(fake->inserts().size() == 1);
   CHECK(fake->inserts()[0].rows[0].line == "3");
+}
+
+TEST_CASE("clickhouse: a request id is stored in every row of its request and read back at start",
+          "[clickhouse][ids]") {
+  FakeClickHouse fake;
+  writeapi::ClickHouseStorageOptions options;
+  options.flush_interval = 0ms;
+  // What the table answers for the ids of the window: two of "homelab".
+  std::string rows;
+  const std::uint64_t now_us = static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
+          .count());
+  for (int i : {2, 1}) {  // newest first, as ORDER BY ... DESC sends them
+    ch::put_string(&rows, "homelab");
+    ch::put_string(&rows, "dev/" + std::to_string(i));
+    ch::put_string(&rows, std::string(30, '0') + "0" + std::to_string(i));
+    ch::put_u64(&rows, static_cast<std::uint64_t>(i + 1));
+    ch::put_u64(&rows, now_us - 1000000 * static_cast<std::uint64_t>(10 - i));
+  }
+  ch::put_string(&rows, "homelab");  // a fingerprint not written by us is skipped
+  ch::put_string(&rows, "foreign");
+  ch::put_string(&rows, "xyz");
+  ch::put_u64(&rows, 1);
+  ch::put_u64(&rows, now_us);
+  fake.set_request_rows(rows);
+  auto storage = open(fake, options);
+  std::vector<writeapi::StoredRequest> recovered;
+  REQUIRE(storage->take_recovered_requests(&recovered).ok());
+  REQUIRE(recovered.size() == 2);
+  CHECK(recovered[0].id == "dev/1");  // oldest first
+  CHECK(recovered[0].item_count == 2);
+  CHECK(recovered[0].fingerprint[15] == 1);
+  CHECK(recovered[1].id == "dev/2");
+  CHECK(recovered[1].bucket == "homelab");
+  REQUIRE(storage->take_recovered_requests(&recovered).ok());
+  CHECK(recovered.empty());
+  const std::string select = fake.statements().back();
+  CHECK(select.find("LIMIT 1000000 BY bucket") != std::string::npos);
+  CHECK(select.find("86400000000") != std::string::npos);  // the window, in microseconds
+
+  AppendBatch tagged = batch("k", "1\n2\n", 2);
+  tagged.request.id = "dev/3";
+  tagged.request.fingerprint[0] = 0xAB;
+  REQUIRE(storage->append(tagged).ok());
+  bool done = false;
+  storage->append_async(tagged, [&](Status s) {
+    CHECK(s.ok());
+    done = true;
+  });
+  REQUIRE(storage->append(batch("k", "3\n", 1)).ok());
+  while (!done) std::this_thread::sleep_for(1ms);
+  std::vector<Row> all;
+  for (const Insert& insert : fake.inserts()) all.insert(all.end(), insert.rows.begin(), insert.rows.end());
+  REQUIRE(all.size() == 5);
+  for (int i = 0; i < 4; ++i) {
+    CHECK(all[i].request_id == "dev/3");
+    CHECK(all[i].request_fp == "ab" + std::string(30, '0'));
+  }
+  CHECK(all[4].request_id.empty());
+  CHECK(all[4].request_fp.empty());
+}
+
+TEST_CASE("clickhouse: a table made before request ids gets their columns when the schema is ours",
+          "[clickhouse][ids]") {
+  FakeClickHouse fake;
+  fake.old_table();
+  writeapi::ClickHouseStorageOptions options;
+  options.create_schema = true;
+  auto storage = open(fake, options);
+  bool altered = false;
+  for (const std::string& statement : fake.statements())
+    if (statement.rfind("ALTER TABLE `writeapi`.`lines` ADD COLUMN request_id String DEFAULT '', ADD COLUMN "
+                        "request_fp String DEFAULT ''",
+                        0) == 0)
+      altered = true;
+  CHECK(altered);
+
+  FakeClickHouse managed;
+  managed.old_table();
+  options.create_schema = false;
+  Logged logged;
+  auto kept = open(managed, options, &logged);
+  REQUIRE(storage->append(batch("k", "1\n", 1)).ok());
+  AppendBatch tagged = batch("k", "1\n", 1);
+  tagged.request.id = "x";
+  REQUIRE(kept->append(tagged).ok());  // stored without the id
+  REQUIRE(managed.inserts().size() == 1);
+  CHECK(managed.inserts()[0].query.find("request_id") == std::string::npos);
+  std::lock_guard<std::mutex> lock(logged.mu);
+  REQUIRE(logged.lines.size() == 1);
+  CHECK(logged.lines[0].find("request ids are remembered only in this process's memory") != std::string::npos);
 }

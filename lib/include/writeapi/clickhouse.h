@@ -88,6 +88,14 @@ struct WRITEAPI_EXPORT ClickHouseStorageOptions {
   // Run CREATE DATABASE / CREATE TABLE IF NOT EXISTS at start. Turn off
   // when the schema is managed elsewhere (a cluster's Distributed table).
   bool create_schema = true;
+  // Request ids (AppendBatch::request) are stored in every row of their
+  // request (columns request_id and request_fp, added to an older table at
+  // start when create_schema is on). At start the ids of the last
+  // request_id_window, at most max_request_ids per bucket, are read back
+  // for take_recovered_requests. Set them to the Ingestor's dedup_window and
+  // dedup_max_ids.
+  std::chrono::seconds request_id_window = std::chrono::hours(24);
+  std::size_t max_request_ids = 1'000'000;
   // Receives one line per notable event (ClickHouse became unreachable, and
   // reachable again). Default: standard error.
   std::function<void(std::string_view)> log;
