@@ -661,9 +661,13 @@ class ClickHouseStorage final : public Storage {
     const std::string window_us =
         std::to_string(std::chrono::duration_cast<std::chrono::microseconds>(options_.request_id_window).count());
     Reply reply = query(*new_client(), "wait_end_of_query=1",
-                        "SELECT bucket, request_id, any(request_fp), count(), min(received_us) AS at FROM " + table_ +
-                            " WHERE request_id != '' AND received_us + " + window_us +
-                            " >= toUInt64(now()) * 1000000 GROUP BY bucket, request_id ORDER BY at DESC LIMIT " +
+                        // One request's rows share its front-end and receive time: the item
+                        // count is that of one copy (two front-ends may each have stored one).
+                        "SELECT bucket, request_id, any(fp), any(n), min(at) AS first FROM (SELECT bucket, request_id, "
+                        "any(request_fp) AS fp, count() AS n, min(received_us) AS at FROM " +
+                            table_ + " WHERE request_id != '' AND received_us + " + window_us +
+                            " >= toUInt64(now()) * 1000000 GROUP BY bucket, request_id, frontend, received_us) "
+                            "GROUP BY bucket, request_id ORDER BY first DESC LIMIT " +
                             std::to_string(options_.max_request_ids) + " BY bucket FORMAT RowBinary");
     if (!reply.ok) return start_error("cannot read the request ids", reply);
     std::string_view in = reply.body;

@@ -166,6 +166,8 @@ Status Ingestor::check_head(const WriteHead& head, std::string* bucket, std::str
     return Status(ErrorCode::unsupported_media_type, "send one Content-Type: application/json");
   if (Status s = check_content_type(head.content_type); !s.ok()) return s;
   if (head.content_encoding_count > 1) return Status(ErrorCode::unsupported_encoding, "send one Content-Encoding");
+  if (head.idempotency_key_count > 1)
+    return Status(ErrorCode::invalid_request_id, "send one Idempotency-Key (or a requestId in the body)");
   return check_content_encoding(head.content_encoding);
 }
 
@@ -177,6 +179,7 @@ Status Ingestor::check_head(const http1::RequestHead& head, std::string* bucket,
   write.content_type_count = static_cast<int>(head.count("Content-Type"));
   if (const http1::Field* f = head.find("Content-Encoding")) write.content_encoding = f->value;
   write.content_encoding_count = static_cast<int>(head.count("Content-Encoding"));
+  write.idempotency_key_count = static_cast<int>(head.count("Idempotency-Key"));
   write.framing = head.framing == http1::BodyFraming::none     ? WriteHead::Framing::none
                   : head.framing == http1::BodyFraming::length ? WriteHead::Framing::length
                                                                : WriteHead::Framing::chunked;

@@ -45,7 +45,6 @@ RequestIdFile::RequestIdFile(std::shared_ptr<FileIo> io, Options options)
     : io_(std::move(io)), options_(std::move(options)) {
   if (!options_.log) options_.log = [](std::string_view) {};
   if (!options_.now_ms) options_.now_ms = [] { return to_ms(std::chrono::system_clock::now()); };
-  if (options_.max_per_bucket == 0) options_.max_per_bucket = 1;
 }
 
 RequestIdFile::~RequestIdFile() {
@@ -67,21 +66,34 @@ Status RequestIdFile::read_locked(std::vector<StoredRequest>* requests) {
     return Status(ErrorCode::storage_error,
                   "cannot read the request-id file " + options_.path + ": " + std::strerror(errno));
   }
-  wal::Reader reader(contents);
-  wal::Record record;
-  while (reader.next(&record))
-    if (record.kind == wal::Record::Kind::request) requests->push_back(stored_request_of(record));
-  if (reader.stop() != wal::Reader::Stop::end && reader.stop() != wal::Reader::Stop::padding)
-    options_.log("request-id file " + options_.path + ": ignoring " +
-                 std::to_string(contents.size() - reader.valid_bytes()) + " bytes from " +
-                 wal::stop_name(reader.stop()) + " after the last complete record");
+  // A damaged record (bad bytes on disk, a torn append) costs only itself:
+  // reading resumes at the next intact record after it.
+  std::string_view rest = contents;
+  std::size_t skipped = 0;
+  while (!rest.empty()) {
+    wal::Reader reader(rest);
+    wal::Record record;
+    while (reader.next(&record))
+      if (record.kind == wal::Record::Kind::request) requests->push_back(stored_request_of(record));
+    if (reader.stop() == wal::Reader::Stop::end || reader.stop() == wal::Reader::Stop::padding) break;
+    rest.remove_prefix(reader.valid_bytes());
+    const std::size_t next = rest.find(std::string_view(wal::kRequestMagic, 4), 1);
+    const std::size_t bad = next == std::string_view::npos ? rest.size() : next;
+    skipped += bad;
+    rest.remove_prefix(bad);
+  }
+  if (skipped > 0)
+    options_.log("request-id file " + options_.path + ": skipped " + std::to_string(skipped) +
+                 " damaged bytes (the ids they held are forgotten)");
   return Status();
 }
 
 void RequestIdFile::keep_window_and_cap(std::vector<StoredRequest>* requests) const {
-  // Oldest first; of two copies of one id the later is kept.
-  std::stable_sort(requests->begin(), requests->end(),
-                   [](const StoredRequest& a, const StoredRequest& b) { return a.stored_at < b.stored_at; });
+  // The order is the order of acknowledgement (the file's, then the log's),
+  // whatever the wall clock said: the newest are last. Of two copies of an
+  // id the later is kept. Without a cap (max_per_bucket 0: ids are off for
+  // now) every id is kept, for a later run that turns them back on.
+  const bool off = options_.max_per_bucket == 0;
   const std::int64_t oldest = options_.now_ms() - std::chrono::milliseconds(options_.window).count();
   std::unordered_map<std::string, std::size_t> last;  // bucket + '\0' + id -> index of its latest copy
   for (std::size_t i = 0; i < requests->size(); ++i) {
@@ -93,10 +105,10 @@ void RequestIdFile::keep_window_and_cap(std::vector<StoredRequest>* requests) co
   std::vector<bool> keep(requests->size(), false);
   for (std::size_t i = requests->size(); i-- > 0;) {
     const StoredRequest& r = (*requests)[i];
-    if (to_ms(r.stored_at) < oldest) break;  // everything before is older still
     if (last[r.bucket + '\0' + r.id] != i) continue;
+    if (!off && to_ms(r.stored_at) < oldest) continue;
     std::size_t& count = per_bucket[r.bucket];
-    if (count >= options_.max_per_bucket) continue;
+    if (!off && count >= options_.max_per_bucket) continue;
     ++count;
     keep[i] = true;
   }

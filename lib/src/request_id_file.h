@@ -10,10 +10,12 @@
 // id here right after writing its lines.
 //
 // The file is a sequence of request records ("WALQ", in the log's record
-// framing with its checksum); a torn or corrupt tail (a crash mid-append)
-// ends it. open() reads it, adds the ids replayed from the log, drops ids
-// older than the window and all but the newest max_per_bucket of each
-// bucket, and rewrites it compacted (to a temporary file, synced, renamed
+// framing with its checksum) in the order their requests were
+// acknowledged; a damaged record (a torn append, bad bytes) is skipped and
+// reading resumes at the next intact one. open() reads it, adds the ids
+// replayed from the log, drops ids stamped before the window and all but
+// the newest max_per_bucket of each bucket (newest by that order, not by
+// the wall clock, which may have been stepped), and rewrites it compacted (to a temporary file, synced, renamed
 // over it, directory synced: a crash leaves the old file or the new). It is
 // compacted the same way when it has doubled since the last compaction.
 //
@@ -45,7 +47,7 @@ class RequestIdFile {
   struct Options {
     std::string path;  // the file; its directory exists
     std::chrono::seconds window = std::chrono::hours(24);
-    std::size_t max_per_bucket = 1'000'000;
+    std::size_t max_per_bucket = 1'000'000;  // 0: ids are off; every id is kept
     std::function<void(std::string_view)> log;
     // Wall-clock time in milliseconds since the Unix epoch (tests set it).
     std::function<std::int64_t()> now_ms;

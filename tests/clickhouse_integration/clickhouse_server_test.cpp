@@ -275,3 +275,23 @@ TEST_CASE("clickhouse: request ids are stored with the rows and recognised after
   REQUIRE(reader->read_object("homelab", "old", &contents).ok());
   CHECK(contents == "0\n");
 }
+
+TEST_CASE("clickhouse: a retry sent to another front-end is stored again and counted once after a restart",
+          "[clickhouse][ids]") {
+  // The documented limit (docs/DURABILITY.md): a front-end knows the ids it
+  // stored and those the table held when it started.
+  WRITEAPI_REQUIRE_CLICKHOUSE_OR_SKIP();
+  ScratchDatabase database{{clickhouse_url()}, "ids2"};
+  const std::string body = "{\"accessKey\":\"" + std::string(kAccessKey) +
+                           "\",\"requestId\":\"dev-4/1\",\"data\":[{\"t\":1},{\"t\":2},{\"t\":3}]}";
+  const std::string target = write_path("homelab", "two");
+  auto a = std::make_unique<ServerProcess>(clickhouse_server_args(clickhouse_url(), database.name()));
+  ServerProcess b(clickhouse_server_args(clickhouse_url(), database.name()));
+  require_ok(httplib::Client("127.0.0.1", a->port()).Post(target, body, "application/json"), 3);
+  require_ok(httplib::Client("127.0.0.1", b.port()).Post(target, body, "application/json"), 3);
+  a.reset();
+  a = std::make_unique<ServerProcess>(clickhouse_server_args(clickhouse_url(), database.name()));
+  auto retry = httplib::Client("127.0.0.1", a->port()).Post(target, body, "application/json");
+  REQUIRE(retry);
+  CHECK(retry->body == "{\"ok\":true,\"items\":3,\"duplicate\":true}\n");  // the request's count, not the rows'
+}

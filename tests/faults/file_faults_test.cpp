@@ -28,6 +28,7 @@
 #include "file_io.h"
 #include "memory_file_io.h"
 #include "temp_dir.h"
+#include "wal_format.h"
 #include "writeapi/storage.h"
 
 namespace fs = std::filesystem;
@@ -1090,4 +1091,53 @@ TEST_CASE("Request ids: the file keeps the newest max_request_ids per bucket and
   REQUIRE(s.open().ok());
   CHECK(recovered(s).empty());
   CHECK(s.memory->contents("/data/.wal/request-ids").empty());
+}
+
+TEST_CASE("Request ids: a damaged record in the request-id file costs only itself", "[faults][ids]") {
+  MemoryStore s;
+  REQUIRE(s.open().ok());
+  for (int i = 0; i < 5; ++i) REQUIRE(append_tagged(s, i, numbered("v", 0, i % 3 + 1), i % 3 + 1).ok());
+  s.storage.reset();
+  std::string file = s.memory->contents("/data/.wal/request-ids");
+  REQUIRE(file.size() > 100);
+  file[file.size() / 5 + 20] ^= 0x55;  // inside the second record
+  s.memory->put("/data/.wal/request-ids", file);
+  REQUIRE(s.open().ok());
+  CHECK(recovered(s) == std::vector<std::string>{"r0:1", "r2:3", "r3:1", "r4:2"});
+  CHECK(s.logged("skipped"));
+}
+
+TEST_CASE("Request ids: the newest are those acknowledged last, whatever the wall clock said", "[faults][ids]") {
+  // Ids stamped an hour ahead (a clock stepped back since), then newer ids.
+  MemoryStore s;
+  s.options.max_request_ids = 3;
+  REQUIRE(s.open().ok());
+  s.storage.reset();
+  std::string file;
+  const auto now_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+          .count();
+  for (int i = 0; i < 5; ++i) {
+    const std::string id = "r" + std::to_string(i);
+    writeapi::wal::RequestFields fields;
+    fields.id = id;
+    fields.fingerprint = fingerprint_of(i);
+    fields.items = static_cast<std::uint32_t>(i % 3 + 1);
+    fields.stored_at_ms = now_ms + (i < 3 ? 3'600'000 : 0);
+    writeapi::wal::encode_request(&file, "b", fields);
+  }
+  s.memory->put("/data/.wal/request-ids", file);
+  REQUIRE(s.open().ok());
+  CHECK(recovered(s) == ids_from(2, 5));
+}
+
+TEST_CASE("Request ids: a start with ids off keeps the file for a later start with them on", "[faults][ids]") {
+  MemoryStore s;
+  REQUIRE(s.open().ok());
+  for (int i = 0; i < 4; ++i) REQUIRE(append_tagged(s, i, numbered("v", 0, i % 3 + 1), i % 3 + 1).ok());
+  s.options.max_request_ids = 0;  // --dedup-max 0
+  REQUIRE(s.open().ok());
+  s.options.max_request_ids = 1'000'000;
+  REQUIRE(s.open().ok());
+  CHECK(recovered(s) == ids_from(0, 4));
 }

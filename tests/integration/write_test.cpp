@@ -296,6 +296,10 @@ TEST_CASE("a retried requestId is answered duplicate with its original count and
                  make_post(target, body, {"Content-Type: application/json", "Idempotency-Key: other"}), 400,
                  "invalid_request_id");
   expect_refused(
+      server, "two Idempotency-Key fields",
+      make_post(target, plain, {"Content-Type: application/json", "Idempotency-Key: h1", "Idempotency-Key: h2"}), 400,
+      "invalid_request_id");
+  expect_refused(
       server, "an id too long",
       make_post(target, plain, {"Content-Type: application/json", "Idempotency-Key: " + std::string(129, 'x')}), 400,
       "invalid_request_id");

@@ -87,6 +87,7 @@ struct WRITEAPI_EXPORT WriteHead {
   int content_type_count = 1;         // how many Content-Type fields were sent
   std::string_view content_encoding;  // first Content-Encoding value; empty if absent
   int content_encoding_count = 1;
+  int idempotency_key_count = 0;  // Idempotency-Key fields (more than one: 400)
   enum class Framing { none, length, chunked };
   Framing framing = Framing::length;
   std::uint64_t content_length = 0;  // with Framing::length
