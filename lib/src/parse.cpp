@@ -217,6 +217,20 @@ WRITEAPI_INLINE const Byte* find_backslash(const Byte* from, const Byte* to, con
 // needs a closer look only when it holds a backslash: the next token's
 // position never waits for a scan of the string.
 WRITEAPI_INLINE const Byte* check_string(const Byte* p, const Byte* next, const Byte* end, bool* escapes) {
+#if defined(__SSE2__)
+  // Most strings (keys, short values) end within 16 bytes: one load finds
+  // the first quote or backslash. A quote with no backslash before it is
+  // the closing one.
+  if (end - p >= 17) {
+    const __m128i chunk = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 1));
+    const unsigned quotes = static_cast<unsigned>(_mm_movemask_epi8(_mm_cmpeq_epi8(chunk, _mm_set1_epi8('"'))));
+    const unsigned backslashes = static_cast<unsigned>(_mm_movemask_epi8(_mm_cmpeq_epi8(chunk, _mm_set1_epi8('\\'))));
+    // quotes & (backslashes - 1): a quote below the first backslash (all
+    // quotes when there is none).
+    const unsigned early_quotes = quotes & (backslashes - 1);
+    if (early_quotes != 0) return p + 2 + __builtin_ctz(early_quotes);
+  }
+#endif
   const Byte* close = next - 1;
   while (close > p && *close != '"') --close;  // whitespace: stage 1 put nothing else there
   if (close == p) return nullptr;
@@ -849,6 +863,7 @@ void unescape(const StringSpan& span, std::string* out) {
 bool has_control_characters(std::string_view s) {
   for (std::size_t i = 0; i < s.size(); ++i) {
     auto c = static_cast<uint8_t>(s[i]);
+    if (static_cast<uint8_t>(c - 0x20) < 0x5F) continue;  // printable ASCII: one compare
     if (c < 0x20 || c == 0x7F) return true;
     if (c == 0xC2 && i + 1 < s.size() && static_cast<uint8_t>(s[i + 1]) < 0xA0) return true;
   }
