@@ -72,6 +72,7 @@ TEST_CASE("wire names and HTTP statuses of selected codes", "[status]") {
       {ErrorCode::not_implemented, "not_implemented", 501},
       {ErrorCode::server_busy, "server_busy", 503},
       {ErrorCode::invalid_cursor, "invalid_cursor", 400},
+      {ErrorCode::invalid_parameter, "invalid_parameter", 400},
   };
   for (const Expect& e : table) {
     INFO(e.name);
@@ -88,8 +89,9 @@ TEST_CASE("codes are only appended: old values keep their numbers", "[status]") 
   CHECK(static_cast<int>(ErrorCode::invalid_request_id) == 29);
   CHECK(static_cast<int>(ErrorCode::request_id_conflict) == 30);
   CHECK(static_cast<int>(ErrorCode::invalid_cursor) == 31);
-  CHECK(writeapi::kErrorCodeCount == static_cast<int>(ErrorCode::invalid_cursor) + 1);
-  CHECK(writeapi::error_name(code_at(writeapi::kErrorCodeCount - 1)) == "invalid_cursor");
+  CHECK(static_cast<int>(ErrorCode::invalid_parameter) == 32);
+  CHECK(writeapi::kErrorCodeCount == static_cast<int>(ErrorCode::invalid_parameter) + 1);
+  CHECK(writeapi::error_name(code_at(writeapi::kErrorCodeCount - 1)) == "invalid_parameter");
 }
 
 TEST_CASE("a default Status is ok", "[status]") {
