@@ -56,6 +56,7 @@
 #include <utility>
 #include <vector>
 
+#include "range_read.h"
 #include "writeapi/clickhouse.h"
 
 namespace writeapi {
@@ -547,6 +548,79 @@ class ClickHouseStorage final : public Storage {
     std::lock_guard<std::mutex> lock(mu_);
     requests->clear();
     requests->swap(recovered_requests_);
+    return Status();
+  }
+
+  // The cursor is a row position in the object's order (received_us,
+  // frontend, seq). Rows of one front-end are appended in that order, so a
+  // position stays valid as appends go on.
+  Status read_range(std::string_view bucket, std::string_view key, std::string_view cursor, std::size_t max_lines,
+                    std::size_t max_bytes, ReadChunk* chunk) override {
+    *chunk = ReadChunk();
+    std::uint64_t offset = 0;
+    const Status bad_cursor(ErrorCode::invalid_cursor, "the cursor is not one this object returned");
+    if (!range_read::parse_position(cursor, &offset)) return bad_cursor;
+    chunk->next_cursor = range_read::format_position(offset);
+    const std::string where =
+        " WHERE bucket = " + clickhouse::quote_string(bucket) + " AND key = " + clickhouse::quote_string(key);
+    if (max_lines > 0) {
+      Reply reply = query(*new_client(), "wait_end_of_query=1",
+                          "SELECT line FROM " + table_ + where + " ORDER BY received_us, frontend, seq LIMIT " +
+                              std::to_string(max_lines) + " OFFSET " + std::to_string(offset) + " FORMAT RowBinary");
+      if (!reply.ok) return read_error("read_range", reply);
+      std::string_view in = reply.body, line;
+      while (!in.empty() && chunk->line_count < max_lines &&
+             chunk->lines.size() < std::max<std::size_t>(max_bytes, 1)) {
+        if (!clickhouse::get_string(&in, &line)) {
+          chunk->lines.clear();
+          chunk->line_count = 0;
+          return malformed("read_range");
+        }
+        chunk->lines.append(line);
+        chunk->lines.push_back('\n');
+        chunk->line_count++;
+      }
+    }
+    if (chunk->line_count > 0) {
+      chunk->exists = true;
+      chunk->next_cursor = range_read::format_position(offset + chunk->line_count);
+      return Status();
+    }
+    // Nothing follows: does the object exist, and is the cursor within it?
+    Reply reply = query(*new_client(), "wait_end_of_query=1", "SELECT count() FROM " + table_ + where + " FORMAT TSV");
+    if (!reply.ok) return read_error("read_range", reply);
+    std::string_view text = reply.body;
+    while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.remove_suffix(1);
+    std::uint64_t rows = 0;
+    if (!range_read::parse_position(text, &rows)) return malformed("read_range");
+    chunk->exists = rows > 0;
+    return offset > rows ? bad_cursor : Status();
+  }
+
+  Status list_objects(std::string_view bucket, std::vector<ObjectInfo>* objects) override {
+    objects->clear();
+    Reply reply = query(*new_client(), "wait_end_of_query=1",
+                        "SELECT key, sum(length(line) + 1), max(received_us) FROM " + table_ + " WHERE bucket = " +
+                            clickhouse::quote_string(bucket) + " GROUP BY key ORDER BY key FORMAT TSV");
+    if (!reply.ok) return read_error("list_objects", reply);
+    std::string_view in = reply.body;
+    while (!in.empty()) {
+      std::size_t nl = in.find('\n');
+      std::string_view row = in.substr(0, nl);
+      in.remove_prefix(nl == std::string_view::npos ? in.size() : nl + 1);
+      std::size_t tab1 = row.find('\t');
+      std::size_t tab2 = tab1 == std::string_view::npos ? tab1 : row.find('\t', tab1 + 1);
+      if (tab2 == std::string_view::npos) return malformed("list_objects");
+      ObjectInfo info;
+      info.key = std::string(row.substr(0, tab1));  // valid names need no TSV escaping
+      std::uint64_t us = 0;
+      if (!range_read::parse_position(row.substr(tab1 + 1, tab2 - tab1 - 1), &info.bytes) ||
+          !range_read::parse_position(row.substr(tab2 + 1), &us))
+        return malformed("list_objects");
+      info.modified = std::chrono::system_clock::time_point(
+          std::chrono::duration_cast<std::chrono::system_clock::duration>(std::chrono::microseconds(us)));
+      objects->push_back(std::move(info));
+    }
     return Status();
   }
 

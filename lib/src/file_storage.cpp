@@ -39,6 +39,7 @@
 #include <vector>
 
 #include "file_io.h"
+#include "range_read.h"
 #include "request_id_file.h"
 #include "wal_reader.h"
 #include "wal_writer.h"
@@ -234,6 +235,70 @@ class FileStorage final : public Storage, public wal::Delegate {
     return Status();
   }
 
+  // Reads from the file up to its acknowledged length, without the
+  // object's lock: the bytes before that length never change.
+  Status read_range(std::string_view bucket, std::string_view key, std::string_view cursor, std::size_t max_lines,
+                    std::size_t max_bytes, ReadChunk* chunk) override {
+    *chunk = ReadChunk();
+    std::uint64_t offset = 0;
+    const Status bad_cursor(ErrorCode::invalid_cursor, "the cursor is not one this object returned");
+    if (!range_read::parse_position(cursor, &offset)) return bad_cursor;
+    chunk->next_cursor = range_read::format_position(offset);
+    std::shared_ptr<FileHandle> file;
+    std::uint64_t limit = 0;
+    struct stat st {};
+    if (Status s = open_for_reading(bucket, key, &file, &limit, &st); !s.ok()) return s;
+    if (!file) return offset == 0 ? Status() : bad_cursor;
+    chunk->exists = true;
+    if (offset > limit) return bad_cursor;
+    if (offset > 0) {
+      char before = 0;
+      if (Status s = pread_full(file->fd, &before, 1, offset - 1); !s.ok()) return s;
+      if (before != '\n') return bad_cursor;
+    }
+    const std::uint64_t available = limit - offset;
+    const std::size_t block =
+        static_cast<std::size_t>(std::min<std::uint64_t>(available, std::max<std::size_t>(max_bytes, 1)));
+    std::string& buffer = chunk->lines;
+    std::size_t taken = 0;
+    // A line longer than max_bytes is read whole, one block at a time.
+    while (max_lines > 0 && buffer.size() < available) {
+      const std::size_t have = buffer.size();
+      const std::size_t more = static_cast<std::size_t>(std::min<std::uint64_t>(block, available - have));
+      buffer.resize(have + more);
+      if (Status s = pread_full(file->fd, &buffer[have], more, offset + have); !s.ok()) {
+        buffer.clear();
+        return s;
+      }
+      taken = range_read::take_lines(buffer, max_lines, max_bytes, &chunk->line_count);
+      if (taken > 0) break;
+    }
+    buffer.resize(taken);
+    chunk->next_cursor = range_read::format_position(offset + taken);
+    return Status();
+  }
+
+  Status list_objects(std::string_view bucket, std::vector<ObjectInfo>* objects) override {
+    objects->clear();
+    std::vector<std::string> keys;
+    if (Status s = list_keys(bucket, &keys); !s.ok()) return s;
+    for (std::string& key : keys) {
+      std::shared_ptr<FileHandle> file;
+      std::uint64_t limit = 0;
+      struct stat st {};
+      if (Status s = open_for_reading(bucket, key, &file, &limit, &st); !s.ok()) return s;
+      if (!file) continue;  // removed since it was listed
+      ObjectInfo info;
+      info.key = std::move(key);
+      info.bytes = limit;
+      info.modified =
+          std::chrono::system_clock::time_point(std::chrono::duration_cast<std::chrono::system_clock::duration>(
+              std::chrono::seconds(st.st_mtim.tv_sec) + std::chrono::nanoseconds(st.st_mtim.tv_nsec)));
+      objects->push_back(std::move(info));
+    }
+    return Status();
+  }
+
   StorageStats stats() const override {
     StorageStats s;
     s.appends = appends_.load();
@@ -254,6 +319,39 @@ class FileStorage final : public Storage, public wal::Delegate {
     path.reserve(options_.data_dir.size() + bucket.size() + key.size() + 8);
     path.append(options_.data_dir).append("/").append(bucket).append("/").append(key).append(kSuffix);
     return path;
+  }
+
+  // Opens the object read-only and finds how much of it readers may see:
+  // the acknowledged length of an open object, else (no append in flight,
+  // checked under its lock) the file's size. *file stays null for an object
+  // never written.
+  Status open_for_reading(std::string_view bucket, std::string_view key, std::shared_ptr<FileHandle>* file,
+                          std::uint64_t* limit, struct stat* st) {
+    file->reset();
+    *limit = 0;
+    if (!is_valid_name(bucket) || !is_valid_name(key)) return Status();
+    std::shared_ptr<ObjectFile> object = acquire(bucket, key);
+    int fd = io_->open(object->path, O_RDONLY | O_CLOEXEC, 0);
+    if (fd < 0) return errno == ENOENT ? Status() : storage_status(errno);
+    auto handle = std::make_shared<FileHandle>(io_.get(), fd);
+    std::lock_guard<std::mutex> lock(object->mu);
+    if (io_->fstat(fd, st) != 0) return storage_status(errno);
+    *limit = (object->handle || object->fenced) ? object->acked_size : static_cast<std::uint64_t>(st->st_size);
+    *file = std::move(handle);
+    return Status();
+  }
+
+  Status pread_full(int fd, char* data, std::size_t length, std::uint64_t offset) {
+    while (length > 0) {
+      ssize_t n = io_->pread(fd, data, length, static_cast<off_t>(offset));
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return storage_status(errno);
+      if (n == 0) return Status(ErrorCode::storage_error, "an object file is shorter than its acknowledged length");
+      data += n;
+      length -= static_cast<std::size_t>(n);
+      offset += static_cast<std::uint64_t>(n);
+    }
+    return Status();
   }
 
   std::string wal_dir() const { return options_.data_dir + std::string(kWalDir); }

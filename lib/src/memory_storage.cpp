@@ -1,9 +1,11 @@
 #include <algorithm>
+#include <chrono>
 #include <map>
 #include <mutex>
 #include <string>
 #include <utility>
 
+#include "range_read.h"
 #include "writeapi/storage.h"
 
 namespace writeapi {
@@ -14,7 +16,9 @@ class MemoryStorage final : public Storage {
   Status append(const AppendBatch& batch) override {
     if (batch.item_count == 0) return Status();
     std::lock_guard<std::mutex> lock(mu_);
-    objects_[{std::string(batch.bucket), std::string(batch.key)}].append(batch.lines);
+    Object& object = objects_[{std::string(batch.bucket), std::string(batch.key)}];
+    object.lines.append(batch.lines);
+    object.modified = std::chrono::system_clock::now();
     stats_.appends++;
     stats_.bytes_written += batch.lines.size();
     return Status();
@@ -35,8 +39,27 @@ class MemoryStorage final : public Storage {
     if (it == objects_.end()) {
       contents->clear();
     } else {
-      *contents = it->second;
+      *contents = it->second.lines;
     }
+    return Status();
+  }
+
+  Status read_range(std::string_view bucket, std::string_view key, std::string_view cursor, std::size_t max_lines,
+                    std::size_t max_bytes, ReadChunk* chunk) override {
+    *chunk = ReadChunk();
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = objects_.find({std::string(bucket), std::string(key)});
+    chunk->exists = it != objects_.end();
+    return range_read::slice(chunk->exists ? std::string_view(it->second.lines) : std::string_view(), cursor, max_lines,
+                             max_bytes, chunk);
+  }
+
+  Status list_objects(std::string_view bucket, std::vector<ObjectInfo>* objects) override {
+    objects->clear();
+    std::lock_guard<std::mutex> lock(mu_);
+    std::string b(bucket);
+    for (auto it = objects_.lower_bound({b, std::string()}); it != objects_.end() && it->first.first == b; ++it)
+      objects->push_back({it->first.second, it->second.lines.size(), it->second.modified});
     return Status();
   }
 
@@ -46,8 +69,12 @@ class MemoryStorage final : public Storage {
   }
 
  private:
+  struct Object {
+    std::string lines;
+    std::chrono::system_clock::time_point modified;
+  };
   mutable std::mutex mu_;
-  std::map<std::pair<std::string, std::string>, std::string> objects_;
+  std::map<std::pair<std::string, std::string>, Object> objects_;
   StorageStats stats_;
 };
 

@@ -45,6 +45,8 @@ constexpr std::array<CodeInfo, kErrorCodeCount> kCodes = {{
     {ErrorCode::server_busy, "server_busy", 503},
     {ErrorCode::invalid_request_id, "invalid_request_id", 400},
     {ErrorCode::request_id_conflict, "request_id_conflict", 409},
+    {ErrorCode::invalid_cursor, "invalid_cursor", 400},
+    {ErrorCode::invalid_parameter, "invalid_parameter", 400},
 }};
 
 constexpr bool table_in_order() {

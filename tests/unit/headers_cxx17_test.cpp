@@ -10,6 +10,7 @@
 #include "writeapi/limits.h"
 #include "writeapi/names.h"
 #include "writeapi/parse.h"
+#include "writeapi/read.h"
 #include "writeapi/status.h"
 #include "writeapi/storage.h"
 #include "writeapi/version.h"

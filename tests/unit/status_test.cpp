@@ -71,6 +71,8 @@ TEST_CASE("wire names and HTTP statuses of selected codes", "[status]") {
       {ErrorCode::internal_error, "internal_error", 500},
       {ErrorCode::not_implemented, "not_implemented", 501},
       {ErrorCode::server_busy, "server_busy", 503},
+      {ErrorCode::invalid_cursor, "invalid_cursor", 400},
+      {ErrorCode::invalid_parameter, "invalid_parameter", 400},
   };
   for (const Expect& e : table) {
     INFO(e.name);
@@ -86,8 +88,10 @@ TEST_CASE("codes are only appended: old values keep their numbers", "[status]") 
   CHECK(static_cast<int>(ErrorCode::server_busy) == 28);
   CHECK(static_cast<int>(ErrorCode::invalid_request_id) == 29);
   CHECK(static_cast<int>(ErrorCode::request_id_conflict) == 30);
-  CHECK(writeapi::kErrorCodeCount == static_cast<int>(ErrorCode::request_id_conflict) + 1);
-  CHECK(writeapi::error_name(code_at(writeapi::kErrorCodeCount - 1)) == "request_id_conflict");
+  CHECK(static_cast<int>(ErrorCode::invalid_cursor) == 31);
+  CHECK(static_cast<int>(ErrorCode::invalid_parameter) == 32);
+  CHECK(writeapi::kErrorCodeCount == static_cast<int>(ErrorCode::invalid_parameter) + 1);
+  CHECK(writeapi::error_name(code_at(writeapi::kErrorCodeCount - 1)) == "invalid_parameter");
 }
 
 TEST_CASE("a default Status is ok", "[status]") {

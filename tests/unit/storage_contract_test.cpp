@@ -11,6 +11,7 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
@@ -401,4 +402,162 @@ TEMPLATE_TEST_CASE("storage: append_async of an empty batch completes ok and sto
   CHECK(calls == 1);
   CHECK(result.ok());
   CHECK(keys_of(*storage, "b").empty());
+}
+
+namespace {
+
+writeapi::ReadChunk range(Storage& storage, std::string_view bucket, std::string_view key, std::string_view cursor,
+                          std::size_t max_lines, std::size_t max_bytes = 1 << 20) {
+  writeapi::ReadChunk chunk;
+  chunk.lines = "garbage";
+  Status s = storage.read_range(bucket, key, cursor, max_lines, max_bytes, &chunk);
+  INFO("read_range: " << s.name() << ": " << s.message());
+  REQUIRE(s.ok());
+  return chunk;
+}
+
+}  // namespace
+
+TEMPLATE_TEST_CASE("storage: read_range chains cursors across appends", "[storage][read_range]",
+                   WRITEAPI_STORAGE_FIXTURES) {
+  TestType fixture;
+  auto storage = fixture.make();
+  if (!storage) return;
+  REQUIRE(storage->append(batch("b", "k", "{\"a\":1}\n{\"a\":2}\n{\"a\":3}\n", 3)).ok());
+  writeapi::ReadChunk first = range(*storage, "b", "k", "", 2);
+  CHECK(first.exists);
+  CHECK(first.lines == "{\"a\":1}\n{\"a\":2}\n");
+  CHECK(first.line_count == 2);
+  writeapi::ReadChunk second = range(*storage, "b", "k", first.next_cursor, 10);
+  CHECK(second.lines == "{\"a\":3}\n");
+  CHECK(second.line_count == 1);
+  writeapi::ReadChunk empty = range(*storage, "b", "k", second.next_cursor, 10);
+  CHECK(empty.exists);
+  CHECK(empty.lines.empty());
+  CHECK(empty.line_count == 0);
+  CHECK(empty.next_cursor == second.next_cursor);
+  REQUIRE(storage->append(batch("b", "k", "{\"a\":4}\n", 1)).ok());
+  writeapi::ReadChunk after = range(*storage, "b", "k", second.next_cursor, 10);
+  CHECK(after.lines == "{\"a\":4}\n");
+  CHECK(after.next_cursor != second.next_cursor);
+}
+
+TEMPLATE_TEST_CASE("storage: read_range stops at max_bytes on a line end but returns a long line whole",
+                   "[storage][read_range]", WRITEAPI_STORAGE_FIXTURES) {
+  TestType fixture;
+  auto storage = fixture.make();
+  if (!storage) return;
+  const std::string long_line = "{\"v\":\"" + std::string(5000, 'x') + "\"}\n";
+  const std::string lines = "{\"a\":1}\n" + long_line + "{\"a\":3}\n";
+  REQUIRE(storage->append(batch("b", "k", lines, 3)).ok());
+  std::string all;
+  std::string cursor;
+  std::size_t reads = 0, total_lines = 0;
+  for (;;) {
+    writeapi::ReadChunk chunk = range(*storage, "b", "k", cursor, 1000, 100);
+    if (chunk.line_count == 0) break;
+    REQUIRE(chunk.lines.back() == '\n');
+    // It stops at the first line end at or past 100 bytes.
+    const std::size_t before_last = chunk.lines.rfind('\n', chunk.lines.size() - 2);
+    if (before_last != std::string::npos) CHECK(before_last + 1 < 100);
+    all += chunk.lines;
+    total_lines += chunk.line_count;
+    cursor = chunk.next_cursor;
+    REQUIRE(++reads < 10);
+  }
+  CHECK(all == lines);
+  CHECK(total_lines == 3);
+  CHECK(reads >= 2);
+}
+
+TEMPLATE_TEST_CASE("storage: read_range of a never-written object is ok, absent and empty", "[storage][read_range]",
+                   WRITEAPI_STORAGE_FIXTURES) {
+  TestType fixture;
+  auto storage = fixture.make();
+  if (!storage) return;
+  REQUIRE(storage->append(batch("b", "other", "{}\n", 1)).ok());
+  writeapi::ReadChunk chunk = range(*storage, "b", "missing", "", 10);
+  CHECK_FALSE(chunk.exists);
+  CHECK(chunk.lines.empty());
+  CHECK(chunk.line_count == 0);
+}
+
+TEMPLATE_TEST_CASE("storage: read_range refuses cursors it never issued", "[storage][read_range]",
+                   WRITEAPI_STORAGE_FIXTURES) {
+  TestType fixture;
+  auto storage = fixture.make();
+  if (!storage) return;
+  REQUIRE(storage->append(batch("b", "k", "{\"a\":1}\n{\"a\":2}\n", 2)).ok());
+  for (std::string_view cursor : {"x", "-1", "01", "1e3", "99999999999999999999999", "1000000"}) {
+    INFO("cursor " << cursor);
+    writeapi::ReadChunk chunk;
+    Status s = storage->read_range("b", "k", cursor, 10, 1 << 20, &chunk);
+    CHECK(s.code() == ErrorCode::invalid_cursor);
+  }
+}
+
+TEMPLATE_TEST_CASE("storage: list_objects reports sizes and last writes, sorted", "[storage][read_range]",
+                   WRITEAPI_STORAGE_FIXTURES) {
+  TestType fixture;
+  auto storage = fixture.make();
+  if (!storage) return;
+  const auto before = std::chrono::system_clock::now() - std::chrono::seconds(5);
+  REQUIRE(storage->append(batch("b", "zeta", "{\"a\":1}\n", 1)).ok());
+  REQUIRE(storage->append(batch("b", "alpha", "{\"a\":1}\n{\"a\":22}\n", 2)).ok());
+  REQUIRE(storage->append(batch("c", "other", "{}\n", 1)).ok());
+  std::vector<writeapi::ObjectInfo> objects;
+  REQUIRE(storage->list_objects("b", &objects).ok());
+  REQUIRE(objects.size() == 2);
+  CHECK(objects[0].key == "alpha");
+  CHECK(objects[0].bytes == 17);
+  CHECK(objects[1].key == "zeta");
+  CHECK(objects[1].bytes == 8);
+  for (const auto& object : objects) {
+    CHECK(object.modified > before);
+    CHECK(object.modified < std::chrono::system_clock::now() + std::chrono::seconds(5));
+  }
+  REQUIRE(storage->list_objects("nobody", &objects).ok());
+  CHECK(objects.empty());
+}
+
+TEMPLATE_TEST_CASE("storage: read_range during concurrent appends returns only whole lines, each once",
+                   "[storage][read_range]", WRITEAPI_STORAGE_FIXTURES) {
+  TestType fixture;
+  auto storage = fixture.make();
+  if (!storage) return;
+  constexpr int kWriters = 4, kBatches = 50;
+  std::vector<std::thread> writers;
+  std::atomic<int> failed_appends{0};
+  for (int w = 0; w < kWriters; ++w)
+    writers.emplace_back([&, w] {
+      for (int i = 0; i < kBatches; ++i) {
+        std::string lines = "{\"w\":" + std::to_string(w) + ",\"i\":" + std::to_string(i) + ",\"pad\":\"" +
+                            std::string(static_cast<std::size_t>(100 + i * 7), 'p') + "\"}\n";
+        lines += lines;
+        if (!storage->append(batch("b", "k", lines, 2)).ok()) failed_appends++;
+      }
+    });
+  std::string cursor;
+  std::map<std::string, int> seen;
+  std::size_t total = 0;
+  auto drain = [&] {
+    for (;;) {
+      writeapi::ReadChunk chunk = range(*storage, "b", "k", cursor, 7, 300);
+      if (chunk.line_count == 0) return;
+      for (const std::string& line : split_lines(chunk.lines)) {
+        REQUIRE(line.front() == '{');
+        REQUIRE(line.back() == '}');
+        seen[line]++;
+      }
+      total += chunk.line_count;
+      cursor = chunk.next_cursor;
+    }
+  };
+  for (int round = 0; round < 20; ++round) drain();
+  for (auto& t : writers) t.join();
+  drain();
+  REQUIRE(failed_appends == 0);
+  CHECK(total == static_cast<std::size_t>(kWriters * kBatches * 2));
+  CHECK(seen.size() == static_cast<std::size_t>(kWriters * kBatches));
+  for (const auto& [line, count] : seen) CHECK(count == 2);
 }

@@ -61,10 +61,12 @@ enum class ErrorCode : int {
   server_busy,          // 503: the server holds all the connections it can; retry later
   invalid_request_id,   // 400: requestId/Idempotency-Key malformed, or both present and different
   request_id_conflict,  // 409: the request id was acknowledged for another bucket/key/body
+  invalid_cursor,       // 400: a read cursor that this object never issued (or past its end)
+  invalid_parameter,    // 400: a read query parameter unknown, repeated or out of range
 };
 
 // Number of ErrorCode values (for tables and tests).
-inline constexpr int kErrorCodeCount = static_cast<int>(ErrorCode::request_id_conflict) + 1;
+inline constexpr int kErrorCodeCount = static_cast<int>(ErrorCode::invalid_parameter) + 1;
 
 // Wire name of `code` ("invalid_json"); "ok" for ErrorCode::ok.
 WRITEAPI_EXPORT std::string_view error_name(ErrorCode code) noexcept;

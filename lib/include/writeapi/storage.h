@@ -16,6 +16,10 @@
 //     appends to one object never interleave.
 //   - read_object() returns the object's lines in append order, byte for
 //     byte; list_keys() returns the keys of a bucket that hold data.
+//   - read_range() returns whole acknowledged lines only, in the same order,
+//     from an opaque cursor; chaining its next_cursor reads every line once
+//     even while appends go on; list_objects() adds each key's size and
+//     last write.
 //
 // Thread-safety: all methods may be called concurrently from any thread.
 #ifndef WRITEAPI_STORAGE_H_
@@ -82,6 +86,21 @@ struct WRITEAPI_EXPORT StorageStats {
   std::uint64_t fenced_objects = 0;
 };
 
+// What list_objects() reports of one object.
+struct WRITEAPI_EXPORT ObjectInfo {
+  std::string key;
+  std::uint64_t bytes = 0;                           // acknowledged bytes of lines
+  std::chrono::system_clock::time_point modified{};  // last acknowledged write (epoch when unknown)
+};
+
+// One ranged read: whole lines and the cursor that follows them.
+struct WRITEAPI_EXPORT ReadChunk {
+  std::string lines;  // whole lines, each ending '\n', byte for byte as appended
+  std::size_t line_count = 0;
+  std::string next_cursor;  // the position after the last line in `lines`
+  bool exists = false;      // the object has ever been written
+};
+
 class WRITEAPI_EXPORT Storage {
  public:
   virtual ~Storage() = default;
@@ -119,6 +138,29 @@ class WRITEAPI_EXPORT Storage {
   // Reads the whole object into *contents. An object never written reads
   // as empty (ok).
   virtual Status read_object(std::string_view bucket, std::string_view key, std::string* contents) = 0;
+
+  // Reads at most max_lines whole lines of the object from `cursor` (empty:
+  // the start) into *chunk, stopping once about max_bytes are gathered (but
+  // always at least one line when one follows, however long), so a caller
+  // streams an object of any size in bounded memory by chaining
+  // chunk->next_cursor. Only acknowledged lines are ever returned, never a
+  // part of one. When nothing follows the cursor, chunk->lines is empty and
+  // next_cursor equals the cursor given (or the start's). The cursor is
+  // opaque: a byte offset for files, a row position for ClickHouse; a
+  // caller must only pass back a next_cursor this object returned.
+  // Returns ok (an object never written: ok, exists false, empty);
+  // invalid_cursor for a cursor this object cannot have issued; storage
+  // errors as read_object(). Does not hold the object's append lock while
+  // reading. The default reads the whole object with read_object() (correct
+  // but unbounded; every backend of this library overrides it).
+  virtual Status read_range(std::string_view bucket, std::string_view key, std::string_view cursor,
+                            std::size_t max_lines, std::size_t max_bytes, ReadChunk* chunk);
+
+  // Fills *objects with every object of `bucket` (key, acknowledged bytes,
+  // last write), sorted by key. An unknown bucket yields an empty list and
+  // ok. The default derives it from list_keys() and read_object(), with an
+  // unknown (epoch) modified time.
+  virtual Status list_objects(std::string_view bucket, std::vector<ObjectInfo>* objects);
 
   // Snapshot of the backend's counters.
   virtual StorageStats stats() const { return {}; }
