@@ -33,8 +33,17 @@ void begin(std::string* out, const char* magic) {
   put_u32(out, 0);  // payload length, filled by finish()
 }
 
+void put_request(std::string* out, const RequestFields& request) {
+  out->push_back(static_cast<char>(request.id.size()));
+  out->append(request.id);
+  out->append(reinterpret_cast<const char*>(request.fingerprint.data()), request.fingerprint.size());
+  put_u32(out, request.items);
+  put_u64(out, static_cast<std::uint64_t>(request.stored_at_ms));
+}
+
+// An append (with its request when `request` is set) or truncate record.
 void encode_object_record(std::string* out, const char* magic, std::string_view bucket, std::string_view key,
-                          std::uint64_t offset, std::string_view lines) {
+                          std::uint64_t offset, const RequestFields* request, std::string_view lines) {
   const std::size_t id_length = bucket.size() + 1 + key.size();
   const std::size_t start = out->size();
   begin(out, magic);
@@ -42,16 +51,9 @@ void encode_object_record(std::string* out, const char* magic, std::string_view 
   out->push_back(static_cast<char>(id_length >> 8));
   out->append(bucket).append("/").append(key);
   put_u64(out, offset);
+  if (request != nullptr) put_request(out, *request);
   out->append(lines);
   finish(out, start);
-}
-
-void put_request(std::string* out, const RequestFields& request) {
-  out->push_back(static_cast<char>(request.id.size()));
-  out->append(request.id);
-  out->append(reinterpret_cast<const char*>(request.fingerprint.data()), request.fingerprint.size());
-  put_u32(out, request.items);
-  put_u64(out, static_cast<std::uint64_t>(request.stored_at_ms));
 }
 
 }  // namespace
@@ -61,21 +63,12 @@ std::uint64_t get_u64(const char* p) { return get_le(p, 8); }
 
 void encode_record(std::string* out, std::string_view bucket, std::string_view key, std::uint64_t offset,
                    std::string_view lines) {
-  encode_object_record(out, kRecordMagic, bucket, key, offset, lines);
+  encode_object_record(out, kRecordMagic, bucket, key, offset, nullptr, lines);
 }
 
 void encode_tagged_record(std::string* out, std::string_view bucket, std::string_view key, std::uint64_t offset,
                           const RequestFields& request, std::string_view lines) {
-  const std::size_t id_length = bucket.size() + 1 + key.size();
-  const std::size_t start = out->size();
-  begin(out, kTaggedMagic);
-  out->push_back(static_cast<char>(id_length & 0xFF));
-  out->push_back(static_cast<char>(id_length >> 8));
-  out->append(bucket).append("/").append(key);
-  put_u64(out, offset);
-  put_request(out, request);
-  out->append(lines);
-  finish(out, start);
+  encode_object_record(out, kTaggedMagic, bucket, key, offset, &request, lines);
 }
 
 void encode_request(std::string* out, std::string_view bucket, const RequestFields& request) {
@@ -89,7 +82,7 @@ void encode_request(std::string* out, std::string_view bucket, const RequestFiel
 }
 
 void encode_truncate(std::string* out, std::string_view bucket, std::string_view key, std::uint64_t length) {
-  encode_object_record(out, kTruncateMagic, bucket, key, length, {});
+  encode_object_record(out, kTruncateMagic, bucket, key, length, nullptr, {});
 }
 
 void encode_limit(std::string* out, std::uint64_t sequence, std::uint64_t length) {
