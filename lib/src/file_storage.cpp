@@ -2,13 +2,14 @@
 // with an LRU cache of open files.
 //
 // Durability (FsyncPolicy::always) follows PostgreSQL's synchronous commit
-// with group commit and a write-ahead log (wal_writer.h): a writer appends
-// its lines to the object file (page cache) and queues a record of them in
-// the log, both under the object's lock, then waits for the log thread to
-// make its group durable. Object files are synced when a log segment is
-// retired (a checkpoint), and on a clean shutdown. After a crash, open()
-// replays the log into the objects (wal_reader.h), so every acknowledged
-// line is restored.
+// with group commit and a write-ahead log (wal_writer.h): a writer reserves
+// its lines' place in the object and queues a record of them in the log,
+// both under the object's lock, then waits for the log thread to make its
+// group durable and write the lines into the object (page cache). Object
+// files are synced when a log segment is retired (a checkpoint), and on a
+// clean shutdown. After a crash, open() replays the log into the objects
+// (wal_reader.h), so every acknowledged line is restored, and no object
+// holds a line that no durable record names.
 //
 // Crash consistency without the log (interval, never): a request's lines
 // go out in one pwrite at the object's tracked end; on any error the file
@@ -147,13 +148,9 @@ class FileStorage final : public Storage, public wal::Delegate {
   Status append(const AppendBatch& batch) override {
     if (batch.item_count == 0 || batch.lines.empty()) return Status();
     wal::Writer::Waiter waiter;
-    Status early;
     bool logged = false;
-    Status result = submit(batch, &waiter, &early, &logged);
-    if (logged) {
-      Status durable = wal_->wait(&waiter);
-      result = early.ok() ? durable : early;  // a truncate record's outcome changes nothing for the client
-    }
+    Status result = submit(batch, &waiter, &logged);
+    if (logged) result = wal_->wait(&waiter);
     return count(result, batch.lines.size());
   }
 
@@ -162,20 +159,18 @@ class FileStorage final : public Storage, public wal::Delegate {
     // Owns the waiter until the log thread answers it.
     struct Pending {
       wal::Writer::Waiter waiter;
-      Status early;
       std::function<void(Status)> done;
       std::size_t bytes;
     };
-    auto* pending = new Pending{{}, Status(), std::move(done), batch.lines.size()};
+    auto* pending = new Pending{{}, std::move(done), batch.lines.size()};
     pending->waiter.callback = [this, pending](const Status& durable) {
-      Status result = pending->early.ok() ? durable : pending->early;
       std::function<void(Status)> finish = std::move(pending->done);
       const std::size_t bytes = pending->bytes;
       delete pending;
-      finish(count(result, bytes));
+      finish(count(durable, bytes));
     };
     bool logged = false;
-    Status result = submit(batch, &pending->waiter, &pending->early, &logged);
+    Status result = submit(batch, &pending->waiter, &logged);
     if (logged) return;  // the log thread answers (maybe already has)
     std::function<void(Status)> finish = std::move(pending->done);
     delete pending;
@@ -528,13 +523,12 @@ class FileStorage final : public Storage, public wal::Delegate {
                  "); appends to it answer 503 storage_unavailable until the server restarts");
   }
 
-  // The part of an append made under the object's lock: write the lines
-  // and queue their log record (or, for a failed write whose lines may
-  // still be in the file, a truncate record). Sets *logged when a record
-  // was queued with `waiter`: the log answers it, and the append's result
-  // is then *early when that is an error (set before the record is
-  // queued), else the log's. Otherwise returns the result.
-  Status submit(const AppendBatch& batch, wal::Writer::Waiter* waiter, Status* early, bool* logged) {
+  // The part of an append made under the object's lock: with the log,
+  // reserve the lines' place and queue their record (the log thread writes
+  // them once it is durable: write() below); without, write the lines.
+  // Sets *logged when a record was queued with `waiter`: the log answers
+  // it. Otherwise returns the result.
+  Status submit(const AppendBatch& batch, wal::Writer::Waiter* waiter, bool* logged) {
     *logged = false;
     if (batch.item_count == 0 || batch.lines.empty()) return Status();
     if (wal::encoded_size(batch.bucket.size() + 1 + batch.key.size(), batch.lines.size()) >
@@ -553,28 +547,15 @@ class FileStorage final : public Storage, public wal::Delegate {
       }
     }
     const std::uint64_t offset = object->size;
-    if (Status s = write_locked(*object, batch.lines); !s.ok()) {
-      // The file may still hold refused lines: cut back but not durably
-      // (written back before the cut, a power failure can restore them),
-      // or not at all (fenced). With a log, record the cut, so that replay
-      // after a crash or restart removes them.
-      const bool file_kept = object->handle != nullptr || object->fenced;
-      if (!wal_ || !file_kept) return s;
-      *early = s;
-      if (!wal_->add_truncate(object, offset, waiter).ok()) return s;
-      *logged = true;
-      return s;
-    }
     if (wal_) {
       // Log the lines while the object is locked, so the log holds an
       // object's records in offset order.
-      if (Status s = wal_->add(object, offset, batch.lines, waiter, batch.request, batch.item_count); !s.ok()) {
-        cut_back_locked(*object, offset, EIO);
-        return s;
-      }
+      if (Status s = wal_->add(object, offset, batch.lines, waiter, batch.request, batch.item_count); !s.ok()) return s;
+      object->size = offset + batch.lines.size();
       *logged = true;
       return Status();
     }
+    if (Status s = write_locked(*object, batch.lines); !s.ok()) return s;
     if (!batch.request.id.empty()) {
       // Without the log the id goes to the request-id file right after the
       // lines (a crash between the two forgets the id: see DURABILITY.md).
@@ -634,10 +615,45 @@ class FileStorage final : public Storage, public wal::Delegate {
     }
   }
 
+  int write(const std::shared_ptr<wal::LoggedObject>& logged, std::uint64_t offset, std::string_view lines,
+            std::uint64_t generation) override {
+    ObjectFile& object = static_cast<ObjectFile&>(*logged);
+    std::lock_guard<std::mutex> lock(object.mu);
+    if (object.generation != generation || object.fenced) return ECANCELED;
+    int err = EIO;  // no open file: a failed reopen (sync_in_background) left none
+    if (object.handle) {
+      if (io_->pwrite_all(object.handle->fd, lines.data(), lines.size(), static_cast<off_t>(offset)) == 0) {
+        if (object.error_logged) {
+          object.error_logged = false;
+          options_.log("appends to " + object.path + " succeed again");
+        }
+        return 0;
+      }
+      err = errno;
+    }
+    // The record is durable: cut the lines from the file now and, after a
+    // crash, by the truncate record; records queued after this one (a later
+    // generation) start again at `offset`.
+    write_errors_++;
+    (void)log_error(object, err, "cannot append to");
+    object.generation++;
+    if (!object.handle || io_->ftruncate(object.handle->fd, static_cast<off_t>(offset)) != 0)
+      fence_locked(object, offset, object.handle ? errno : err);
+    object.size = offset;
+    object.acked_size = std::min(object.acked_size, offset);
+    if (!wal_->add_truncate(logged, offset, nullptr).ok())
+      options_.log("cannot queue the truncate record of a refused append to " + object.path +
+                   "; a restart replays its lines");
+    return err;
+  }
+
   void refused(wal::LoggedObject& logged, std::uint64_t offset) override {
     ObjectFile& object = static_cast<ObjectFile&>(logged);
     std::lock_guard<std::mutex> lock(object.mu);
-    cut_back_locked(object, offset, EIO);
+    if (object.size <= offset) return;
+    object.generation++;
+    object.size = offset;
+    object.acked_size = std::min(object.acked_size, offset);
   }
 
   // ---- Recovery ----
@@ -658,16 +674,34 @@ class FileStorage final : public Storage, public wal::Delegate {
     }
     wal::DirtySet dirty;
     wal::ReplayResult result;
-    std::vector<StoredRequest> replayed;
+    // The ids of replayed appends, with where their lines start; a later
+    // truncate record of the same object to at most that offset voids the
+    // id (its request was refused: a retry must store it).
+    struct Replayed {
+      std::string object;
+      std::uint64_t offset;
+      StoredRequest request;
+    };
+    std::vector<Replayed> tagged;
     Status s = wal::replay_log(
         *io_, dir,
         [&](const wal::Record& record) {
           Status applied = replay(record, &dirty);
-          if (applied.ok() && !record.request_id.empty()) replayed.push_back(stored_request_of(record));
+          if (!applied.ok()) return applied;
+          if (record.kind == wal::Record::Kind::truncate)
+            tagged.erase(
+                std::remove_if(tagged.begin(), tagged.end(),
+                               [&](const Replayed& r) { return r.object == record.id && r.offset >= record.offset; }),
+                tagged.end());
+          else if (!record.request_id.empty())
+            tagged.push_back({std::string(record.id), record.offset, stored_request_of(record)});
           return applied;
         },
         options_.log, &result);
     if (!s.ok()) return s;
+    std::vector<StoredRequest> replayed;
+    replayed.reserve(tagged.size());
+    for (Replayed& r : tagged) replayed.push_back(std::move(r.request));
     // The request ids: those of the file and those replayed, compacted into
     // the file (durable before any segment that held them is deleted).
     RequestIdFile::Options ids;

@@ -145,7 +145,9 @@ Status Writer::add(const std::shared_ptr<LoggedObject>& object, std::uint64_t of
     encode_record(&pending_, object->bucket, object->key, offset, lines);
   else
     encode_tagged_record(&pending_, object->bucket, object->key, offset, fields, lines);
-  records_.push_back({object, offset, offset + lines.size(), waiter, std::move(request_record)});
+  // The lines end the record (wal_format.cpp).
+  records_.push_back({object, offset, offset + lines.size(), waiter, std::move(request_record),
+                      pending_.size() - lines.size(), lines.size(), object->generation, 0});
   cv_.notify_one();
   return Status();
 }
@@ -154,7 +156,7 @@ Status Writer::add_truncate(const std::shared_ptr<LoggedObject>& object, std::ui
   std::lock_guard<std::mutex> lock(mu_);
   if (failing_) return storage_status(EIO);
   encode_truncate(&pending_, object->bucket, object->key, length);
-  records_.push_back({object, length, length, waiter, {}});
+  records_.push_back({object, length, length, waiter, {}, 0, 0, object->generation, 0});
   cv_.notify_one();
   return Status();
 }
@@ -166,22 +168,24 @@ Status Writer::wait(Waiter* waiter) {
 }
 
 void Writer::answer(std::vector<Pending>& records, const Status& result) {
-  std::vector<std::function<void(const Status&)>> callbacks;
+  std::vector<std::pair<std::function<void(const Status&)>, Status>> callbacks;
   bool blocked = false;
   {
     std::lock_guard<std::mutex> lock(done_mu_);
     for (Pending& record : records) {
+      if (record.waiter == nullptr) continue;
+      Status status = result.ok() && record.refusal != 0 ? storage_status(record.refusal) : result;
       if (record.waiter->callback) {
-        callbacks.push_back(std::move(record.waiter->callback));
+        callbacks.emplace_back(std::move(record.waiter->callback), std::move(status));
         continue;
       }
-      record.waiter->result = result;
+      record.waiter->result = std::move(status);
       record.waiter->done = true;
       blocked = true;
     }
   }
   if (blocked) done_cv_.notify_all();
-  for (auto& callback : callbacks) callback(result);
+  for (auto& [callback, status] : callbacks) callback(status);
 }
 
 // One write and one fdatasync per group of records.
@@ -202,13 +206,10 @@ void Writer::log_loop() {
     if (err == 0 && io_->pwrite_all(fd_, buffer.data(), buffer.size(), static_cast<off_t>(size_)) != 0) err = errno;
     if (err == 0 && io_->fdatasync(fd_) != 0) err = errno;
     syncs_++;
+    bool refusing = false;
     if (err == 0) {
       size_ += buffer.size();
-      synced_records_ += records.size();
-      for (Pending& record : records) {
-        delegate_->durable(*record.object, record.end, &dirty_);
-        dirty_.requests += record.request;
-      }
+      refusing = write_objects(buffer, records);
       answer(records, Status());
     } else {
       failed(records, err);
@@ -216,8 +217,47 @@ void Writer::log_loop() {
     buffer.clear();
     if (buffer.capacity() > (4u << 20)) std::string().swap(buffer);
     records.clear();
-    if (size_ >= options_.segment_bytes) rotate();
+    // A refusal's truncate record must be durable before the segment that
+    // holds the refused record can be retired.
+    if (size_ >= options_.segment_bytes && !refusing) rotate();
   }
+}
+
+// After the group's sync: writes each record's lines into its object, in
+// log order. A record whose write is refused keeps its writer waiting until
+// the truncate record the store queued (in the next group) is durable; so
+// do the later records of that object in this group, which the refusal
+// voids. Returns true when any record was refused that way.
+bool Writer::write_objects(const std::string& buffer, std::vector<Pending>& records) {
+  std::vector<Pending> deferred;
+  std::set<const LoggedObject*> refused_here;
+  for (Pending& record : records) {
+    if (record.refusal != 0) continue;  // deferred from the last group: answered with its refusal
+    if (record.lines_size > 0) {
+      record.refusal =
+          delegate_->write(record.object, record.offset,
+                           std::string_view(buffer).substr(record.lines_at, record.lines_size), record.generation);
+      if (record.refusal != 0) {
+        record.lines_size = 0;
+        record.request.clear();
+        // A record voided by an earlier group's refusal is answered now:
+        // its truncate record followed it in this group.
+        if (record.refusal == ECANCELED && refused_here.count(record.object.get()) == 0) continue;
+        refused_here.insert(record.object.get());
+        deferred.push_back(std::move(record));
+        record.waiter = nullptr;  // answered with the next group
+        continue;
+      }
+    }
+    synced_records_++;
+    delegate_->durable(*record.object, record.end, &dirty_);
+    dirty_.requests += record.request;
+  }
+  if (deferred.empty()) return false;
+  std::lock_guard<std::mutex> lock(mu_);
+  for (Pending& record : deferred) records_.push_back(std::move(record));
+  cv_.notify_one();
+  return true;
 }
 
 // A failed log write or sync: refuse every unsynced writer, cut their lines

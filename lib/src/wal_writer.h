@@ -5,7 +5,14 @@
 // object's lock (so one object's records are in offset order in the log),
 // releases the lock, then wait()s. One log thread takes every pending
 // record, writes them to the current segment with one write and one
-// fdatasync of one file, and answers the whole group. When a segment passes
+// fdatasync of one file, then writes each record's lines into its object
+// (Delegate::write) and answers the whole group. The lines reach an object
+// only once their record is durable: a crash at any moment leaves no
+// complete line in an object that no durable record names, so a record's
+// request id covers every line a crash may leave (exactly-once retries).
+// An object write that fails after its record is durable is undone by a
+// truncate record the store queues (see Delegate::write); the refused
+// writers are answered once that record is durable. When a segment passes
 // segment_bytes the log moves to a new one and a checkpoint thread retires
 // the old one: it syncs every object file and directory the segment's
 // records touched (the DirtySet) and only then deletes the segment.
@@ -60,6 +67,10 @@ struct LoggedObject {
   virtual ~LoggedObject() = default;
   std::string bucket;
   std::string key;
+  // The store's count of refusals of this object, changed under the
+  // object's lock; add() (called under it) stamps each record with it, so
+  // Delegate::write can tell a record queued before a refusal.
+  std::uint64_t generation = 0;
 };
 
 // What must be durable before a segment may be deleted: object files, the
@@ -98,13 +109,25 @@ bool retire_segments(FileIo& io, const std::string& dir, const std::vector<std::
 class Delegate {
  public:
   virtual ~Delegate() = default;
-  // A group holding a record of `object` that ends at `end` is durable:
-  // add what the segment's checkpoint must sync to *dirty.
+  // The record of `lines` at `offset`, stamped with `generation`, is
+  // durable: write the lines into the object. Returns 0 when they are
+  // written. Otherwise returns the errno to answer the record's writer
+  // with; for a failed write, after cutting the object back to `offset`
+  // (or fencing it), starting a new generation and, still under the
+  // object's lock (so it precedes every later record of the object), queuing
+  // a truncate record to `offset` with add_truncate. A record of an
+  // earlier generation (queued before a refusal) is not written: returns
+  // ECANCELED.
+  virtual int write(const std::shared_ptr<LoggedObject>& object, std::uint64_t offset, std::string_view lines,
+                    std::uint64_t generation) = 0;
+  // A group holding a record of `object` that ends at `end` is durable and
+  // its lines are written: add what the segment's checkpoint must sync to
+  // *dirty.
   virtual void durable(LoggedObject& object, std::uint64_t end, DirtySet* dirty) = 0;
   // A record of `object` starting at `offset` (the smallest refused offset
-  // of that object) was refused: remove its lines and everything after
-  // (or fence the object when that fails). A truncate record of the
-  // refusal follows in the next segment.
+  // of that object) was refused before it was durable: its lines and those
+  // of later records never reached the object; its appends continue at
+  // `offset`. A truncate record of the refusal follows in the next segment.
   virtual void refused(LoggedObject& object, std::uint64_t offset) = 0;
 };
 
@@ -146,9 +169,9 @@ class Writer {
   // failure: the caller undoes its write.
   Status add(const std::shared_ptr<LoggedObject>& object, std::uint64_t offset, std::string_view lines, Waiter* waiter,
              const RequestTag& request = {}, std::size_t items = 0);
-  // Queues a truncate record: replay cuts `object` back to `length`. For a
-  // refused append whose lines could not be cut from the object file.
-  // Same precondition and results as add().
+  // Queues a truncate record: replay cuts `object` back to `length`. For
+  // Delegate::write, whose refused lines' record is durable. Same
+  // precondition and results as add(); `waiter` may be null.
   Status add_truncate(const std::shared_ptr<LoggedObject>& object, std::uint64_t length, Waiter* waiter);
 
   // Blocks until the group holding the waiter's record is synced or
@@ -172,13 +195,18 @@ class Writer {
     std::shared_ptr<LoggedObject> object;
     std::uint64_t offset;
     std::uint64_t end;
-    Waiter* waiter;
-    std::string request;  // the request record of its id, if it has one
+    Waiter* waiter;                // null for a truncate record queued by Delegate::write
+    std::string request;           // the request record of its id, if it has one
+    std::size_t lines_at = 0;      // where its lines are in the group's buffer
+    std::size_t lines_size = 0;    // 0: a truncate record, or a refusal answered later
+    std::uint64_t generation = 0;  // the object's when queued
+    int refusal = 0;               // an errno: refused by Delegate::write
   };
 
   Status open_segment(std::uint64_t sequence);
   void log_loop();
   void failed(std::vector<Pending>& records, int err);
+  bool write_objects(const std::string& buffer, std::vector<Pending>& records);
   bool rotate();
   bool flush_control();
   void checkpoint_loop();

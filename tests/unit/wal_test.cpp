@@ -219,6 +219,24 @@ struct FakeObject final : wal::LoggedObject {
 };
 
 struct FakeDelegate final : wal::Delegate {
+  // Writes durable lines into the fake object; with fail_writes set, refuses
+  // them as the object store does (a truncate record, a new generation).
+  int write(const std::shared_ptr<wal::LoggedObject>& o, std::uint64_t offset, std::string_view lines,
+            std::uint64_t generation) override {
+    auto& object = static_cast<FakeObject&>(*o);
+    std::lock_guard<std::mutex> lock(*object_mu);
+    if (generation != object.generation) return ECANCELED;
+    if (fail_writes) {
+      object.generation++;
+      *object_size = offset;
+      writer->add_truncate(o, offset, nullptr);
+      return ENOSPC;
+    }
+    int fd = files->open(object.path, O_RDWR, 0);
+    files->pwrite(fd, lines.data(), lines.size(), static_cast<off_t>(offset));
+    files->close(fd);
+    return 0;
+  }
   void durable(wal::LoggedObject& o, std::uint64_t end, wal::DirtySet* dirty) override {
     auto& object = static_cast<FakeObject&>(o);
     object.durable_end = end;
@@ -227,6 +245,11 @@ struct FakeDelegate final : wal::Delegate {
   void refused(wal::LoggedObject& o, std::uint64_t offset) override {
     static_cast<FakeObject&>(o).refused.push_back(offset);
   }
+  writeapi::FileIo* files = nullptr;
+  std::mutex* object_mu = nullptr;
+  std::uint64_t* object_size = nullptr;
+  wal::Writer* writer = nullptr;
+  std::atomic<bool> fail_writes{false};
 };
 
 struct WriterHarness {
@@ -242,15 +265,17 @@ struct WriterHarness {
       log.emplace_back(line);
     };
     writer = std::make_unique<wal::Writer>(io, options, &delegate);
+    delegate.files = io.get();
+    delegate.object_mu = &object_mu;
+    delegate.object_size = &object_size;
+    delegate.writer = writer.get();
   }
-  // Appends lines to the fake object (page cache only) and logs them.
+  // Logs lines; the log writes them into the fake object (page cache only)
+  // once durable.
   Status append(const std::string& lines) {
     wal::Writer::Waiter waiter;
     {
       std::lock_guard<std::mutex> lock(object_mu);
-      int fd = memory->open("/obj", O_RDWR, 0);
-      memory->pwrite(fd, lines.data(), lines.size(), static_cast<off_t>(object_size));
-      memory->close(fd);
       if (Status s = writer->add(object, object_size, lines, &waiter); !s.ok()) return s;
       object_size += lines.size();
     }
@@ -309,6 +334,42 @@ TEST_CASE("wal writer: concurrent records share one write and one sync per group
   std::size_t segment_syncs = std::count(trace.begin(), trace.end(), "fdatasync /wal/" + wal::segment_file_name(1));
   CHECK(segment_syncs == h.writer->syncs());
   CHECK(replay(*h.memory, "/wal").records.size() == kThreads * kEach);
+}
+
+TEST_CASE("wal writer: lines reach the object only after their record is durable", "[wal]") {
+  WriterHarness h;
+  REQUIRE(h.writer->start(1).ok());
+  // The log cannot sync: the group is refused and its lines were never
+  // written to the object, so a crash leaves nothing no record names.
+  h.io->fail(FaultRule{Call::fdatasync, EIO, ".wal", 0, 1});
+  CHECK(h.append("never\n").code() == ErrorCode::storage_error);
+  CHECK(h.memory->contents("/obj").empty());
+  h.io->heal();
+  h.object_size = 0;  // the store's refused() resets its end
+  REQUIRE(h.append("1\n").ok());
+  CHECK(h.memory->contents("/obj") == "1\n");
+  auto trace = h.io->trace();
+  auto sync = std::find(trace.begin(), trace.end(), "fdatasync /wal/" + wal::segment_file_name(2));
+  auto write = std::find(trace.begin(), trace.end(), "pwrite /obj");
+  CHECK(sync < write);
+}
+
+TEST_CASE("wal writer: an object write refused after its record is durable waits for its truncate record", "[wal]") {
+  WriterHarness h;
+  REQUIRE(h.writer->start(1).ok());
+  REQUIRE(h.append("1\n").ok());
+  h.delegate.fail_writes = true;
+  Status refused = h.append("refused\n");
+  CHECK(refused.code() == ErrorCode::insufficient_storage);
+  h.delegate.fail_writes = false;
+  REQUIRE(h.append("2\n").ok());
+  CHECK(h.memory->contents("/obj") == "1\n2\n");
+  // Before the refused writer was answered, the cut was durable: replay
+  // after a power failure writes the refused lines, then cuts them.
+  h.memory->power_failure();
+  Replayed r = replay(*h.memory, "/wal");
+  CHECK(r.records == std::vector<std::string>{"b/k@0:1\n", "b/k@2:refused\n", "cut b/k to 2", "b/k@2:2\n"});
+  h.writer.reset();
 }
 
 TEST_CASE("wal writer: a failed sync refuses the group, cuts the segment back and moves on", "[wal]") {
