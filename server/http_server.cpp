@@ -107,7 +107,8 @@ HttpServer::HttpServer(const ServerConfig& config, Authorizer* authorizer, Devic
   hooks.decide_head = [this](const http1::RequestHead& head) { return decide_head(head); };
   hooks.render_error = [this](const ConnectionError& e) { return render_connection_error(e); };
   hooks.run_direct = [this](const http1::RequestHead& head, std::string_view body, std::string_view remote_ip,
-                            bool keep_alive, std::string* response, std::function<void()> done) {
+                            bool keep_alive, std::string* response, std::unique_ptr<ResponseStream>*,
+                            std::function<void()> done) {
     run_write(head, body, remote_ip, keep_alive, response, std::move(done));
   };
   keep_alive_header_ = fmt::format("Keep-Alive: timeout={}\r\n", config_.keep_alive_timeout_seconds);
