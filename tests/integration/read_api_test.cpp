@@ -96,8 +96,7 @@ TEST_CASE("read: limit, tail and wait are bounded, bad parameters are 400", "[in
   res = get_lines(server, "many", "cursor=" + next_cursor(get_lines(server, "many")) + "&limit=3");
   CHECK(res->body == "1000\n1001\n1002\n");
   for (std::string_view query : {"limit=0", "limit=100001", "limit=x", "tail=0", "tail=100001", "wait=61", "wait=-1",
-                                 "tail=2&cursor=0", "tail=2&wait=1", "limit=1&limit=2", "colour=red",
-                                 "cursor=%2F"}) {
+                                 "tail=2&cursor=0", "tail=2&wait=1", "limit=1&limit=2", "colour=red", "cursor=%2F"}) {
     INFO("query " << query);
     res = get_lines(server, "many", query);
     CHECK(res->status == 400);
@@ -293,9 +292,9 @@ TEST_CASE("read: readers chaining cursors during concurrent writes see whole lin
   auto drain = [&](std::string_view extra) {
     for (;;) {
       auto client = server.client();
-      auto res = client->Get(read_path("homelab", "contended", (cursor.empty() ? "" : "cursor=" + cursor + "&") +
-                                                                   std::string(extra)),
-                             bearer());
+      auto res = client->Get(
+          read_path("homelab", "contended", (cursor.empty() ? "" : "cursor=" + cursor + "&") + std::string(extra)),
+          bearer());
       if (!res || res->status == 404) return;  // not written yet
       REQUIRE(res->status == 200);
       REQUIRE(res->body.size() == std::stoul(res->get_header_value("Content-Length")));
@@ -334,8 +333,7 @@ TEST_CASE("read: the devices view shows a suspended device with the time left", 
   server.send_signal(SIGHUP);
   auto client = server.client();
   auto stuck_status = [&] {
-    auto res =
-        client->Post(write_path("homelab", "t"), make_body("1", kAccessKey, "stuck_sensor"), "application/json");
+    auto res = client->Post(write_path("homelab", "t"), make_body("1", kAccessKey, "stuck_sensor"), "application/json");
     REQUIRE(res);
     return std::make_pair(res->status, res->status == 429 && res->body.find("\"suspended\"") != std::string::npos
                                            ? std::stoi(res->get_header_value("Retry-After"))

@@ -40,8 +40,8 @@ inline httplib::Result get_lines(const ServerProcess& server, std::string_view k
 // Writes `data_json` (an item or an array of items) to homelab/<key>.
 inline void write_items(const ServerProcess& server, std::string_view key, std::string_view data_json,
                         std::optional<std::string_view> device = std::nullopt) {
-  auto res = server.client()->Post(write_path("homelab", key), make_body(data_json, kAccessKey, device),
-                                   "application/json");
+  auto res =
+      server.client()->Post(write_path("homelab", key), make_body(data_json, kAccessKey, device), "application/json");
   REQUIRE(res);
   INFO(res->body);
   REQUIRE(res->status == 200);

@@ -964,7 +964,7 @@ TEST_CASE("ingest: on_appended names each stored object once, after its lines ar
   Ingestor ingestor(env.auth.get(), env.storage.get(), options);
   IngestResult result;
   REQUIRE(ingestor.ingest(request(body_with("[1,2]")), &result).ok());
-  REQUIRE(ingestor.ingest(request(body_with("[]"), "homelab", "empty"), &result).ok());      // nothing stored
+  REQUIRE(ingestor.ingest(request(body_with("[]"), "homelab", "empty"), &result).ok());  // nothing stored
   CHECK(ingestor.ingest(request(body_with("1", "wrong-key"), "homelab", "k"), &result).code() ==
         writeapi::ErrorCode::access_denied);
   // With a request id: the first is stored, its retry is a duplicate.
