@@ -367,3 +367,34 @@ TEST_CASE("read: the devices view shows a suspended device with the time left", 
   // calm_sensor sorts first.
   CHECK(res->body.find("calm_sensor") < res->body.find("stuck_sensor"));
 }
+
+TEST_CASE("read: a streamed answer on a keep-alive connection is followed by the next request",
+          "[integration][read]") {
+  ServerProcess server({"--fsync", "never"});
+  // Over one part (256 KiB): streamed.
+  std::string items = "[";
+  const std::string item = "\"" + std::string(1000, 'y') + "\"";
+  for (int i = 0; i < 600; ++i) {
+    if (i > 0) items += ',';
+    items += item;
+  }
+  items += "]";
+  write_items(server, "streamed", items);
+  const std::string expected = server.read_object("homelab", "streamed");
+  REQUIRE(expected.size() > 256 * 1024);
+  RawConnection connection(server.port());
+  const std::string get = "GET " + read_path("homelab", "streamed") + " HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " +
+                          std::string(kAccessKey) + "\r\n\r\n";
+  // Two requests pipelined, then a third after them.
+  REQUIRE(connection.send(get + get));
+  for (int i = 0; i < 2; ++i) {
+    RawResponse res = connection.read_response(20s);
+    REQUIRE(res.status == 200);
+    CHECK(res.header("content-length") == std::to_string(expected.size()));
+    CHECK(res.body == expected);
+  }
+  REQUIRE(connection.send(get));
+  RawResponse res = connection.read_response(20s);
+  CHECK(res.status == 200);
+  CHECK(res.body == expected);
+}
