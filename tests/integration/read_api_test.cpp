@@ -368,8 +368,7 @@ TEST_CASE("read: the devices view shows a suspended device with the time left", 
   CHECK(res->body.find("calm_sensor") < res->body.find("stuck_sensor"));
 }
 
-TEST_CASE("read: a streamed answer on a keep-alive connection is followed by the next request",
-          "[integration][read]") {
+TEST_CASE("read: a streamed answer on a keep-alive connection is followed by the next request", "[integration][read]") {
   ServerProcess server({"--fsync", "never"});
   // Over one part (256 KiB): streamed.
   std::string items = "[";
