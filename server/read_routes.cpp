@@ -401,6 +401,7 @@ void ReadRoutes::run(const http1::RequestHead& head, std::string_view remote_ip,
   if (query.wait_seconds > 0 && options_.max_watchers > 0) {
     // Opened before the look at the store, so an append in between wakes it.
     watch = watchers_.open(target.bucket, target.key);
+    if (!watch && watchers_.stopping()) return refuse(server_busy("the server is stopping; retry later"));
     if (!watch)
       return refuse(
           server_busy("too many reads are waiting for new lines (--max-watchers); retry later, or read without wait"));
