@@ -229,7 +229,7 @@ struct FakeDelegate final : wal::Delegate {
     if (fail_writes) {
       object.generation++;
       *object_size = offset;
-      writer->add_truncate(o, offset, nullptr);
+      (void)writer->add_truncate(o, offset, nullptr);
       return ENOSPC;
     }
     int fd = files->open(object.path, O_RDWR, 0);
