@@ -157,7 +157,10 @@ void ReadWatchers::run() {
     if (by_deadline_.empty()) {
       cv_.wait(lock);
     } else {
-      cv_.wait_until(lock, by_deadline_.begin()->first);
+      // A copy: wait_until reads its deadline again after waking, and a
+      // notify() while the lock is released may erase the set's node.
+      const Clock::time_point next = by_deadline_.begin()->first;
+      cv_.wait_until(lock, next);
     }
   }
 }

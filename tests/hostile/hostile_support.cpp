@@ -32,18 +32,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 
-#if defined(__SANITIZE_ADDRESS__)
-constexpr bool kAddressSanitizer = true;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-constexpr bool kAddressSanitizer = true;
-#else
-constexpr bool kAddressSanitizer = false;
-#endif
-#else
-constexpr bool kAddressSanitizer = false;
-#endif
-
 }  // namespace
 
 std::size_t resident_bytes(pid_t pid) {
@@ -86,9 +74,7 @@ std::uint64_t raise_own_open_files_limit() {
   return limit.rlim_cur;
 }
 
-bool address_sanitizer_build() { return kAddressSanitizer; }
-
-std::size_t rss_growth_bound() { return (kAddressSanitizer ? 640u : 150u) << 20; }
+std::size_t rss_growth_bound() { return (address_sanitizer_build() ? 640u : 150u) << 20; }
 
 // ---------------------------------------------------------------------------
 // Responses on the wire

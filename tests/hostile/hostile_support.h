@@ -35,9 +35,6 @@ std::uint64_t open_files_soft_limit(pid_t pid);
 // soft limit now in force.
 std::uint64_t raise_own_open_files_limit();
 
-// True in builds with AddressSanitizer (memory figures are inflated).
-bool address_sanitizer_build();
-
 // Bound on the server's resident memory growth in the abuse tests. Builds
 // with AddressSanitizer keep freed memory in quarantine (256 MiB by
 // default) and shadow memory besides, so they get a looser bound.

@@ -262,9 +262,12 @@ TEST_CASE("read: a 1 GiB object streams with the server's peak RSS under 64 MiB"
   CHECK(newlines == kLines);
   CHECK(cursor == std::to_string(size));
   const long peak = proc_status_kib(server.pid(), "VmHWM");
-  INFO("server VmHWM before " << before << " KiB, after " << peak << " KiB");
+  // With AddressSanitizer the 256 MiB quarantine and shadow memory come on
+  // top; a bound below the object's size still shows it was streamed.
+  const long bound_kib = address_sanitizer_build() ? 512 * 1024 : 64 * 1024;
+  INFO("server VmHWM before " << before << " KiB, after " << peak << " KiB, bound " << bound_kib << " KiB");
   REQUIRE(peak > 0);
-  CHECK(peak < 64 * 1024);
+  CHECK(peak < bound_kib);
 }
 
 TEST_CASE("read: readers chaining cursors during concurrent writes see whole lines, each once",

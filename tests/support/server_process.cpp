@@ -35,6 +35,21 @@
 
 namespace writeapi::testing {
 namespace fs = std::filesystem;
+
+bool address_sanitizer_build() {
+#if defined(__SANITIZE_ADDRESS__)
+  return true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+  return true;
+#else
+  return false;
+#endif
+#else
+  return false;
+#endif
+}
+
 using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 

@@ -211,6 +211,10 @@ class RawConnection {
   std::string buffer_;
 };
 
+// True in builds with AddressSanitizer (memory figures are inflated: freed
+// memory waits in quarantine, 256 MiB by default, beside shadow memory).
+bool address_sanitizer_build();
+
 // Sends `request` on a new connection and reads the response.
 RawResponse raw_exchange(int port, std::string_view request,
                          std::chrono::milliseconds timeout = std::chrono::seconds(10));
