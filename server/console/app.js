@@ -52,8 +52,9 @@ function route() {
   updateNav();
   stopView = view() || null;
   // Move focus to the new view's heading, so keyboard and screen reader
-  // users start there (not on the first load: the page starts at the top).
-  if (!firstRoute) {
+  // users start there (unless the view focused a field of its own; not on
+  // the first load: the page starts at the top).
+  if (!firstRoute && !main.contains(document.activeElement)) {
     const heading = main.querySelector('h1');
     if (heading) {
       heading.setAttribute('tabindex', '-1');

@@ -370,22 +370,26 @@ export function keyView(main, current, key) {
   };
 }
 
-// A device entry of GET /devices/v3/bucket/<bucket>, whatever optional
-// fields it has: {id, state, secondsLeft, budget, requests, refused}.
+// A device entry of GET /devices/v3/bucket/<bucket> -> {id, state,
+// secondsLeft, budget, tokens, requests, refused}; the names of the
+// optional fields are taken in both spellings.
 function deviceOf(d) {
   const first = (...names) => {
     for (const name of names) if (d[name] !== undefined && d[name] !== null) return d[name];
     return undefined;
   };
-  let budget = first('budget', 'limit');
-  if (budget && typeof budget === 'object') budget = `${budget.rate ?? '?'}/s, burst ${budget.burst ?? '?'}`;
+  let limit = first('limit', 'budget');
+  if (limit === undefined && first('rate') !== undefined) limit = {rate: first('rate'), burst: first('burst')};
+  const budget = limit && typeof limit === 'object' ? `${limit.rate ?? '?'}/s, burst ${limit.burst ?? '?'}` : limit;
+  const id = first('device_id', 'deviceId', 'device', 'id');
   return {
-    id: first('deviceId', 'device', 'id', 'name') ?? '(anonymous)',
+    id: id === undefined || id === '' ? '' : String(id),
     state: String(first('state', 'status') ?? 'ok'),
-    secondsLeft: Number(first('seconds_left', 'secondsLeft', 'suspended_seconds', 'retry_after', 'retryAfter')),
+    secondsLeft: Number(first('seconds_left', 'secondsLeft', 'retry_after', 'retryAfter')),
     budget: budget === undefined ? '—' : String(budget),
-    requests: first('requests', 'recent_requests', 'recentRequests'),
-    refused: first('refusals', 'refused', 'recent_refusals', 'recentRefusals', 'rejections'),
+    tokens: first('tokens') ?? (limit && typeof limit === 'object' ? limit.tokens : undefined),
+    requests: first('recent_requests', 'recentRequests', 'requests'),
+    refused: first('recent_refusals', 'recentRefusals', 'refusals', 'refused'),
   };
 }
 
@@ -415,15 +419,17 @@ export function devicesView(main, current) {
                 `${new Date(now + left * 1000).toLocaleTimeString()} (${left} s left)`) :
               '—';
           return h('tr', {'data-device': d.id, 'data-state': d.state},
-                   h('th', {scope: 'row'}, d.id),
+                   h('th', {scope: 'row'}, d.id || h('em', {}, 'without deviceId (shared)')),
                    h('td', {}, h('span', {class: `badge state-${d.state}`}, d.state.replace('_', ' '))),
-                   h('td', {}, when), h('td', {}, d.budget), h('td', {class: 'num'}, d.requests ?? '—'),
+                   h('td', {}, when), h('td', {}, d.budget),
+                   h('td', {class: 'num'}, d.tokens === undefined ? '—' : Math.floor(Number(d.tokens))),
+                   h('td', {class: 'num'}, d.requests ?? '—'),
                    h('td', {class: 'num'}, d.refused ?? '—'));
         });
         body.replaceChildren(h('div', {class: 'table-wrap'},
                                h('table', {id: 'devices-table'},
                                  h('caption', {}, `${devices.length} devices, updated ${new Date(now).toLocaleTimeString()}`),
-                                 h('thead', {}, h('tr', {}, ['Device', 'State', 'Until', 'Budget', 'Requests', 'Refused'].map(
+                                 h('thead', {}, h('tr', {}, ['Device', 'State', 'Until', 'Budget', 'Tokens', 'Requests (60 s)', 'Refused (60 s)'].map(
                                                                  (name) => h('th', {scope: 'col'}, name)))),
                                  h('tbody', {}, rows))));
       }
