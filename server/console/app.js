@@ -49,6 +49,7 @@ function route() {
     return;
   }
   main.replaceChildren();
+  document.getElementById('status').textContent = '';
   updateNav();
   stopView = view() || null;
   // Move focus to the new view's heading, so keyboard and screen reader

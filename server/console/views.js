@@ -290,6 +290,11 @@ export function keyView(main, current, key) {
     const cell = (value, name, item) => {
       const url = imageUrl(value);
       if (url) return h('td', {}, h('img', {src: url, alt: `image in ${name} of item ${item.seq}`, class: 'thumb'}));
+      if (name === 'timestamp') {
+        // The time as stored, and as a date.
+        const ms = itemTime(item.value);
+        return h('td', {}, cellText(value), ms === null ? null : h('small', {class: 'when'}, new Date(ms).toLocaleString()));
+      }
       return h('td', {class: typeof value === 'number' ? 'num' : null}, cellText(value));
     };
     const body = rows.map((item) => {
