@@ -132,6 +132,10 @@ struct Conn {
   // when the answer came first.
   std::atomic<int> completion{0};
   bool direct = false;            // run by ConnectionHooks::run_direct
+  bool blocking = false;          // never run on the loop thread (HeadDecision::blocking)
+  // The rest of a streamed response: its next part is produced on a worker
+  // once `out` has gone out.
+  std::unique_ptr<ResponseStream> stream;
   bool heavy = false;             // holds one of the heavy slots (Loop::dispatch)
   bool body_after_write = false;  // the response was "100 Continue": read the body next
   bool first_request = true;
@@ -734,6 +738,7 @@ class Loop final : public ConnectionServer {
     HeadDecision decision = hooks_.decide_head(c->head);
     c->linger_limit = unread_body_limit(c->head);
     c->direct = decision.direct;
+    c->blocking = decision.blocking;
     if (!decision.refusal.empty()) {
       c->out = std::move(decision.refusal);
       c->close_after = true;
@@ -897,6 +902,17 @@ class Loop final : public ConnectionServer {
       c->window_start = now_;
       return arm_read(c);
     }
+    if (c->stream) {
+      if (stopping_) {  // cut short: the client sees fewer bytes than announced
+        c->stream.reset();
+        return linger(c);
+      }
+      // The next part, on a worker (reading it may block), addresses
+      // taking turns with every other request.
+      c->phase = Phase::worker;
+      c->in_worker.store(true, std::memory_order_release);
+      return to_workers(c);
+    }
     if (c->close_after || stopping_) return linger(c);
     next_request(c);
   }
@@ -965,7 +981,8 @@ class Loop final : public ConnectionServer {
     c->phase = Phase::worker;
     c->in_worker.store(true, std::memory_order_release);
     const bool compressed = c->head.find("Content-Encoding") != nullptr;
-    if (options_.inline_body_bytes > 0 && c->body.size() <= options_.inline_body_bytes && !compressed && !stopping_) {
+    if (options_.inline_body_bytes > 0 && c->body.size() <= options_.inline_body_bytes && !compressed && !stopping_ &&
+        !c->blocking) {
       // Small uncompressed requests on a store that does not block run on
       // the loop (run_inline), addresses taking turns: no hand-over, no
       // context switch.
@@ -1271,6 +1288,13 @@ class Loop final : public ConnectionServer {
 
   // Runs the connection's request.
   RunEnd run(Conn* c, std::string* request) {
+    if (c->stream) {  // the next part of a streamed response
+      c->out.clear();
+      const ResponseStream::Part part = c->stream->next(&c->out);
+      if (part == ResponseStream::Part::more) return finish_run(c, false);
+      c->stream.reset();
+      return finish_run(c, part == ResponseStream::Part::abort || !c->run_keep_alive);
+    }
     const bool keep_alive = c->head.keep_alive && !c->close_after && !stopping_.load();
     bool closed = false;
     c->out.clear();
@@ -1278,7 +1302,7 @@ class Loop final : public ConnectionServer {
       c->run_keep_alive = keep_alive;
       direct_in_flight_.fetch_add(1, std::memory_order_relaxed);
       c->completion.store(kRunning, std::memory_order_relaxed);
-      hooks_.run_direct(c->head, c->body, c->ip, keep_alive, &c->out, [this, c] { complete_direct(c); });
+      hooks_.run_direct(c->head, c->body, c->ip, keep_alive, &c->out, &c->stream, [this, c] { complete_direct(c); });
       int expected = kRunning;
       if (c->completion.compare_exchange_strong(expected, kParked, std::memory_order_acq_rel)) return RunEnd::parked;
     } else {
@@ -1320,11 +1344,12 @@ class Loop final : public ConnectionServer {
       c->out.clear();
       c->out_sent = 0;
       c->close_after = true;
+      c->stream.reset();
       return RunEnd::loop;
     }
     // A response still going out, a close, or a next request already here
     // (pipelined, or inside TLS): the loop takes it from here.
-    if (!sent || c->close_after || c->heavy || c->next_pos < c->in.size() || !c->pending.empty() ||
+    if (!sent || c->stream || c->close_after || c->heavy || c->next_pos < c->in.size() || !c->pending.empty() ||
         (c->ssl && SSL_pending(c->ssl) > 0))
       return RunEnd::loop;
     // Idle: re-arm for the next request; the loop owns it from here.

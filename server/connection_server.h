@@ -58,9 +58,31 @@ struct HeadDecision {
   // Run the request with ConnectionHooks::run_direct instead of
   // cpp-httplib's routes (a route that renders its whole answer itself).
   bool direct = false;
+  // The request may block (storage reads, a remote store): run it on a
+  // worker, never on the loop thread (ConnectionOptions::inline_body_bytes).
+  bool blocking = false;
   // Non-empty: a complete HTTP response that refuses the request from its
   // head alone; sent at once, then the connection closes.
   std::string refusal;
+};
+
+// The rest of a direct run's response, produced in parts: a large body
+// streamed in bounded memory. The connection layer asks for each part on
+// a worker once the previous one has been sent (the connection holds no
+// thread while a part goes out), so a slow reader costs one part of
+// memory and no worker.
+class ResponseStream {
+ public:
+  virtual ~ResponseStream() = default;
+  enum class Part {
+    more,   // *out is a part; ask again once it is sent
+    last,   // *out ends the response
+    abort,  // the response cannot be completed: close after *out (the
+            // client sees it cut short of its Content-Length)
+  };
+  // Appends the next part to *out (empty on entry). Called on a worker;
+  // may block.
+  virtual Part next(std::string* out) = 0;
 };
 
 // A refusal the connection layer makes itself (framing, timeouts, caps).
@@ -81,14 +103,15 @@ struct ConnectionHooks {
   // on the loop thread: must not block.
   std::function<std::string(const ConnectionError&)> render_error;
   // Runs a request decided `direct`: appends the complete response to
-  // *response ("Connection: close" when !keep_alive), then calls `done`
+  // *response ("Connection: close" when !keep_alive), or its beginning
+  // with *stream set to a producer of the rest, then calls `done`
   // exactly once, before returning or later from any thread (a store that
   // completes asynchronously). Until `done`, the connection is parked: it
-  // holds no thread, and head, remote_ip and *response stay valid; `body`
-  // only until run_direct returns. Called on a worker, or on the loop
-  // thread for an inline run: must not block there.
+  // holds no thread, and head, remote_ip, *response and *stream stay
+  // valid; `body` only until run_direct returns. Called on a worker, or on
+  // the loop thread for an inline run: must not block there.
   std::function<void(const http1::RequestHead& head, std::string_view body, std::string_view remote_ip, bool keep_alive,
-                     std::string* response, std::function<void()> done)>
+                     std::string* response, std::unique_ptr<ResponseStream>* stream, std::function<void()> done)>
       run_direct;
 };
 

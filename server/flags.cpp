@@ -64,6 +64,9 @@ Flags:
   --tls-key FILE           ... and this PEM private key (both or neither)
   --max-tracked-devices N  device rate-limit states kept, least recently seen evicted
                            (default 100000)
+  --max-watchers N         reads waiting for new lines at once (long-polls, ?wait=S) across
+                           all clients; more are answered 503 server_busy (default 1024; a
+                           waiting read holds its connection and no worker)
   --dedup-window DURATION  how long acknowledged request ids (requestId, Idempotency-Key)
                            are remembered: 3600, 90m, 24h, 7d (default 24h)
   --dedup-max N            request ids remembered per bucket, oldest evicted first;
@@ -90,7 +93,10 @@ Flags:
   --version                print the version
   --help                   print this help
 
-Endpoints: POST /write/v3/bucket/<bucket>/<key>, GET /healthz, GET /metrics.
+Endpoints: POST /write/v3/bucket/<bucket>/<key>; GET /read/v3/bucket/<bucket>,
+GET /read/v3/bucket/<bucket>/<key>?cursor=&limit=&tail=&wait= and
+GET /devices/v3/bucket/<bucket> with Authorization: Bearer <accessKey>;
+GET /healthz, GET /metrics.
 Signals: SIGINT/SIGTERM finish requests in flight and exit 0; SIGHUP reloads
 the keys file (keys and device limits), as does a change of the file on disk.
 )";
@@ -413,6 +419,9 @@ int parse_flags(int argc, char** argv, ServerConfig* config) {
     } else if (flag == "--dedup-max") {
       if (!parse_int(value, 0, 100000000, &number)) return bad("a count 0-100000000");
       config->dedup_max_ids = static_cast<std::size_t>(number);
+    } else if (flag == "--max-watchers") {
+      if (!parse_int(value, 0, 1000000, &number)) return bad("a count 0-1000000");
+      config->max_watchers = static_cast<std::size_t>(number);
     } else if (flag == "--max-tracked-devices") {
       if (!parse_int(value, 1, 100000000, &number)) return bad("a count 1-100000000");
       config->max_tracked_devices = static_cast<std::size_t>(number);

@@ -50,6 +50,9 @@ struct ServerConfig {
   std::string tls_key_path;
   // Device budgets kept by the limiter (DeviceLimiterOptions).
   std::size_t max_tracked_devices = 100000;
+  // Read API long-polls (?wait=S) waiting at once; beyond it 503. 0: no
+  // waiting (a wait is answered at once).
+  std::size_t max_watchers = 1024;
   // Idempotent writes (IngestOptions::dedup_window, dedup_max_ids).
   std::chrono::seconds dedup_window = std::chrono::hours(24);
   std::size_t dedup_max_ids = 1000000;

@@ -80,8 +80,27 @@ HttpServer::HttpServer(const ServerConfig& config, Authorizer* authorizer, Devic
         options.max_body_bytes = config.max_body_bytes;
         options.dedup_window = config.dedup_window;
         options.dedup_max_ids = config.dedup_max_ids;
+        // Waiting reads of the object wake once its lines are stored.
+        options.on_appended = [this](std::string_view bucket, std::string_view key) {
+          if (reads_) reads_->appended(bucket, key);
+        };
         return options;
       }()) {
+  ReadRouteOptions read_options;
+  read_options.max_watchers = config_.max_watchers;
+  read_options.keep_alive_timeout_seconds = config_.keep_alive_timeout_seconds;
+  reads_ = std::make_unique<ReadRoutes>(
+      read_options, authorizer, limiter, storage,
+      [this](std::string_view method, std::string_view target, std::string_view remote_ip, const ReadOutcome& outcome,
+             double seconds) {
+        // Reads store nothing: the request counters only.
+        metrics_.record_request(outcome.http_status, 0, 0, seconds);
+        if (!access_log_) return;
+        t_request.items = outcome.lines;
+        t_request.bytes = outcome.bytes;
+        log_request(remote_ip, method, target, outcome.http_status, outcome.error, seconds);
+        t_request = RequestContext();
+      });
   ConnectionOptions options;
   options.workers = config_.threads;
   options.max_connections = config_.max_connections;
@@ -108,7 +127,10 @@ HttpServer::HttpServer(const ServerConfig& config, Authorizer* authorizer, Devic
   hooks.decide_head = [this](const http1::RequestHead& head) { return decide_head(head); };
   hooks.render_error = [this](const ConnectionError& e) { return render_connection_error(e); };
   hooks.run_direct = [this](const http1::RequestHead& head, std::string_view body, std::string_view remote_ip,
-                            bool keep_alive, std::string* response, std::function<void()> done) {
+                            bool keep_alive, std::string* response, std::unique_ptr<ResponseStream>* stream,
+                            std::function<void()> done) {
+    if (ReadRoutes::handles(head.target))
+      return reads_->run(head, remote_ip, keep_alive, response, stream, std::move(done));
     run_write(head, body, remote_ip, keep_alive, response, std::move(done));
   };
   keep_alive_header_ = fmt::format("Keep-Alive: timeout={}\r\n", config_.keep_alive_timeout_seconds);
@@ -148,6 +170,14 @@ HttpServer::HttpServer(const ServerConfig& config, Authorizer* authorizer, Devic
   }
   metrics_sources_.push_back([this](bool) { return render_connection_metrics(connections_->stats()); });
   metrics_sources_.push_back([this](bool) { return render_request_id_metrics(ingestor_.request_id_stats()); });
+  metrics_sources_.push_back([this](bool) {
+    return fmt::format(
+        "# HELP writeapi_read_watchers Read API requests waiting for new lines (long-polls).\n"
+        "# TYPE writeapi_read_watchers gauge\nwriteapi_read_watchers {}\n"
+        "# HELP writeapi_read_watchers_refused_total Long-polls refused with 503 at --max-watchers.\n"
+        "# TYPE writeapi_read_watchers_refused_total counter\nwriteapi_read_watchers_refused_total {}\n",
+        reads_->waiting(), reads_->watchers_refused());
+  });
   if (config_.access_log == "-") {
     access_log_ = std::make_unique<AccessLog>(STDOUT_FILENO);
   } else if (config_.access_log != "off") {
@@ -173,6 +203,13 @@ HttpServer::~HttpServer() {
 
 HeadDecision HttpServer::decide_head(const http1::RequestHead& head) const {
   HeadDecision decision;
+  if (ReadRoutes::handles(head.target)) {
+    // The Read API: no body; reads of the store may block, so never on
+    // the loop thread.
+    decision.direct = true;
+    decision.blocking = true;
+    return decision;
+  }
   if (!on_write_path(head.target)) return decision;  // cpp-httplib's routes, no body read
   // Every method on the write path is the library's to answer; only POST
   // reads a body (another method's body stays unread, and the connection
@@ -358,6 +395,7 @@ void HttpServer::serve() {
 }
 
 void HttpServer::stop() {
+  reads_->stop();  // waiting reads are answered now, not at their deadline
   connections_->stop();
   if (metrics_connections_) metrics_connections_->stop();
 }

@@ -19,6 +19,7 @@
 #include "connection_server.h"
 #include "flags.h"
 #include "metrics.h"
+#include "read_routes.h"
 #include "writeapi/auth.h"
 #include "writeapi/ingest.h"
 #include "writeapi/limits.h"
@@ -76,6 +77,9 @@ class HttpServer {
 
   ServerConfig config_;
   Storage* storage_;
+  // The Read API; made before the Ingestor, whose stored batches wake its
+  // waiting reads.
+  std::unique_ptr<ReadRoutes> reads_;
   Ingestor ingestor_;
   Metrics metrics_;
   std::vector<std::function<std::string(bool)>> metrics_sources_;

@@ -597,6 +597,24 @@ class ClickHouseStorage final : public Storage {
     return offset > rows ? bad_cursor : Status();
   }
 
+  // A row position: the count less `lines`.
+  Status tail_cursor(std::string_view bucket, std::string_view key, std::size_t lines, std::string* cursor,
+                     bool* exists) override {
+    *cursor = range_read::format_position(0);
+    *exists = false;
+    Reply reply = query(*new_client(), "wait_end_of_query=1",
+                        "SELECT count() FROM " + table_ + " WHERE bucket = " + clickhouse::quote_string(bucket) +
+                            " AND key = " + clickhouse::quote_string(key) + " FORMAT TSV");
+    if (!reply.ok) return read_error("tail_cursor", reply);
+    std::string_view text = reply.body;
+    while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.remove_suffix(1);
+    std::uint64_t rows = 0;
+    if (!range_read::parse_position(text, &rows)) return malformed("tail_cursor");
+    *exists = rows > 0;
+    *cursor = range_read::format_position(rows > lines ? rows - lines : 0);
+    return Status();
+  }
+
   Status list_objects(std::string_view bucket, std::vector<ObjectInfo>* objects) override {
     objects->clear();
     Reply reply = query(*new_client(), "wait_end_of_query=1",

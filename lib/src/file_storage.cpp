@@ -278,6 +278,42 @@ class FileStorage final : public Storage, public wal::Delegate {
     return Status();
   }
 
+  // Scans backwards from the acknowledged end, one block at a time: the
+  // last `lines` line ends (after the one ending the object) are found
+  // without reading more than they span.
+  Status tail_cursor(std::string_view bucket, std::string_view key, std::size_t lines, std::string* cursor,
+                     bool* exists) override {
+    *cursor = range_read::format_position(0);
+    *exists = false;
+    std::shared_ptr<FileHandle> file;
+    std::uint64_t limit = 0;
+    struct stat st {};
+    if (Status s = open_for_reading(bucket, key, &file, &limit, &st); !s.ok()) return s;
+    if (!file) return Status();
+    *exists = true;
+    constexpr std::size_t kBlock = 64 * 1024;
+    std::string block;
+    // Line ends seen from the end: the first is the object's last (a torn
+    // tail after it is not part of the object), the (lines+1)-th ends the
+    // line before the tail.
+    std::size_t ends = 0;
+    std::uint64_t position = limit;
+    while (position > 0) {
+      const std::size_t size = static_cast<std::size_t>(std::min<std::uint64_t>(kBlock, position));
+      position -= size;
+      block.resize(size);
+      if (Status s = pread_full(file->fd, block.data(), size, position); !s.ok()) return s;
+      for (std::size_t i = size; i-- > 0;) {
+        if (block[i] != '\n') continue;
+        if (++ends == lines + 1) {
+          *cursor = range_read::format_position(position + i + 1);
+          return Status();
+        }
+      }
+    }
+    return Status();  // fewer lines than asked: from the start
+  }
+
   Status list_objects(std::string_view bucket, std::vector<ObjectInfo>* objects) override {
     objects->clear();
     std::vector<std::string> keys;

@@ -259,6 +259,7 @@ Status Ingestor::ingest(const IngestRequest& request, IngestResult* result) cons
   if (status.ok()) {
     result->items = batch.item_count;
     result->bytes_stored = batch.lines.size();
+    if (options_.on_appended && batch.item_count > 0) options_.on_appended(batch.bucket, batch.key);
   }
   release_buffers(&thread_buffers());
   return status;
@@ -284,15 +285,25 @@ void Ingestor::ingest_async(const IngestRequest& request,
   // `done` may run inline and start the next request on this thread,
   // reusing the per-thread buffers: the store is done with the batch by
   // then (see Storage::append_async).
-  storage_->append_async(batch,
-                         [done = std::move(done), result = std::move(result), items, bytes](Status stored) mutable {
-                           if (stored.ok()) {
-                             result.items = items;
-                             result.bytes_stored = bytes;
-                           }
-                           done(stored, result);
-                         });
+  storage_->append_async(batch, [this, done = std::move(done), result = std::move(result), items, bytes,
+                                 object = appended_object(batch)](Status stored) mutable {
+    if (stored.ok()) {
+      result.items = items;
+      result.bytes_stored = bytes;
+      notify_appended(object, items);
+    }
+    done(stored, result);
+  });
   release_buffers(&thread_buffers());
+}
+
+std::pair<std::string, std::string> Ingestor::appended_object(const AppendBatch& batch) const {
+  if (!options_.on_appended || batch.item_count == 0) return {};
+  return {std::string(batch.bucket), std::string(batch.key)};
+}
+
+void Ingestor::notify_appended(const std::pair<std::string, std::string>& object, std::size_t items) const {
+  if (options_.on_appended && items > 0) options_.on_appended(object.first, object.second);
 }
 
 RequestIdStats Ingestor::request_id_stats() const {
@@ -352,14 +363,16 @@ void Ingestor::store_once(const AppendBatch& batch, const std::string& request_i
   AppendBatch tagged = batch;
   tagged.request.id = request_id;
   tagged.request.fingerprint = fingerprint;
-  storage_->append_async(tagged, [ids = request_ids_, bucket = std::string(batch.bucket), request_id, shared_done,
-                                  result = std::move(result), count, bytes](Status stored) mutable {
+  storage_->append_async(tagged, [this, ids = request_ids_, bucket = std::string(batch.bucket), request_id, shared_done,
+                                  result = std::move(result), count, bytes,
+                                  object = appended_object(batch)](Status stored) mutable {
     // Remembered (or forgotten) before the answer: a retry that follows
     // the answer finds the id.
     ids->finish(bucket, request_id, RequestOutcome{stored, stored.ok() ? count : 0});
     if (stored.ok()) {
       result.items = count;
       result.bytes_stored = bytes;
+      notify_appended(object, count);
     }
     (*shared_done)(stored, result);
   });

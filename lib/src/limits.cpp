@@ -1,6 +1,7 @@
 #include "writeapi/limits.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <list>
 #include <mutex>
@@ -32,8 +33,48 @@ struct Budget {
   TimePoint suspended_until{};          // not suspended when <= now
   std::chrono::seconds last_period{0};  // 0: never suspended
 
+  // Requests and refusals per kDeviceRecentSlot, the slot of newest_slot (slot numbers count
+  // kDeviceRecentSlot periods of the clock).
+  static constexpr std::size_t kSlots = static_cast<std::size_t>(kDeviceRecentWindow / kDeviceRecentSlot);
+  std::int64_t newest_slot = 0;
+  std::array<std::uint32_t, kSlots> slot_requests{};
+  std::array<std::uint32_t, kSlots> slot_refusals{};
+
   Budget(const RateLimit& limit, TimePoint now)
-      : tokens(limit.burst), refilled(now), last_seen(now), window_start(now) {}
+      : tokens(limit.burst), refilled(now), last_seen(now), window_start(now), newest_slot(slot_of(now)) {}
+
+  static std::int64_t slot_of(TimePoint t) { return t.time_since_epoch() / kDeviceRecentSlot; }
+
+  // Moves the slots on to the one of `now`, zeroing those skipped.
+  void advance(TimePoint now) {
+    const std::int64_t slot = slot_of(now);
+    if (slot <= newest_slot) return;
+    const std::int64_t steps = std::min<std::int64_t>(slot - newest_slot, static_cast<std::int64_t>(kSlots));
+    for (std::int64_t i = 1; i <= steps; ++i) {
+      const std::size_t index = static_cast<std::size_t>((newest_slot + i) % static_cast<std::int64_t>(kSlots));
+      slot_requests[index] = 0;
+      slot_refusals[index] = 0;
+    }
+    newest_slot = slot;
+  }
+  void count(TimePoint now, bool refused) {
+    advance(now);
+    const std::size_t index = static_cast<std::size_t>(newest_slot % static_cast<std::int64_t>(kSlots));
+    if (slot_requests[index] < UINT32_MAX) ++slot_requests[index];
+    if (refused && slot_refusals[index] < UINT32_MAX) ++slot_refusals[index];
+  }
+  // The counts over the window ending now, without moving the slots.
+  void recent(TimePoint now, std::uint64_t* requests, std::uint64_t* refusals) const {
+    *requests = *refusals = 0;
+    const std::int64_t slot = slot_of(now);
+    for (std::size_t i = 0; i < kSlots; ++i) {
+      const std::int64_t counted = newest_slot - static_cast<std::int64_t>(i);
+      if (counted < 0 || slot - counted >= static_cast<std::int64_t>(kSlots)) continue;
+      const std::size_t index = static_cast<std::size_t>(counted % static_cast<std::int64_t>(kSlots));
+      *requests += slot_requests[index];
+      *refusals += slot_refusals[index];
+    }
+  }
 };
 
 // A device budget in the LRU list. `key` is bucket + '\0' + deviceId:
@@ -98,6 +139,55 @@ class DeviceLimiter::Impl {
                 /*anonymous=*/false);
   }
 
+  std::vector<DeviceState> devices(std::string_view bucket, std::size_t max_devices, bool* truncated) const {
+    const TimePoint now = clock_->now();
+    std::vector<DeviceState> out;
+    *truncated = false;
+    std::lock_guard<std::mutex> lock(mu_);
+    const BucketLimits* limits = &default_bucket_limits();
+    if (auto it = limits_->find(bucket); it != limits_->end()) limits = &it->second;
+    auto add = [&](DeviceState state) {
+      if (out.size() >= max_devices) {
+        *truncated = true;
+        return false;
+      }
+      out.push_back(std::move(state));
+      return true;
+    };
+    if (auto it = anonymous_.find(bucket); it != anonymous_.end())
+      if (!add(describe(it->second, limits->anonymous, now))) return out;
+    // Tracked budgets and blocking rules, merged in deviceId order.
+    std::string prefix(bucket);
+    prefix.push_back('\0');
+    auto tracked = index_.lower_bound(std::string_view(prefix));
+    auto rule = limits->devices.begin();
+    for (;;) {
+      const bool more_tracked =
+          tracked != index_.end() && tracked->first.substr(0, prefix.size()) == std::string_view(prefix);
+      while (rule != limits->devices.end() && !rule->second.blocked) ++rule;
+      const bool more_rules = rule != limits->devices.end();
+      if (!more_tracked && !more_rules) break;
+      std::string_view tracked_id = more_tracked ? tracked->first.substr(prefix.size()) : std::string_view();
+      if (more_rules && (!more_tracked || std::string_view(rule->first) <= tracked_id)) {
+        DeviceState state;
+        state.device_id = rule->first;
+        state.state = DeviceState::Kind::blocked;
+        state.limit = limits->device;
+        if (!add(std::move(state))) return out;
+        if (more_tracked && std::string_view(rule->first) == tracked_id) ++tracked;  // tracked before it was blocked
+        ++rule;
+        continue;
+      }
+      RateLimit limit = limits->device;
+      if (auto r = limits->devices.find(tracked_id); r != limits->devices.end()) limit = r->second.limit;
+      DeviceState state = describe(tracked->second->budget, limit, now);
+      state.device_id = std::string(tracked_id);
+      if (!add(std::move(state))) return out;
+      ++tracked;
+    }
+    return out;
+  }
+
   DeviceLimiterStats stats() const {
     std::lock_guard<std::mutex> lock(mu_);
     DeviceLimiterStats stats = stats_;
@@ -155,6 +245,7 @@ class DeviceLimiter::Impl {
               bool anonymous) {
     budget->last_seen = now;
     if (budget->suspended_until > now) {
+      budget->count(now, true);
       ++stats_.suspended;
       return suspended(budget->suspended_until - now, anonymous);
     }
@@ -169,8 +260,10 @@ class DeviceLimiter::Impl {
     }
     if (budget->tokens >= 1) {
       budget->tokens -= 1;
+      budget->count(now, false);
       return Status();
     }
+    budget->count(now, true);
 
     if (now - budget->window_start >= options_.rejection_window) {
       budget->window_start = now;
@@ -201,6 +294,26 @@ class DeviceLimiter::Impl {
                               : "this device exceeds its request rate limit; retry after the Retry-After delay "
                                 "and send several readings per request";
     return Status(ErrorCode::rate_limited, std::move(message)).with_retry_after(retry);
+  }
+
+  // A budget as its owner sees it now, without refilling it.
+  static DeviceState describe(const Budget& budget, const RateLimit& limit, TimePoint now) {
+    DeviceState state;
+    state.limit = limit;
+    budget.recent(now, &state.recent_requests, &state.recent_refusals);
+    if (budget.suspended_until > now) {
+      state.state = DeviceState::Kind::suspended;
+      state.seconds_left = retry_after_seconds(budget.suspended_until - now);
+      return state;
+    }
+    double tokens = budget.tokens;
+    if (now > budget.refilled) tokens += Seconds(now - budget.refilled).count() * limit.rate;
+    state.tokens = std::min(limit.burst, tokens);
+    if (state.tokens < 1) {
+      state.state = DeviceState::Kind::rate_limited;
+      state.seconds_left = retry_after_seconds((1 - state.tokens) / limit.rate);
+    }
+    return state;
   }
 
   static Status suspended(Clock::duration remaining, bool anonymous) {
@@ -238,5 +351,10 @@ Status DeviceLimiter::admit(std::string_view bucket, std::string_view device_id)
 }
 
 DeviceLimiterStats DeviceLimiter::stats() const { return impl_->stats(); }
+
+std::vector<DeviceState> DeviceLimiter::devices(std::string_view bucket, std::size_t max_devices,
+                                                bool* truncated) const {
+  return impl_->devices(bucket, max_devices, truncated);
+}
 
 }  // namespace writeapi

@@ -54,6 +54,15 @@ class MemoryStorage final : public Storage {
                              max_bytes, chunk);
   }
 
+  Status tail_cursor(std::string_view bucket, std::string_view key, std::size_t lines, std::string* cursor,
+                     bool* exists) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = objects_.find({std::string(bucket), std::string(key)});
+    *exists = it != objects_.end();
+    *cursor = range_read::format_position(*exists ? range_read::tail_offset(it->second.lines, lines) : 0);
+    return Status();
+  }
+
   Status list_objects(std::string_view bucket, std::vector<ObjectInfo>* objects) override {
     objects->clear();
     std::lock_guard<std::mutex> lock(mu_);

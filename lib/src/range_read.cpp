@@ -52,6 +52,19 @@ Status slice(std::string_view contents, std::string_view cursor, std::size_t max
   return Status();
 }
 
+std::size_t tail_offset(std::string_view contents, std::size_t lines) {
+  std::size_t end = contents.rfind('\n');
+  if (end == std::string_view::npos) return 0;
+  // `end` is the last line's '\n'; the line starts after the one before.
+  for (std::size_t seen = 0; seen < lines; ++seen) {
+    if (end == 0) return 0;
+    std::size_t before = contents.rfind('\n', end - 1);
+    if (before == std::string_view::npos) return 0;
+    end = before;
+  }
+  return end + 1;
+}
+
 }  // namespace range_read
 
 Status Storage::read_range(std::string_view bucket, std::string_view key, std::string_view cursor,
@@ -63,6 +76,17 @@ Status Storage::read_range(std::string_view bucket, std::string_view key, std::s
   std::string contents;
   if (Status s = read_object(bucket, key, &contents); !s.ok()) return s;
   return range_read::slice(contents, cursor, max_lines, max_bytes, chunk);
+}
+
+Status Storage::tail_cursor(std::string_view bucket, std::string_view key, std::size_t lines, std::string* cursor,
+                            bool* exists) {
+  std::vector<std::string> keys;
+  if (Status s = list_keys(bucket, &keys); !s.ok()) return s;
+  *exists = std::binary_search(keys.begin(), keys.end(), std::string(key));
+  std::string contents;
+  if (Status s = read_object(bucket, key, &contents); !s.ok()) return s;
+  *cursor = range_read::format_position(range_read::tail_offset(contents, lines));
+  return Status();
 }
 
 Status Storage::list_objects(std::string_view bucket, std::vector<ObjectInfo>* objects) {

@@ -32,6 +32,10 @@ std::size_t take_lines(std::string_view available, std::size_t max_lines, std::s
 Status slice(std::string_view contents, std::string_view cursor, std::size_t max_lines, std::size_t max_bytes,
              ReadChunk* chunk);
 
+// The offset in `contents` (an object's bytes; only whole lines count)
+// where its last `lines` lines start: 0 when it has fewer.
+std::size_t tail_offset(std::string_view contents, std::size_t lines);
+
 }  // namespace range_read
 }  // namespace writeapi
 

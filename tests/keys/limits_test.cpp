@@ -393,3 +393,64 @@ TEST_CASE("limits: Ingestor stores nothing of a limited request", "[limits][inge
   REQUIRE(storage->read_object("b", "obj", &contents).ok());
   CHECK(contents == "1\n2\n1\n2\n");
 }
+
+TEST_CASE("limits: devices() reports each device's state, budget and recent counts, sorted", "[limits][devices]") {
+  ManualClock clock;
+  DeviceLimiter limiter(options_with(clock));
+  BucketLimitsMap map = limits_for_b(1, 2);
+  writeapi::DeviceRule blocked;
+  blocked.blocked = true;
+  map["b"].devices.emplace("m_blocked", blocked);
+  limiter.set_limits(map);
+  REQUIRE(limiter.admit("b", "z_calm").ok());
+  REQUIRE(limiter.admit("b", "a_busy").ok());
+  REQUIRE(limiter.admit("b", "a_busy").ok());
+  CHECK(limiter.admit("b", "a_busy").code() == ErrorCode::rate_limited);
+  const int suspended_for = abuse_until_suspended(limiter, "k_loop");
+  REQUIRE(limiter.admit("b", "").ok());
+  REQUIRE(limiter.admit("other", "x").ok());
+  CHECK(limiter.admit("b", "m_blocked").code() == ErrorCode::device_blocked);
+
+  bool truncated = true;
+  std::vector<writeapi::DeviceState> devices = limiter.devices("b", 100, &truncated);
+  CHECK_FALSE(truncated);
+  REQUIRE(devices.size() == 5);
+  using Kind = writeapi::DeviceState::Kind;
+  CHECK(devices[0].device_id.empty());  // the anonymous budget first
+  CHECK(devices[0].state == Kind::ok);
+  CHECK(devices[1].device_id == "a_busy");
+  CHECK(devices[1].state == Kind::rate_limited);
+  CHECK(devices[1].seconds_left == 1);
+  CHECK(devices[1].recent_requests == 3);
+  CHECK(devices[1].recent_refusals == 1);
+  CHECK(devices[1].limit.rate == 1);
+  CHECK(devices[1].limit.burst == 2);
+  CHECK(devices[2].device_id == "k_loop");
+  CHECK(devices[2].state == Kind::suspended);
+  CHECK(devices[2].seconds_left == suspended_for);
+  CHECK(devices[2].recent_refusals >= 30);
+  CHECK(devices[3].device_id == "m_blocked");
+  CHECK(devices[3].state == Kind::blocked);
+  CHECK(devices[4].device_id == "z_calm");
+  CHECK(devices[4].state == Kind::ok);
+  CHECK(devices[4].tokens == Approx(1));
+  CHECK(devices[4].recent_requests == 1);
+
+  // Time moves on: the suspension counts down, tokens come back, and the
+  // recent counts leave the window.
+  clock.advance(std::chrono::seconds(5));
+  devices = limiter.devices("b", 100, &truncated);
+  CHECK(devices[2].seconds_left == suspended_for - 5);
+  CHECK(devices[1].state == Kind::ok);
+  CHECK(devices[1].tokens == Approx(2));
+  clock.advance(writeapi::kDeviceRecentWindow + std::chrono::seconds(10));
+  devices = limiter.devices("b", 100, &truncated);
+  CHECK(devices[4].recent_requests == 0);
+  CHECK(devices[1].recent_requests == 0);
+
+  // The cap.
+  devices = limiter.devices("b", 2, &truncated);
+  CHECK(truncated);
+  CHECK(devices.size() == 2);
+  CHECK(limiter.devices("nobody", 10, &truncated).empty());
+}

@@ -21,6 +21,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "writeapi/auth.h"
 #include "writeapi/clock.h"
@@ -67,6 +68,13 @@ struct WRITEAPI_EXPORT IngestOptions {
   // Time source of the dedup window and of waits for a request in flight;
   // nullptr means real_clock(). Must outlive the Ingestor.
   const Clock* clock = nullptr;
+  // Called once for every request whose lines were stored (at least one
+  // item, acknowledged by the store; not for duplicates), with its bucket
+  // and key, just before its `done`: from then on the store's reads show
+  // the lines. For waking readers that wait for new lines (long-polls).
+  // Called on the thread that completes the append (the caller's, or the
+  // store's): it must be quick and must not block. Default: none.
+  std::function<void(std::string_view bucket, std::string_view key)> on_appended;
 };
 
 struct WRITEAPI_EXPORT IngestRequest {
@@ -167,6 +175,10 @@ class WRITEAPI_EXPORT Ingestor {
   // The store's part for a request with an id: duplicates, conflicts and
   // waits first (RequestIds), then append_async.
   void store_once(const AppendBatch& batch, const std::string& request_id, IngestResult result, Done done) const;
+  // The object of a batch, copied for IngestOptions::on_appended (empty
+  // without one), and the call made once the batch is stored.
+  std::pair<std::string, std::string> appended_object(const AppendBatch& batch) const;
+  void notify_appended(const std::pair<std::string, std::string>& object, std::size_t items) const;
   const Authorizer* authorizer_;
   DeviceLimiter* limiter_ = nullptr;
   Storage* storage_;

@@ -41,6 +41,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "writeapi/clock.h"
 #include "writeapi/export.h"
@@ -127,6 +128,33 @@ struct WRITEAPI_EXPORT DeviceLimiterStats {
   std::uint64_t expirations = 0;      // budgets forgotten after idle_expiry
 };
 
+// What the limiter knows of one device of a bucket, for its owner
+// (DeviceLimiter::devices; GET /devices/v3/bucket/<bucket>).
+struct WRITEAPI_EXPORT DeviceState {
+  enum class Kind {
+    ok,            // its next request would be admitted
+    rate_limited,  // its budget is empty: the next request waits for a token
+    suspended,     // refused until the suspension ends
+    blocked,       // blocked by the keys file: always refused
+  };
+  std::string device_id;  // empty: the bucket's shared budget of requests without a deviceId
+  Kind state = Kind::ok;
+  // suspended: whole seconds until it ends; rate_limited: until a token is
+  // back (both at least 1); otherwise 0.
+  int seconds_left = 0;
+  RateLimit limit;    // its budget (rate and burst); the bucket's device budget for a blocked device
+  double tokens = 0;  // requests it could send at once now (0 for blocked and suspended)
+  // Requests seen, and of them refused (rate_limited or suspended), over
+  // the last recent_window (at recent_slot resolution). Blocked devices
+  // are not tracked: 0.
+  std::uint64_t recent_requests = 0;
+  std::uint64_t recent_refusals = 0;
+};
+
+// The window of DeviceState's recent counts, kept in slots.
+inline constexpr std::chrono::seconds kDeviceRecentWindow{60};
+inline constexpr std::chrono::seconds kDeviceRecentSlot{10};
+
 class WRITEAPI_EXPORT DeviceLimiter {
  public:
   explicit DeviceLimiter(DeviceLimiterOptions options = DeviceLimiterOptions());
@@ -147,6 +175,14 @@ class WRITEAPI_EXPORT DeviceLimiter {
   Status admit(std::string_view bucket, std::string_view device_id);
 
   DeviceLimiterStats stats() const;
+
+  // The devices of `bucket` the limiter knows, sorted by deviceId: its
+  // tracked budgets (the shared anonymous one first, device_id empty) and
+  // the devices its limits block. At most max_devices (then *truncated is
+  // set). Reads the state without changing it; holds the limiter's lock
+  // for the walk over the bucket's budgets, so max_devices bounds how
+  // long admit() may wait for it.
+  std::vector<DeviceState> devices(std::string_view bucket, std::size_t max_devices, bool* truncated) const;
 
  private:
   class Impl;

@@ -18,8 +18,8 @@
 //     byte; list_keys() returns the keys of a bucket that hold data.
 //   - read_range() returns whole acknowledged lines only, in the same order,
 //     from an opaque cursor; chaining its next_cursor reads every line once
-//     even while appends go on; list_objects() adds each key's size and
-//     last write.
+//     even while appends go on; tail_cursor() names where the last N lines
+//     start; list_objects() adds each key's size and last write.
 //
 // Thread-safety: all methods may be called concurrently from any thread.
 #ifndef WRITEAPI_STORAGE_H_
@@ -155,6 +155,19 @@ class WRITEAPI_EXPORT Storage {
   // but unbounded; every backend of this library overrides it).
   virtual Status read_range(std::string_view bucket, std::string_view key, std::string_view cursor,
                             std::size_t max_lines, std::size_t max_bytes, ReadChunk* chunk);
+
+  // Sets *cursor to the position from which the last `lines` acknowledged
+  // lines of the object follow (the start when it has fewer), so that
+  // read_range(cursor, lines, ...) chained returns exactly those lines and
+  // then what is appended after them: the `tail` of a read. *exists says
+  // whether the object has ever been written (never written: ok, the
+  // start's cursor, exists false). Returns ok, or storage errors as
+  // read_object(). Bounded memory whatever the object's size (the file
+  // store scans backwards from its acknowledged end in blocks; ClickHouse
+  // counts rows). The default reads the whole object with read_object().
+  // Precondition: lines >= 1.
+  virtual Status tail_cursor(std::string_view bucket, std::string_view key, std::size_t lines, std::string* cursor,
+                             bool* exists);
 
   // Fills *objects with every object of `bucket` (key, acknowledged bytes,
   // last write), sorted by key. An unknown bucket yields an empty list and
