@@ -385,7 +385,9 @@ function deviceOf(d) {
   };
   let limit = first('limit', 'budget');
   if (limit === undefined && first('rate') !== undefined) limit = {rate: first('rate'), burst: first('burst')};
-  const budget = limit && typeof limit === 'object' ? `${limit.rate ?? '?'}/s, burst ${limit.burst ?? '?'}` : limit;
+  const number = (x) => (typeof x === 'number' ? x.toLocaleString() : x ?? '?');
+  const budget =
+      limit && typeof limit === 'object' ? `${number(limit.rate)}/s, burst ${number(limit.burst)}` : limit;
   const id = first('device_id', 'deviceId', 'device', 'id');
   return {
     id: id === undefined || id === '' ? '' : String(id),
@@ -427,7 +429,7 @@ export function devicesView(main, current) {
                    h('th', {scope: 'row'}, d.id || h('em', {}, 'without deviceId (shared)')),
                    h('td', {}, h('span', {class: `badge state-${d.state}`}, d.state.replace('_', ' '))),
                    h('td', {}, when), h('td', {}, d.budget),
-                   h('td', {class: 'num'}, d.tokens === undefined ? '—' : Math.floor(Number(d.tokens))),
+                   h('td', {class: 'num'}, d.tokens === undefined ? '—' : Math.floor(Number(d.tokens)).toLocaleString()),
                    h('td', {class: 'num'}, d.requests ?? '—'),
                    h('td', {class: 'num'}, d.refused ?? '—'));
         });

@@ -47,8 +47,8 @@ void save(const std::string& path, const std::string& bytes) {
 
 int post(const ServerProcess& server, std::string_view key, std::string_view data_json,
          std::optional<std::string_view> device = std::nullopt) {
-  auto res = server.client()->Post(write_path("homelab", key), make_body(data_json, kAccessKey, device),
-                                   "application/json");
+  auto res =
+      server.client()->Post(write_path("homelab", key), make_body(data_json, kAccessKey, device), "application/json");
   return res ? res->status : 0;
 }
 
@@ -56,7 +56,8 @@ int post(const ServerProcess& server, std::string_view key, std::string_view dat
 // then one per 20 s: easy to get suspended.
 void use_greedy_device_keys(ServerProcess& server) {
   write_file(server.keys_path(), R"({"buckets": {
-  "homelab": {"keys": [{"id": "demo", "sha256": ")" + sha256_hex(kAccessKey) +
+  "homelab": {"keys": [{"id": "demo", "sha256": ")" +
+                                     sha256_hex(kAccessKey) +
                                      R"("}],
               "limits": {"anonymous": {"rate": 1000000, "burst": 1000000},
                          "device": {"rate": 1000000, "burst": 1000000}},
@@ -69,8 +70,8 @@ void use_greedy_device_keys(ServerProcess& server) {
 bool suspend_greedy(const ServerProcess& server) {
   auto client = server.client();
   for (int i = 0; i < 60; ++i) {
-    auto res = client->Post(write_path("homelab", "greedy"), make_body("[1]", kAccessKey, "greedy"),
-                            "application/json");
+    auto res =
+        client->Post(write_path("homelab", "greedy"), make_body("[1]", kAccessKey, "greedy"), "application/json");
     if (res && res->status == 429 && res->body.find("\"suspended\"") != std::string::npos) return true;
   }
   return false;
@@ -107,12 +108,12 @@ std::string eval(Browser& browser, std::string_view js) {
   return value.value_or("");
 }
 
-#define WAIT_FOR(browser, js, timeout)                 \
-  do {                                                 \
-    std::string last_;                                 \
+#define WAIT_FOR(browser, js, timeout)                      \
+  do {                                                      \
+    std::string last_;                                      \
     bool ok_ = (browser).wait_for((js), (timeout), &last_); \
-    INFO("waiting for " << (js) << "; last: " << last_); \
-    REQUIRE(ok_);                                      \
+    INFO("waiting for " << (js) << "; last: " << last_);    \
+    REQUIRE(ok_);                                           \
   } while (0)
 
 std::string points_js(std::string_view field) {
@@ -209,16 +210,18 @@ TEST_CASE("console: in headless Chromium, sign in, keys, a live chart, an image,
   Browser& browser = *browser_ptr;
   // Any Content-Security-Policy violation (an inline style or script, a
   // request elsewhere) is recorded, and checked at the end.
-  REQUIRE(browser.call("Page.addScriptToEvaluateOnNewDocument",
-                       R"({"source":"window.__cspViolations = []; document.addEventListener('securitypolicyviolation', (e) => window.__cspViolations.push(e.violatedDirective + ' ' + e.blockedURI));"})",
-                       &error));
+  REQUIRE(browser.call(
+      "Page.addScriptToEvaluateOnNewDocument",
+      R"({"source":"window.__cspViolations = []; document.addEventListener('securitypolicyviolation', (e) => window.__cspViolations.push(e.violatedDirective + ' ' + e.blockedURI));"})",
+      &error));
   const std::string origin = "http://127.0.0.1:" + std::to_string(server.port());
   REQUIRE(browser.navigate(origin + "/", &error));
 
   // The landing page shows how to write to this very server.
   WAIT_FOR(browser, "document.querySelector('main h1') !== null", 5s);
-  CHECK(eval(browser, "document.querySelector('main pre').textContent.includes(location.origin + "
-                      "'/write/v3/bucket/homelab/')") == "true");
+  CHECK(eval(browser,
+             "document.querySelector('main pre').textContent.includes(location.origin + "
+             "'/write/v3/bucket/homelab/')") == "true");
   CHECK(eval(browser, "typeof window.Chart") == "\"function\"");
 
   // Sign in from the keyboard: first with a wrong key, then the right one.
@@ -230,8 +233,8 @@ TEST_CASE("console: in headless Chromium, sign in, keys, a live chart, an image,
   CHECK(eval(browser, "document.activeElement.id") == "\"access-key\"");
   type_text(browser, "not-the-key");
   key_event(browser, "Enter", 13, "\r");
-  WAIT_FOR(browser, "(document.querySelector('#sign-in-error') || {textContent: ''}).textContent.includes('access_denied')",
-           5s);
+  WAIT_FOR(browser,
+           "(document.querySelector('#sign-in-error') || {textContent: ''}).textContent.includes('access_denied')", 5s);
   CHECK(eval(browser, "sessionStorage.length") == "0");
   REQUIRE(eval(browser, "document.getElementById('access-key').select(), true") == "true");
   type_text(browser, std::string(kAccessKey));
@@ -259,8 +262,8 @@ TEST_CASE("console: in headless Chromium, sign in, keys, a live chart, an image,
   // A new write shows up within 2 s, through the long-poll.
   std::this_thread::sleep_for(300ms);  // let the long-poll be waiting
   const auto written = Clock::now();
-  REQUIRE(post(server, "outdoors_temp1", "{\"timestamp\":" + std::to_string(t0 + 60 * kItems) +
-                                             ",\"temperature\":-3.25,\"humidity\":99}",
+  REQUIRE(post(server, "outdoors_temp1",
+               "{\"timestamp\":" + std::to_string(t0 + 60 * kItems) + ",\"temperature\":-3.25,\"humidity\":99}",
                std::string_view("outdoors_u871a")) == 200);
   WAIT_FOR(browser, points_js("temperature") + " === " + std::to_string(kItems + 1), 2s);
   const auto latency = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - written);
@@ -278,15 +281,18 @@ TEST_CASE("console: in headless Chromium, sign in, keys, a live chart, an image,
 
   // An item holding a base64 PNG shows the image.
   REQUIRE(eval(browser, "location.hash = '#/key/camera', true") == "true");
-  WAIT_FOR(browser, "(() => { const i = document.querySelector('#latest-table img'); return !!i && i.complete && "
-                    "i.naturalWidth === 8; })()", 5s);
+  WAIT_FOR(browser,
+           "(() => { const i = document.querySelector('#latest-table img'); return !!i && i.complete && "
+           "i.naturalWidth === 8; })()",
+           5s);
 
   // The devices: greedy is suspended, with the time it ends.
   REQUIRE(eval(browser, "document.querySelector('nav a[href=\"#/devices\"]').click(), true") == "true");
   WAIT_FOR(browser, "!!document.querySelector('#devices-table tr[data-device=\"greedy\"][data-state=\"suspended\"]')",
            5s);
-  CHECK(eval(browser, "document.querySelector('#devices-table tr[data-device=\"greedy\"]').textContent.includes('s "
-                      "left')") == "true");
+  CHECK(eval(browser,
+             "document.querySelector('#devices-table tr[data-device=\"greedy\"]').textContent.includes('s "
+             "left')") == "true");
   png = browser.screenshot(&error);
   save(output_path("console-devices.png"), png);
 

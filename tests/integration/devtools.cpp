@@ -247,8 +247,8 @@ std::optional<std::string> Browser::read_answer(int id, Clock::time_point deadli
 std::optional<std::string> Browser::call(std::string_view method, std::string_view params, std::string* error,
                                          bool to_page, std::chrono::milliseconds timeout) {
   const int id = next_id_++;
-  std::string message = "{\"id\":" + std::to_string(id) + ",\"method\":" + json_quote(method) +
-                        ",\"params\":" + std::string(params);
+  std::string message =
+      "{\"id\":" + std::to_string(id) + ",\"method\":" + json_quote(method) + ",\"params\":" + std::string(params);
   if (to_page && !session_id_.empty()) message += ",\"sessionId\":" + json_quote(session_id_);
   message += "}";
   if (!send(message)) {
@@ -261,9 +261,9 @@ std::optional<std::string> Browser::call(std::string_view method, std::string_vi
 }
 
 std::optional<std::string> Browser::evaluate(std::string_view expression, std::string* error) {
-  auto result = call("Runtime.evaluate",
-                     "{\"expression\":" + json_quote(expression) + ",\"awaitPromise\":true,\"returnByValue\":true}",
-                     error);
+  auto result =
+      call("Runtime.evaluate",
+           "{\"expression\":" + json_quote(expression) + ",\"awaitPromise\":true,\"returnByValue\":true}", error);
   if (!result) return std::nullopt;
   simdjson::dom::parser parser;
   simdjson::dom::element doc;

@@ -47,8 +47,7 @@ class Browser {
   // answer's "result" as JSON text; nullopt with *error set on a protocol
   // error, a broken pipe or timeout.
   std::optional<std::string> call(std::string_view method, std::string_view params, std::string* error,
-                                  bool to_page = true,
-                                  std::chrono::milliseconds timeout = std::chrono::seconds(20));
+                                  bool to_page = true, std::chrono::milliseconds timeout = std::chrono::seconds(20));
 
   // Evaluates `expression` in the page (awaiting it when it is a promise).
   // Returns its value as JSON text ("true", "3", "\"text\"", "null" for
