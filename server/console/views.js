@@ -231,7 +231,8 @@ export function keyView(main, current, key) {
       data: {datasets: [{label: name, data: points, borderColor: color, backgroundColor: color, borderWidth: 1.5,
                          pointRadius: points.length > 200 ? 0 : 2, tension: 0}]},
       options: {
-        animation: false, parsing: false, normalized: true, responsive: true, maintainAspectRatio: false,
+        // Not `normalized`: devices may send timestamps out of order.
+        animation: false, parsing: false, responsive: true, maintainAspectRatio: false,
         interaction: {mode: 'nearest', axis: 'x', intersect: false},
         scales: {
           x: {type: 'linear', title: {display: true, text: timeMode ? 'timestamp' : 'arrival order'},
@@ -359,7 +360,13 @@ export function keyView(main, current, key) {
           setLive('Stopped', 'error');
           return;
         }
-        // 404 before the first write, a restart, a network error: try again
+        if (e instanceof ApiError && e.status === 404) {
+          // Not written yet: look again every 2 s for its first line.
+          setLive('Waiting for the first line', 'retry');
+          await new Promise((resolve) => setTimeout(resolve, 2000));
+          continue;
+        }
+        // A restart, a network error, too many long-polls (503): try again
         // later, waiting longer each time.
         setLive(`Reconnecting in ${Math.round(backoff / 1000)} s (${e instanceof ApiError ? e.code || e.status : 'offline'})`, 'retry');
         await new Promise((resolve) => setTimeout(resolve, backoff));

@@ -286,6 +286,15 @@ TEST_CASE("console: in headless Chromium, sign in, keys, a live chart, an image,
            "i.naturalWidth === 8; })()",
            5s);
 
+  // A key not written yet: the view waits for it, and shows its first line
+  // (plotted against arrival order: it has no timestamp).
+  REQUIRE(eval(browser, "location.hash = '#/key/later', true") == "true");
+  WAIT_FOR(browser, "document.getElementById('live').textContent.startsWith('Waiting')", 5s);
+  REQUIRE(post(server, "later", "{\"level\":7}") == 200);
+  WAIT_FOR(browser, points_js("level") + " === 1", 5s);
+  CHECK(eval(browser, "document.querySelector('canvas[data-field=\"level\"]').getAttribute('aria-label')") ==
+        "\"Line chart of level against arrival order\"");
+
   // The devices: greedy is suspended, with the time it ends.
   REQUIRE(eval(browser, "document.querySelector('nav a[href=\"#/devices\"]').click(), true") == "true");
   WAIT_FOR(browser, "!!document.querySelector('#devices-table tr[data-device=\"greedy\"][data-state=\"suspended\"]')",
