@@ -187,7 +187,6 @@ TEST_CASE("console: in headless Chromium, sign in, keys, a live chart, an image,
   for (auto deadline = Clock::now() + 5s; !limited && Clock::now() < deadline; std::this_thread::sleep_for(50ms))
     limited = post(server, "greedy", "0", std::string_view("greedy")) == 429;
   REQUIRE(limited);
-  REQUIRE(suspend_greedy(server));
 
   // 24 readings in 4 requests, one minute apart, with two numeric fields.
   const long long t0 = 1796000000;
@@ -295,7 +294,9 @@ TEST_CASE("console: in headless Chromium, sign in, keys, a live chart, an image,
   CHECK(eval(browser, "document.querySelector('canvas[data-field=\"level\"]').getAttribute('aria-label')") ==
         "\"Line chart of level against arrival order\"");
 
-  // The devices: greedy is suspended, with the time it ends.
+  // The devices: greedy is suspended (for 10 s from now), with the time it
+  // ends.
+  REQUIRE(suspend_greedy(server));
   REQUIRE(eval(browser, "document.querySelector('nav a[href=\"#/devices\"]').click(), true") == "true");
   WAIT_FOR(browser, "!!document.querySelector('#devices-table tr[data-device=\"greedy\"][data-state=\"suspended\"]')",
            5s);
