@@ -170,6 +170,15 @@ const WAIT_SECONDS = 25;
 const MAX_BACKOFF_MS = 30000;
 const COLORS = ['#1f6feb', '#d1242f', '#1a7f37', '#9a6700', '#8250df', '#bf3989', '#0a7ea4', '#6e7781'];
 
+// An x-axis label: the time of day, with the date when the axis spans more
+// than a day (`this` is the scale); arrival order as it is.
+function timeTick(value) {
+  if (this.options.title.text !== 'timestamp') return value;
+  const date = new Date(value);
+  return this.max - this.min > 86400000 ? [date.toLocaleDateString(), date.toLocaleTimeString()] :
+                                          date.toLocaleTimeString();
+}
+
 export function keyView(main, current, key) {
   const controller = new AbortController();
   const live = h('span', {id: 'live', class: 'live'}, 'Loading…');
@@ -236,7 +245,7 @@ export function keyView(main, current, key) {
         interaction: {mode: 'nearest', axis: 'x', intersect: false},
         scales: {
           x: {type: 'linear', title: {display: true, text: timeMode ? 'timestamp' : 'arrival order'},
-              ticks: {maxTicksLimit: 6, callback: (v) => timeMode ? new Date(v).toLocaleTimeString() : v}},
+              ticks: {maxTicksLimit: 6, callback: timeTick}},
           y: {title: {display: false}},
         },
         plugins: {
