@@ -131,8 +131,8 @@ struct Conn {
   // run returned first (the loop finishes it when the answer comes), kDone
   // when the answer came first.
   std::atomic<int> completion{0};
-  bool direct = false;            // run by ConnectionHooks::run_direct
-  bool blocking = false;          // never run on the loop thread (HeadDecision::blocking)
+  bool direct = false;    // run by ConnectionHooks::run_direct
+  bool blocking = false;  // never run on the loop thread (HeadDecision::blocking)
   // The rest of a streamed response: its next part is produced on a worker
   // once `out` has gone out.
   std::unique_ptr<ResponseStream> stream;

@@ -89,18 +89,18 @@ HttpServer::HttpServer(const ServerConfig& config, Authorizer* authorizer, Devic
   ReadRouteOptions read_options;
   read_options.max_watchers = config_.max_watchers;
   read_options.keep_alive_timeout_seconds = config_.keep_alive_timeout_seconds;
-  reads_ = std::make_unique<ReadRoutes>(
-      read_options, authorizer, limiter, storage,
-      [this](std::string_view method, std::string_view target, std::string_view remote_ip, const ReadOutcome& outcome,
-             double seconds) {
-        // Reads store nothing: the request counters only.
-        metrics_.record_request(outcome.http_status, 0, 0, seconds);
-        if (!access_log_) return;
-        t_request.items = outcome.lines;
-        t_request.bytes = outcome.bytes;
-        log_request(remote_ip, method, target, outcome.http_status, outcome.error, seconds);
-        t_request = RequestContext();
-      });
+  reads_ = std::make_unique<ReadRoutes>(read_options, authorizer, limiter, storage,
+                                        [this](std::string_view method, std::string_view target,
+                                               std::string_view remote_ip, const ReadOutcome& outcome, double seconds) {
+                                          // Reads store nothing: the request counters only.
+                                          metrics_.record_request(outcome.http_status, 0, 0, seconds);
+                                          if (!access_log_) return;
+                                          t_request.items = outcome.lines;
+                                          t_request.bytes = outcome.bytes;
+                                          log_request(remote_ip, method, target, outcome.http_status, outcome.error,
+                                                      seconds);
+                                          t_request = RequestContext();
+                                        });
   ConnectionOptions options;
   options.workers = config_.threads;
   options.max_connections = config_.max_connections;

@@ -30,7 +30,8 @@ struct Target {
 };
 
 Status segment(std::string_view raw, std::string_view what, std::string* out) {
-  if (!percent_decode(raw, out)) return Status(ErrorCode::invalid_name, std::string(what) + " has a malformed %-escape");
+  if (!percent_decode(raw, out))
+    return Status(ErrorCode::invalid_name, std::string(what) + " has a malformed %-escape");
   return validate_name(*out, what);
 }
 
@@ -75,8 +76,8 @@ std::string rfc3339(std::chrono::system_clock::time_point t) {
   const std::time_t seconds = std::chrono::system_clock::to_time_t(t);
   std::tm tm{};
   gmtime_r(&seconds, &tm);
-  return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-                     tm.tm_hour, tm.tm_min, tm.tm_sec);
+  return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+                     tm.tm_min, tm.tm_sec);
 }
 
 std::string_view state_name(DeviceState::Kind kind) {
@@ -307,8 +308,8 @@ std::string ReadRoutes::connection_header(const http1::RequestHead& head, bool k
   return head.minor_version == 0 ? "Connection: keep-alive\r\n" + keep : keep;
 }
 
-void ReadRoutes::run(const http1::RequestHead& head, std::string_view remote_ip, bool keep_alive,
-                     std::string* response, std::unique_ptr<ResponseStream>* stream, std::function<void()> done) {
+void ReadRoutes::run(const http1::RequestHead& head, std::string_view remote_ip, bool keep_alive, std::string* response,
+                     std::unique_ptr<ResponseStream>* stream, std::function<void()> done) {
   const auto start = Clock::now();
   const std::string connection = connection_header(head, keep_alive);
   auto refuse = [&](const Status& status) {
@@ -317,7 +318,8 @@ void ReadRoutes::run(const http1::RequestHead& head, std::string_view remote_ip,
     outcome.http_status = status.http_status();
     outcome.error = status.name();
     if (record_)
-      record_(head.method, head.target, remote_ip, outcome, std::chrono::duration<double>(Clock::now() - start).count());
+      record_(head.method, head.target, remote_ip, outcome,
+              std::chrono::duration<double>(Clock::now() - start).count());
     done();
   };
   if (head.method != "GET" && head.method != "HEAD")
@@ -348,7 +350,8 @@ void ReadRoutes::run(const http1::RequestHead& head, std::string_view remote_ip,
     outcome.lines = objects.size();
     outcome.bytes = body.size();
     if (record_)
-      record_(head.method, head.target, remote_ip, outcome, std::chrono::duration<double>(Clock::now() - start).count());
+      record_(head.method, head.target, remote_ip, outcome,
+              std::chrono::duration<double>(Clock::now() - start).count());
     return done();
   }
   if (target.route == Route::devices) {
@@ -378,7 +381,8 @@ void ReadRoutes::run(const http1::RequestHead& head, std::string_view remote_ip,
     outcome.lines = devices.size();
     outcome.bytes = body.size();
     if (record_)
-      record_(head.method, head.target, remote_ip, outcome, std::chrono::duration<double>(Clock::now() - start).count());
+      record_(head.method, head.target, remote_ip, outcome,
+              std::chrono::duration<double>(Clock::now() - start).count());
     return done();
   }
 
@@ -397,9 +401,10 @@ void ReadRoutes::run(const http1::RequestHead& head, std::string_view remote_ip,
   if (query.wait_seconds > 0 && options_.max_watchers > 0) {
     // Opened before the look at the store, so an append in between wakes it.
     watch = watchers_.open(target.bucket, target.key);
+    if (!watch && watchers_.stopping()) return refuse(server_busy("the server is stopping; retry later"));
     if (!watch)
-      return refuse(server_busy(
-          "too many reads are waiting for new lines (--max-watchers); retry later, or read without wait"));
+      return refuse(
+          server_busy("too many reads are waiting for new lines (--max-watchers); retry later, or read without wait"));
   }
   const Status planned = read->plan();
   if (watch && planned.ok() && read->exists() && read->lines() == 0) {

@@ -37,7 +37,8 @@ std::string ReadWatchers::object_id(std::string_view bucket, std::string_view ke
 std::shared_ptr<ReadWatchers::Watch> ReadWatchers::open(std::string_view bucket, std::string_view key) {
   auto watch = std::make_shared<Watch>();
   std::lock_guard<std::mutex> lock(mu_);
-  if (stopping_ || open_ >= max_watchers_) {
+  if (stopping_) return nullptr;
+  if (open_ >= max_watchers_) {
     ++refused_;
     return nullptr;
   }
@@ -114,6 +115,11 @@ void ReadWatchers::stop() {
     }
   }
   cv_.notify_all();
+}
+
+bool ReadWatchers::stopping() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return stopping_;
 }
 
 std::size_t ReadWatchers::open_count() const {

@@ -63,6 +63,7 @@ class ReadWatchers {
   // Wakes every watcher with Wake::stopping and refuses new ones.
   void stop();
 
+  bool stopping() const;
   std::size_t open_count() const;
   std::uint64_t refused() const;  // open() calls refused at the cap
 

@@ -363,19 +363,19 @@ void Ingestor::store_once(const AppendBatch& batch, const std::string& request_i
   AppendBatch tagged = batch;
   tagged.request.id = request_id;
   tagged.request.fingerprint = fingerprint;
-  storage_->append_async(tagged, [this, ids = request_ids_, bucket = std::string(batch.bucket), request_id, shared_done,
-                                  result = std::move(result), count, bytes,
-                                  object = appended_object(batch)](Status stored) mutable {
-    // Remembered (or forgotten) before the answer: a retry that follows
-    // the answer finds the id.
-    ids->finish(bucket, request_id, RequestOutcome{stored, stored.ok() ? count : 0});
-    if (stored.ok()) {
-      result.items = count;
-      result.bytes_stored = bytes;
-      notify_appended(object, count);
-    }
-    (*shared_done)(stored, result);
-  });
+  storage_->append_async(
+      tagged, [this, ids = request_ids_, bucket = std::string(batch.bucket), request_id, shared_done,
+               result = std::move(result), count, bytes, object = appended_object(batch)](Status stored) mutable {
+        // Remembered (or forgotten) before the answer: a retry that follows
+        // the answer finds the id.
+        ids->finish(bucket, request_id, RequestOutcome{stored, stored.ok() ? count : 0});
+        if (stored.ok()) {
+          result.items = count;
+          result.bytes_stored = bytes;
+          notify_appended(object, count);
+        }
+        (*shared_done)(stored, result);
+      });
 }
 
 }  // namespace writeapi

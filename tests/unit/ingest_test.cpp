@@ -949,3 +949,37 @@ TEST_CASE("ingest: request ids outlive the Ingestor and its file store: a restar
   REQUIRE(store->read_object("homelab", "outdoors_temp1", &contents).ok());
   CHECK(contents == "1\n2\n3\n1\n2\n3\n");
 }
+
+TEST_CASE("ingest: on_appended names each stored object once, after its lines are readable", "[ingest]") {
+  Env env;
+  std::vector<std::string> appended;
+  writeapi::IngestOptions options;
+  options.on_appended = [&](std::string_view bucket, std::string_view key) {
+    // The lines are visible to reads by now.
+    std::string contents;
+    REQUIRE(env.storage->read_object(bucket, key, &contents).ok());
+    CHECK_FALSE(contents.empty());
+    appended.push_back(std::string(bucket) + "/" + std::string(key));
+  };
+  Ingestor ingestor(env.auth.get(), env.storage.get(), options);
+  IngestResult result;
+  REQUIRE(ingestor.ingest(request(body_with("[1,2]")), &result).ok());
+  REQUIRE(ingestor.ingest(request(body_with("[]"), "homelab", "empty"), &result).ok());  // nothing stored
+  CHECK(ingestor.ingest(request(body_with("1", "wrong-key"), "homelab", "k"), &result).code() ==
+        writeapi::ErrorCode::access_denied);
+  // With a request id: the first is stored, its retry is a duplicate.
+  const std::string with_id = R"({"accessKey":")" + std::string(kDocKey) + R"(","requestId":"r1","data":3})";
+  bool first_done = false, retry_done = false;
+  ingestor.ingest_async(request(with_id, "homelab", "ids"), [&](const Status& s, const IngestResult&) {
+    CHECK(s.ok());
+    first_done = true;
+  });
+  ingestor.ingest_async(request(with_id, "homelab", "ids"), [&](const Status& s, const IngestResult& r) {
+    CHECK(s.ok());
+    CHECK(r.duplicate);
+    retry_done = true;
+  });
+  CHECK(first_done);
+  CHECK(retry_done);
+  CHECK(appended == std::vector<std::string>{"homelab/outdoors_temp1", "homelab/ids"});
+}

@@ -564,8 +564,7 @@ TEMPLATE_TEST_CASE("storage: read_range during concurrent appends returns only w
 
 namespace {
 
-std::string tail_of(Storage& storage, std::string_view bucket, std::string_view key, std::size_t lines,
-                    bool* exists) {
+std::string tail_of(Storage& storage, std::string_view bucket, std::string_view key, std::size_t lines, bool* exists) {
   std::string cursor = "garbage";
   *exists = true;
   Status s = storage.tail_cursor(bucket, key, lines, &cursor, exists);
