@@ -96,7 +96,7 @@ Flags:
 Endpoints: POST /write/v3/bucket/<bucket>/<key>; GET /read/v3/bucket/<bucket>,
 GET /read/v3/bucket/<bucket>/<key>?cursor=&limit=&tail=&wait= and
 GET /devices/v3/bucket/<bucket> with Authorization: Bearer <accessKey>;
-GET /healthz, GET /metrics.
+GET / (the web console), GET /healthz, GET /metrics.
 Signals: SIGINT/SIGTERM finish requests in flight and exit 0; SIGHUP reloads
 the keys file (keys and device limits), as does a change of the file on disk.
 )";

@@ -13,6 +13,7 @@
 #include <string>
 #include <string_view>
 
+#include "console.h"
 #include "writeapi/names.h"
 #include "writeapi/response.h"
 
@@ -344,6 +345,9 @@ void HttpServer::install_routes() {
   http.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
     res.set_content(render_metrics(false), "text/plain; version=0.0.4");
   });
+
+  // The web console's pages and scripts (console.h).
+  install_console_routes(http);
 
   // Errors cpp-httplib produces itself (unknown path or method) get the
   // same JSON shape as ours.
