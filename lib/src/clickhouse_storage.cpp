@@ -524,11 +524,44 @@ class ClickHouseStorage final : public Storage {
   }
 
  public:
+  // The rows of an object a read may see: all but this front-end's rows
+  // from its earliest append not yet stored on. INSERTs run in parallel
+  // (max_inserts_in_flight) and may commit out of order; without the bound
+  // a reader could pass a later group's rows, then see an earlier group's
+  // rows appear before its cursor (row positions shift: a line read twice,
+  // another skipped). With it, what a read sees only ever grows at the end
+  // of this front-end's order.
+  std::string visible_rows(std::string_view bucket, std::string_view key) {
+    std::string where =
+        " WHERE bucket = " + clickhouse::quote_string(bucket) + " AND key = " + clickhouse::quote_string(key);
+    std::pair<std::uint64_t, std::uint64_t> first{};
+    bool pending = false;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (!inserting_.empty()) {
+        first = *inserting_.begin();
+        pending = true;
+      }
+      for (const Group& group : groups_) {
+        if (group.appends.empty()) continue;
+        const std::pair<std::uint64_t, std::uint64_t> at{group.appends.front().received_us,
+                                                         group.appends.front().first_seq};
+        if (!pending || at < first) first = at;
+        pending = true;
+        break;  // groups_ is in append order
+      }
+    }
+    if (pending)
+      where += " AND NOT (frontend = " + clickhouse::quote_string(options_.frontend_id) + " AND (received_us > " +
+               std::to_string(first.first) + " OR (received_us = " + std::to_string(first.first) +
+               " AND seq >= " + std::to_string(first.second) + ")))";
+    return where;
+  }
+
   Status read_object(std::string_view bucket, std::string_view key, std::string* contents) override {
     contents->clear();
     Reply reply = query(*new_client(), "wait_end_of_query=1",
-                        "SELECT line FROM " + table_ + " WHERE bucket = " + clickhouse::quote_string(bucket) +
-                            " AND key = " + clickhouse::quote_string(key) +
+                        "SELECT line FROM " + table_ + visible_rows(bucket, key) +
                             " ORDER BY received_us, frontend, seq FORMAT RowBinary");
     if (!reply.ok) return read_error("read_object", reply);
     std::string_view in = reply.body, line;
@@ -561,8 +594,9 @@ class ClickHouseStorage final : public Storage {
     const Status bad_cursor(ErrorCode::invalid_cursor, "the cursor is not one this object returned");
     if (!range_read::parse_position(cursor, &offset)) return bad_cursor;
     chunk->next_cursor = range_read::format_position(offset);
-    const std::string where =
-        " WHERE bucket = " + clickhouse::quote_string(bucket) + " AND key = " + clickhouse::quote_string(key);
+    // One bound for both queries: the count must be of the rows the first
+    // one saw.
+    const std::string where = visible_rows(bucket, key);
     if (max_lines > 0) {
       Reply reply = query(*new_client(), "wait_end_of_query=1",
                           "SELECT line FROM " + table_ + where + " ORDER BY received_us, frontend, seq LIMIT " +
@@ -603,8 +637,7 @@ class ClickHouseStorage final : public Storage {
     *cursor = range_read::format_position(0);
     *exists = false;
     Reply reply = query(*new_client(), "wait_end_of_query=1",
-                        "SELECT count() FROM " + table_ + " WHERE bucket = " + clickhouse::quote_string(bucket) +
-                            " AND key = " + clickhouse::quote_string(key) + " FORMAT TSV");
+                        "SELECT count() FROM " + table_ + visible_rows(bucket, key) + " FORMAT TSV");
     if (!reply.ok) return read_error("tail_cursor", reply);
     std::string_view text = reply.body;
     while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.remove_suffix(1);
@@ -718,9 +751,13 @@ class ClickHouseStorage final : public Storage {
       }
       Group group = std::move(front);
       groups_.pop_front();
+      auto in_flight = inserting_.end();
+      if (!group.appends.empty())
+        in_flight = inserting_.emplace(group.appends.front().received_us, group.appends.front().first_seq);
       lock.unlock();
       Status result = insert(group, &connection);
       lock.lock();
+      if (in_flight != inserting_.end()) inserting_.erase(in_flight);
       // Still under the lock: a waiter cannot see done and leave (taking its
       // condition variable with it) before it is notified.
       std::vector<Waiter*> callbacks;
@@ -829,6 +866,9 @@ class ClickHouseStorage final : public Storage {
   std::mutex mu_;  // guards groups_, the sequence state and stopping_
   std::condition_variable flush_cv_;
   std::deque<Group> groups_;  // front flushes first; back takes new rows
+  // (received_us, seq) of the first row of each group an INSERT is sending:
+  // with max_inserts_in_flight > 1 a later group may commit first.
+  std::multiset<std::pair<std::uint64_t, std::uint64_t>> inserting_;
   std::uint64_t last_received_us_ = 0;
   std::uint64_t next_seq_ = 0;
   bool stopping_ = false;

@@ -88,6 +88,10 @@ struct ClickHouseFixture {
     options.url = url;
     options.database = database;
     options.log = [](std::string_view) {};
+    // Many small INSERTs at once, so that later ones often commit before
+    // earlier ones: the contract must hold whatever order they land in.
+    options.flush_interval = std::chrono::milliseconds(0);
+    options.max_inserts_in_flight = 8;
     Status status;
     std::unique_ptr<Storage> storage = writeapi::make_clickhouse_storage(options, &status);
     INFO("make_clickhouse_storage(" << url << "): " << status.name() << ": " << status.message());
