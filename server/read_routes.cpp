@@ -144,12 +144,14 @@ class ReadRoutes::RangeRead {
   }
 
   // Counts the lines that follow the cursor, up to the limit, and where
-  // they end; keeps them when they fit in one part.
+  // they end; keeps the first part's lines (all of them when they fit in
+  // one part).
   Status plan() {
     lines_ = bytes_ = 0;
     whole_ = true;
     exists_ = false;
     body_.clear();
+    body_lines_ = 0;
     std::string at = cursor_;
     bool first = true;
     while (lines_ < limit_) {
@@ -163,12 +165,12 @@ class ReadRoutes::RangeRead {
       if (chunk.line_count == 0) break;
       lines_ += chunk.line_count;
       bytes_ += chunk.lines.size();
-      if (whole_ && body_.size() + chunk.lines.size() <= routes_->options_.part_bytes) {
+      if (whole_ && (body_.empty() || body_.size() + chunk.lines.size() <= routes_->options_.part_bytes)) {
         body_ += chunk.lines;
-      } else {
-        whole_ = false;
-        std::string().swap(body_);
+        body_lines_ += chunk.line_count;
+        body_cursor_ = chunk.next_cursor;
       }
+      if (body_.size() > routes_->options_.part_bytes || body_lines_ < lines_) whole_ = false;
       at = std::move(chunk.next_cursor);
     }
     end_cursor_ = std::move(at);
@@ -185,11 +187,18 @@ class ReadRoutes::RangeRead {
     Status status = planned;
     if (status.ok() && !exists_)
       status = Status(ErrorCode::not_found, "this bucket has no object " + key_ + "; nothing was written to it");
-    const bool stream = status.ok() && !whole_ && !head_only_;
+    bool stream = status.ok() && !whole_ && !head_only_;
     if (stream) {
       if (routes_->streams_.fetch_add(1, std::memory_order_relaxed) >= routes_->options_.max_streams) {
+        // Every stream slot is taken: answer the first part's lines alone
+        // (fewer than asked, as a limit allows; the cursor goes on after
+        // them) rather than refuse.
         routes_->streams_.fetch_sub(1, std::memory_order_relaxed);
-        status = server_busy("too many large reads are being sent; retry later or ask for fewer lines (limit)");
+        stream = false;
+        lines_ = body_lines_;
+        bytes_ = body_.size();
+        end_cursor_ = body_cursor_;
+        routes_->streams_shortened_.fetch_add(1, std::memory_order_relaxed);
       } else {
         holds_stream_slot_ = true;
       }
@@ -215,6 +224,7 @@ class ReadRoutes::RangeRead {
       std::string().swap(body_);
       return true;
     }
+    std::string().swap(body_);
     sent_at_ = cursor_;
     return false;
   }
@@ -267,7 +277,9 @@ class ReadRoutes::RangeRead {
 
   std::uint64_t lines_ = 0, bytes_ = 0;
   bool whole_ = true, exists_ = false, replan_ = false, holds_stream_slot_ = false;
-  std::string body_;  // the lines, when they fit in one part
+  std::string body_;  // the first part's lines (all, when whole_)
+  std::uint64_t body_lines_ = 0;
+  std::string body_cursor_;  // after them
   std::string end_cursor_;
   std::string sent_at_;
   std::uint64_t sent_lines_ = 0, sent_bytes_ = 0;
@@ -400,11 +412,12 @@ void ReadRoutes::run(const http1::RequestHead& head, std::string_view remote_ip,
   std::shared_ptr<ReadWatchers::Watch> watch;
   if (query.wait_seconds > 0 && options_.max_watchers > 0) {
     // Opened before the look at the store, so an append in between wakes it.
-    watch = watchers_.open(target.bucket, target.key);
+    watch = watchers_.open(target.bucket, target.key, remote_ip);
     if (!watch && watchers_.stopping()) return refuse(server_busy("the server is stopping; retry later"));
     if (!watch)
       return refuse(
-          server_busy("too many reads are waiting for new lines (--max-watchers); retry later, or read without wait"));
+          server_busy("too many reads are waiting for new lines (--max-watchers, a quarter of them per client "
+                      "address); retry later, or read without wait"));
   }
   const Status planned = read->plan();
   if (watch && planned.ok() && read->exists() && read->lines() == 0) {

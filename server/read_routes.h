@@ -57,7 +57,8 @@ struct ReadRouteOptions {
   int keep_alive_timeout_seconds = 5;
   // Bytes of lines per part of a response (and per read of the store).
   std::size_t part_bytes = 256 * 1024;
-  // Streamed responses (larger than one part) at once.
+  // Streamed responses (larger than one part) at once; beyond them an
+  // answer is cut to its first part's lines.
   std::size_t max_streams = 16;
   // Devices listed at most per answer of the devices route.
   std::size_t max_devices = 10000;
@@ -96,6 +97,8 @@ class ReadRoutes {
 
   std::size_t waiting() const { return watchers_.open_count(); }
   std::uint64_t watchers_refused() const { return watchers_.refused(); }
+  // Answers cut to their first part because max_streams were being sent.
+  std::uint64_t streams_shortened() const { return streams_shortened_.load(std::memory_order_relaxed); }
 
   class RangeRead;
 
@@ -109,6 +112,7 @@ class ReadRoutes {
   Record record_;
   ReadWatchers watchers_;
   std::atomic<std::size_t> streams_{0};
+  std::atomic<std::uint64_t> streams_shortened_{0};
 };
 
 }  // namespace writeapi::server

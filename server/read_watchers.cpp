@@ -1,9 +1,12 @@
 #include "read_watchers.h"
 
+#include <algorithm>
+
 namespace writeapi::server {
 
 struct ReadWatchers::Watch {
   std::multimap<std::string, Watch*, std::less<>>::iterator in_object;
+  std::map<std::string, std::size_t, std::less<>>::iterator address;
   bool registered = false;  // in by_object_ (open, neither fired nor closed)
   bool notified = false;    // appended to since open()
   bool armed = false;
@@ -12,7 +15,8 @@ struct ReadWatchers::Watch {
   std::shared_ptr<Watch> self;  // while armed: the registry keeps it
 };
 
-ReadWatchers::ReadWatchers(std::size_t max_watchers) : max_watchers_(max_watchers) {
+ReadWatchers::ReadWatchers(std::size_t max_watchers)
+    : max_watchers_(max_watchers), per_address_(std::max<std::size_t>(1, max_watchers / 4)) {
   thread_ = std::thread([this] { run(); });
 }
 
@@ -34,14 +38,19 @@ std::string ReadWatchers::object_id(std::string_view bucket, std::string_view ke
   return id;
 }
 
-std::shared_ptr<ReadWatchers::Watch> ReadWatchers::open(std::string_view bucket, std::string_view key) {
+std::shared_ptr<ReadWatchers::Watch> ReadWatchers::open(std::string_view bucket, std::string_view key,
+                                                        std::string_view address) {
   auto watch = std::make_shared<Watch>();
   std::lock_guard<std::mutex> lock(mu_);
   if (stopping_) return nullptr;
-  if (open_ >= max_watchers_) {
+  auto held = per_address_open_.find(address);
+  if (open_ >= max_watchers_ || (held != per_address_open_.end() && held->second >= per_address_)) {
     ++refused_;
     return nullptr;
   }
+  if (held == per_address_open_.end()) held = per_address_open_.emplace(std::string(address), 0).first;
+  ++held->second;
+  watch->address = held;
   ++open_;
   watch->in_object = by_object_.emplace(object_id(bucket, key), watch.get());
   watch->registered = true;
@@ -53,6 +62,7 @@ void ReadWatchers::detach(Watch* watch) {
   by_object_.erase(watch->in_object);
   if (watch->armed) by_deadline_.erase({watch->deadline, watch});
   watch->registered = false;
+  if (--watch->address->second == 0) per_address_open_.erase(watch->address);
   --open_;
 }
 

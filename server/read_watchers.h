@@ -10,7 +10,11 @@
 //
 // A read registers (open) before it looks at the store and arms after it
 // found nothing: an append in between is not lost (arm then wakes at once).
-// At most `max_watchers` are open at once; open() refuses beyond it.
+// At most `max_watchers` are open at once, and a quarter of them (at least
+// one) per client address; open() refuses beyond either. A client that
+// disconnects while its read waits keeps the slot until the wait ends (its
+// connection is parked, not watched), so the per-address share is what
+// keeps one client from taking every slot with waits it abandoned.
 //
 // Thread-safety: every method may be called from any thread.
 #ifndef WRITEAPI_SERVER_READ_WATCHERS_H_
@@ -48,9 +52,10 @@ class ReadWatchers {
   ReadWatchers(const ReadWatchers&) = delete;
   ReadWatchers& operator=(const ReadWatchers&) = delete;
 
-  // Registers a read that may wait on (bucket, key). Null when
-  // max_watchers are open already, or while stopping.
-  std::shared_ptr<Watch> open(std::string_view bucket, std::string_view key);
+  // Registers a read from `address` that may wait on (bucket, key). Null
+  // when max_watchers are open already, or the address's share, or while
+  // stopping.
+  std::shared_ptr<Watch> open(std::string_view bucket, std::string_view key, std::string_view address);
   // The read found nothing: calls `wake` exactly once, on the watchers'
   // thread (quick; must not block): at once when the object was appended
   // to since open(), else at the next append, at `deadline`, or at stop().
@@ -73,6 +78,7 @@ class ReadWatchers {
   void detach(Watch* watch);  // with mu_ held
 
   const std::size_t max_watchers_;
+  const std::size_t per_address_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
   bool stopping_ = false;
@@ -81,6 +87,7 @@ class ReadWatchers {
   std::set<std::pair<Clock::time_point, Watch*>> by_deadline_;
   std::vector<std::pair<std::shared_ptr<Watch>, Wake>> ready_;
   std::size_t open_ = 0;
+  std::map<std::string, std::size_t, std::less<>> per_address_open_;
   std::uint64_t refused_ = 0;
   std::thread thread_;
 };

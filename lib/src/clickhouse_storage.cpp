@@ -628,7 +628,7 @@ class ClickHouseStorage final : public Storage {
     std::uint64_t rows = 0;
     if (!range_read::parse_position(text, &rows)) return malformed("read_range");
     chunk->exists = rows > 0;
-    return offset > rows ? bad_cursor : Status();
+    return offset > rows && rows > 0 ? bad_cursor : Status();  // never written: absent, whatever the cursor
   }
 
   // A row position: the count less `lines`.

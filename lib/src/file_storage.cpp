@@ -243,7 +243,7 @@ class FileStorage final : public Storage, public wal::Delegate {
     std::uint64_t limit = 0;
     struct stat st {};
     if (Status s = open_for_reading(bucket, key, &file, &limit, &st); !s.ok()) return s;
-    if (!file) return offset == 0 ? Status() : bad_cursor;
+    if (!file) return Status();  // never written: absent (not found), whatever the cursor
     chunk->exists = true;
     if (offset > limit) return bad_cursor;
     if (offset > 0) {

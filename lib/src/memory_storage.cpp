@@ -50,8 +50,14 @@ class MemoryStorage final : public Storage {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = objects_.find({std::string(bucket), std::string(key)});
     chunk->exists = it != objects_.end();
-    return range_read::slice(chunk->exists ? std::string_view(it->second.lines) : std::string_view(), cursor, max_lines,
-                             max_bytes, chunk);
+    if (!chunk->exists) {  // never written: absent, whatever the (well-formed) cursor
+      std::uint64_t offset = 0;
+      if (!range_read::parse_position(cursor, &offset))
+        return Status(ErrorCode::invalid_cursor, "the cursor is not one this object returned");
+      chunk->next_cursor = range_read::format_position(offset);
+      return Status();
+    }
+    return range_read::slice(it->second.lines, cursor, max_lines, max_bytes, chunk);
   }
 
   Status tail_cursor(std::string_view bucket, std::string_view key, std::size_t lines, std::string* cursor,

@@ -69,7 +69,8 @@ Status parse_read_query(std::string_view query, const ReadLimits& limits, ReadQu
       return bad("unknown query parameter: use cursor, limit, tail or wait");
     }
   }
-  if (seen_tail && (seen_cursor || seen_wait)) return bad("tail cannot be combined with cursor or wait");
+  if (seen_tail && (seen_cursor || seen_wait || seen_limit))
+    return bad("tail cannot be combined with cursor, limit or wait");
   return Status();
 }
 

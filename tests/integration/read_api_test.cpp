@@ -95,8 +95,9 @@ TEST_CASE("read: limit, tail and wait are bounded, bad parameters are 400", "[in
   CHECK(split_lines(res->body).size() == 1500);
   res = get_lines(server, "many", "cursor=" + next_cursor(get_lines(server, "many")) + "&limit=3");
   CHECK(res->body == "1000\n1001\n1002\n");
-  for (std::string_view query : {"limit=0", "limit=100001", "limit=x", "tail=0", "tail=100001", "wait=61", "wait=-1",
-                                 "tail=2&cursor=0", "tail=2&wait=1", "limit=1&limit=2", "colour=red", "cursor=%2F"}) {
+  for (std::string_view query :
+       {"limit=0", "limit=100001", "limit=x", "tail=0", "tail=100001", "wait=61", "wait=-1", "tail=2&cursor=0",
+        "tail=2&wait=1", "tail=2&limit=5", "limit=1&limit=2", "colour=red", "cursor=%2F"}) {
     INFO("query " << query);
     res = get_lines(server, "many", query);
     CHECK(res->status == 400);
@@ -182,30 +183,89 @@ TEST_CASE("read: waiting reads hold no worker: writes and reads go on beside the
   }
 }
 
-TEST_CASE("read: --max-watchers caps waiting reads with 503 server_busy", "[integration][read]") {
-  ServerProcess server({"--max-watchers", "2"});
+TEST_CASE("read: --max-watchers caps waiting reads with 503 server_busy, a quarter per client address",
+          "[integration][read]") {
+  ServerProcess server({"--max-watchers", "8"});  // 2 per address
   write_items(server, "watched", "0");
   const std::string end = next_cursor(get_lines(server, "watched"));
   const std::string request = "GET " + read_path("homelab", "watched", "cursor=" + end + "&wait=20") +
                               " HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + std::string(kAccessKey) + "\r\n\r\n";
-  RawConnection first(server.port()), second(server.port());
-  REQUIRE(first.send(request));
-  REQUIRE(second.send(request));
-  std::this_thread::sleep_for(300ms);
-  RawResponse third = raw_exchange(server.port(), request);
-  CHECK(third.status == 503);
-  CHECK(check_error_body(third.body, "server_busy") == "");
-  CHECK(error_message(third.body).find("--max-watchers") != std::string::npos);
-  CHECK(third.header("retry-after") == "1");
+  auto refused = [&](const char* source, std::string_view why) {
+    INFO("from " << source << ": " << why);
+    RawConnection connection(server.port(), source);
+    REQUIRE(connection.send(request));
+    RawResponse res = connection.read_response(5s);
+    CHECK(res.status == 503);
+    CHECK(check_error_body(res.body, "server_busy") == "");
+    CHECK(error_message(res.body).find("--max-watchers") != std::string::npos);
+    CHECK(res.header("retry-after") == "1");
+  };
+  std::vector<std::unique_ptr<RawConnection>> waiting;
+  for (const char* source : {"127.0.0.1", "127.0.0.2", "127.0.0.3", "127.0.0.4"}) {
+    for (int i = 0; i < 2; ++i) {
+      waiting.push_back(std::make_unique<RawConnection>(server.port(), source));
+      REQUIRE(waiting.back()->send(request));
+    }
+    std::this_thread::sleep_for(100ms);
+    if (std::string_view(source) == "127.0.0.1") refused(source, "its address's share is taken");
+  }
+  std::this_thread::sleep_for(200ms);
+  CHECK(server.metric("writeapi_read_watchers") == 8);
+  refused("127.0.0.5", "all 8 are taken");
   // A read that does not wait is still served.
   check_lines(get_lines(server, "watched"), "0\n");
-  CHECK(server.metric("writeapi_read_watchers_refused_total") == 1);
+  CHECK(server.metric("writeapi_read_watchers_refused_total") == 2);
   write_items(server, "watched", "1");
-  CHECK(first.read_response(5s).body == "1\n");
-  CHECK(second.read_response(5s).body == "1\n");
+  for (auto& connection : waiting) CHECK(connection->read_response(5s).body == "1\n");
   // Room again.
   auto res = get_lines(server, "watched", "cursor=" + end + "&wait=1");
   check_lines(res, "1\n");
+}
+
+TEST_CASE("read: more woken reads than stream slots each get their first part", "[integration][read]") {
+  ServerProcess server;
+  write_items(server, "burst", "0");
+  const std::string end = next_cursor(get_lines(server, "burst"));
+  // 20 waits on one object, whose clients do not read yet: one write of
+  // about 8 MB then wakes them all, and 16 streams (the slots) fill their
+  // sockets and stay in flight.
+  constexpr int kWaiting = 20, kLines = 8000;
+  std::vector<std::unique_ptr<RawConnection>> waiting;
+  for (int i = 0; i < kWaiting; ++i) {
+    const std::string source = "127.0.0." + std::to_string(1 + i % 5);
+    waiting.push_back(std::make_unique<RawConnection>(server.port(), source.c_str()));
+    REQUIRE(waiting.back()->send("GET " + read_path("homelab", "burst", "cursor=" + end + "&limit=100000&wait=20") +
+                                 " HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + std::string(kAccessKey) +
+                                 "\r\n\r\n"));
+  }
+  std::this_thread::sleep_for(300ms);
+  REQUIRE(server.metric("writeapi_read_watchers") == kWaiting);
+  const std::string item = "\"" + std::string(1000, 'b') + "\"";
+  std::string items = "[";
+  for (int i = 0; i < kLines; ++i) items += (i > 0 ? "," : "") + item;
+  items += "]";
+  write_items(server, "burst", items);
+  std::this_thread::sleep_for(500ms);
+  int shortened = 0;
+  for (auto& connection : waiting) {
+    RawResponse res = connection->read_response(30s);
+    REQUIRE(res.status == 200);
+    REQUIRE(res.body.size() == std::stoul(res.header("content-length")));
+    REQUIRE((!res.body.empty() && res.body.back() == '\n'));
+    std::size_t lines = split_lines(res.body).size();
+    if (lines < kLines) {
+      ++shortened;
+      CHECK(res.body.size() <= 256 * 1024);
+      // Reading on from its cursor gets the rest.
+      auto rest = get_lines(server, "burst", "cursor=" + res.header("x-next-cursor") + "&limit=100000");
+      REQUIRE(rest->status == 200);
+      lines += split_lines(rest->body).size();
+    }
+    CHECK(lines == kLines);
+  }
+  INFO(shortened << " of " << kWaiting << " answers shortened");
+  CHECK(shortened >= kWaiting - 16);
+  CHECK(server.metric("writeapi_read_answers_shortened_total") == shortened);
 }
 
 TEST_CASE("read: a waiting read is answered when the server stops", "[integration][read]") {

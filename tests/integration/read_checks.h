@@ -93,7 +93,7 @@ inline void check_tail(const ServerProcess& server) {
 
 // An object never written is 404 not_found, also with a wait.
 inline void check_not_found(const ServerProcess& server) {
-  for (std::string_view query : {"", "limit=5", "wait=1"}) {
+  for (std::string_view query : {"", "limit=5", "wait=1", "cursor=8", "cursor=8&wait=1"}) {
     INFO("query " << query);
     auto res = get_lines(server, "never_written", query);
     CHECK(res->status == 404);

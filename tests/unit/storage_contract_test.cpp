@@ -484,6 +484,12 @@ TEMPLATE_TEST_CASE("storage: read_range of a never-written object is ok, absent 
   CHECK_FALSE(chunk.exists);
   CHECK(chunk.lines.empty());
   CHECK(chunk.line_count == 0);
+  // Whatever well-formed cursor comes with it (the route answers 404).
+  chunk = range(*storage, "b", "missing", "8", 10);
+  CHECK_FALSE(chunk.exists);
+  CHECK(chunk.line_count == 0);
+  writeapi::ReadChunk bad;
+  CHECK(storage->read_range("b", "missing", "x", 10, 1 << 20, &bad).code() == ErrorCode::invalid_cursor);
 }
 
 TEMPLATE_TEST_CASE("storage: read_range refuses cursors it never issued", "[storage][read_range]",
