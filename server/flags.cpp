@@ -65,12 +65,14 @@ Flags:
   --max-tracked-devices N  device rate-limit states kept, least recently seen evicted
                            (default 100000)
   --max-watchers N         reads waiting for new lines at once (long-polls, ?wait=S) across
-                           all clients; more are answered 503 server_busy (default 1024; a
-                           waiting read holds its connection and no worker)
+                           all clients, a quarter of them per client address; more are
+                           answered 503 server_busy (default 1024; a waiting read holds its
+                           connection and no worker)
   --dedup-window DURATION  how long acknowledged request ids (requestId, Idempotency-Key)
                            are remembered: 3600, 90m, 24h, 7d (default 24h)
   --dedup-max N            request ids remembered per bucket, oldest evicted first;
-                           about 200 bytes each; 0 turns retries detection off
+                           about 200 bytes each (300 for a 36-byte UUID); 0 turns
+                           retries detection off
                            (default 1000000)
   --storage KIND           file (default): objects under --data-dir; clickhouse: rows of a
                            ClickHouse table that any number of servers share (docs/SCALING.md)

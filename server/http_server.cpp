@@ -14,6 +14,7 @@
 #include <string_view>
 
 #include "console.h"
+#include "log.h"
 #include "writeapi/names.h"
 #include "writeapi/response.h"
 
@@ -175,8 +176,11 @@ HttpServer::HttpServer(const ServerConfig& config, Authorizer* authorizer, Devic
         "# HELP writeapi_read_watchers Read API requests waiting for new lines (long-polls).\n"
         "# TYPE writeapi_read_watchers gauge\nwriteapi_read_watchers {}\n"
         "# HELP writeapi_read_watchers_refused_total Long-polls refused with 503 at --max-watchers.\n"
-        "# TYPE writeapi_read_watchers_refused_total counter\nwriteapi_read_watchers_refused_total {}\n",
-        reads_->waiting(), reads_->watchers_refused());
+        "# TYPE writeapi_read_watchers_refused_total counter\nwriteapi_read_watchers_refused_total {}\n"
+        "# HELP writeapi_read_answers_shortened_total Read answers cut to their first part (256 KiB): every "
+        "stream slot was taken.\n"
+        "# TYPE writeapi_read_answers_shortened_total counter\nwriteapi_read_answers_shortened_total {}\n",
+        reads_->waiting(), reads_->watchers_refused(), reads_->streams_shortened());
   });
   if (config_.access_log == "-") {
     access_log_ = std::make_unique<AccessLog>(STDOUT_FILENO);
@@ -186,8 +190,7 @@ HttpServer::HttpServer(const ServerConfig& config, Authorizer* authorizer, Devic
       access_log_ = std::make_unique<AccessLog>(fd);
       ::close(fd);  // the log keeps its own duplicate
     } else {
-      fmt::print(stderr, "writeapi-server: cannot open access log {}; logging to standard output\n",
-                 config_.access_log);
+      log_line("cannot open access log {}; logging to standard output", config_.access_log);
       access_log_ = std::make_unique<AccessLog>(STDOUT_FILENO);
     }
   }
@@ -243,7 +246,7 @@ void HttpServer::run_write(const http1::RequestHead& head, std::string_view body
   request.key = key;
   request.content_type = field_value(head, "Content-Type");
   request.content_encoding = field_value(head, "Content-Encoding");
-  request.idempotency_key = field_value(head, "Idempotency-Key");
+  if (const http1::Field* f = head.find("Idempotency-Key")) request.idempotency_key = f->value;
   request.body = body;
   // Compressed and large bodies (up to three times --max-body of working
   // memory) run at most four at once: the connection layer holds the
@@ -263,7 +266,8 @@ void HttpServer::write_answer(const http1::RequestHead& head, std::string_view r
   append_write_response(status, result.items, connection, response, result.duplicate);
   if (head.method == "HEAD") response->resize(response->find("\r\n\r\n") + 4);  // the head of the answer only
   const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
-  const std::uint64_t items = status.ok() ? result.items : 0;
+  // A duplicate retry stored nothing: the counters and the log say 0 items.
+  const std::uint64_t items = status.ok() && !result.duplicate ? result.items : 0;
   const std::uint64_t bytes = status.ok() ? result.bytes_stored : 0;
   metrics_.record_request(http_status, items, bytes, seconds);
   if (access_log_) {

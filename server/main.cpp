@@ -13,6 +13,7 @@
 
 #include "flags.h"
 #include "http_server.h"
+#include "log.h"
 #include "metrics.h"
 #include "systemd_notify.h"
 #include "writeapi/auth.h"
@@ -24,6 +25,7 @@
 namespace {
 
 using writeapi::server::HttpServer;
+using writeapi::server::log_line;
 using writeapi::server::ServerConfig;
 
 }  // namespace
@@ -37,7 +39,7 @@ int main(int argc, char** argv) {
   ServerConfig config;
   if (int rc = writeapi::server::parse_flags(argc, argv, &config); rc != 0) return rc < 0 ? 0 : rc;
   if (std::string error = writeapi::server::fit_file_descriptors(&config); !error.empty()) {
-    fmt::print(stderr, "writeapi-server: {}\n", error);
+    log_line("{}", error);
     return 1;
   }
 
@@ -62,10 +64,10 @@ int main(int argc, char** argv) {
   writeapi::DeviceLimiter limiter(limiter_options);
   auto keys = writeapi::make_keys_file_authorizer(config.keys_path, &limiter, &status);
   if (!keys) {
-    fmt::print(stderr, "writeapi-server: {}\n", status.message());
+    log_line("{}", status.message());
     return 1;
   }
-  auto log = [](std::string_view line) { fmt::print(stderr, "writeapi-server: {}\n", line); };
+  auto log = [](std::string_view line) { log_line("{}", line); };
   std::unique_ptr<writeapi::Storage> storage;
   std::string data_location = config.data_dir;
   if (config.storage == writeapi::server::StorageBackend::clickhouse) {
@@ -87,31 +89,30 @@ int main(int argc, char** argv) {
     storage = writeapi::make_file_storage(storage_options, &status);
   }
   if (!storage) {
-    fmt::print(stderr, "writeapi-server: {}\n", status.message());
+    log_line("{}", status.message());
     return 1;
   }
 
   HttpServer server(config, keys.get(), &limiter, storage.get());
   if (!server.startup_error().empty()) {
-    fmt::print(stderr, "writeapi-server: {}\n", server.startup_error());
+    log_line("{}", server.startup_error());
     return 1;
   }
   server.add_metrics_source(
       [&keys](bool with_buckets) { return writeapi::server::render_keys_metrics(keys->stats(), with_buckets); });
   server.add_metrics_source([&limiter](bool) { return writeapi::server::render_limiter_metrics(limiter.stats()); });
   if (std::string error; !server.bind(&error)) {
-    fmt::print(stderr, "writeapi-server: {}\n", error);
+    log_line("{}", error);
     return 1;
   }
   const std::string listening =
       fmt::format("listening on {}://{}:{}", server.tls() ? "https" : "http", config.host, server.port());
-  fmt::print(stderr, "writeapi-server: {} (data {}, keys {})\n", listening, data_location, config.keys_path);
+  log_line("{} (data {}, keys {})", listening, data_location, config.keys_path);
   // Under a Type=notify unit: the listener is bound, so clients connecting
   // from now on are queued and served.
   writeapi::server::notify_ready(listening);
   if (server.metrics_port() >= 0)
-    fmt::print(stderr, "writeapi-server: metrics on http://{}:{}/metrics\n", config.metrics_listen_host,
-               server.metrics_port());
+    log_line("metrics on http://{}:{}/metrics", config.metrics_listen_host, server.metrics_port());
 
   // The library watches the keys file (polling once a second); SIGHUP asks
   // it to reload at once.
@@ -138,8 +139,7 @@ int main(int argc, char** argv) {
         last_watchdog = Clock::now();
       }
       if (signal == SIGINT || signal == SIGTERM) {
-        fmt::print(stderr, "writeapi-server: {} received; finishing requests in flight\n",
-                   signal == SIGINT ? "SIGINT" : "SIGTERM");
+        log_line("{} received; finishing requests in flight", signal == SIGINT ? "SIGINT" : "SIGTERM");
         writeapi::server::notify_stopping();
         stopping = true;
         server.stop();
@@ -152,6 +152,6 @@ int main(int argc, char** argv) {
   server.serve();
   stopping = true;
   signal_thread.join();
-  fmt::print(stderr, "writeapi-server: stopped\n");
+  log_line("stopped");
   return 0;
 }

@@ -210,9 +210,13 @@ Status Ingestor::prepare(const IngestRequest& request, IngestResult* result, App
   ParsedRequest& parsed = buffers.parsed;
   Status status = parse(body, &parsed, options_.parse);
   if (parsed.has_device_id) result->device_id = parsed.device_id;
-  if (status.ok() && (parsed.has_request_id || !request.idempotency_key.empty()))
-    status = resolve_request_id(parsed.has_request_id ? std::string_view(parsed.request_id) : std::string_view(),
-                                request.idempotency_key, request_id);
+  if (status.ok() && (parsed.has_request_id || request.idempotency_key))
+    status =
+        resolve_request_id(parsed.has_request_id ? std::optional<std::string_view>(parsed.request_id) : std::nullopt,
+                           request.idempotency_key, request_id);
+  // A request of no items stores nothing, so nothing would keep its id
+  // across a restart: it is not remembered at all (checked, then dropped).
+  if (status.ok() && parsed.item_count == 0) request_id->clear();
   if (status.ok()) status = authorizer_->authorize(request.bucket, parsed.access_key);
   // Limits come after authorization, so requests with a wrong key cannot
   // spend (or suspend) a bucket's budget; for a request with an id, after

@@ -18,20 +18,21 @@ Status validate_request_id(std::string_view id) {
   return Status::Ok();
 }
 
-Status resolve_request_id(std::string_view body_id, std::string_view header_id, std::string* id) {
+Status resolve_request_id(std::optional<std::string_view> body_id, std::optional<std::string_view> header_id,
+                          std::string* id) {
   id->clear();
-  if (!body_id.empty()) {
-    Status status = validate_request_id(body_id);
+  if (body_id) {
+    Status status = validate_request_id(*body_id);
     if (!status.ok()) return status;
   }
-  if (!header_id.empty()) {
-    Status status = validate_request_id(header_id);
+  if (header_id) {
+    Status status = validate_request_id(*header_id);
     if (!status.ok()) return status;
   }
-  if (!body_id.empty() && !header_id.empty() && body_id != header_id)
+  if (body_id && header_id && *body_id != *header_id)
     return Status(ErrorCode::invalid_request_id,
                   "requestId and the Idempotency-Key header differ; send one or the same");
-  id->assign(body_id.empty() ? header_id : body_id);
+  if (body_id || header_id) id->assign(body_id ? *body_id : *header_id);
   return Status::Ok();
 }
 

@@ -23,12 +23,14 @@
 // in stats().evictions). A refused request forgets its id, so a retry
 // stores again.
 //
-// Memory: at most kBytesPerIdEstimate heap bytes per remembered id whose
-// id fits the small-string buffer (15 bytes); a longer id adds about twice
-// its length (the id is held in the table and in the age order). Measured
-// by tests/unit/request_ids_test.cpp: 189 bytes per 15-byte id with GCC 12
-// and glibc 2.36, so --dedup-max 1,000,000 costs about 190 MB per bucket
-// that fills it.
+// Memory: at most bytes_per_id_estimate(length) heap bytes per remembered
+// id: kBytesPerIdEstimate when the id fits the small-string buffer (15
+// bytes); a longer id is held twice on the heap (in the table and in the
+// age order), each copy with its allocator's overhead, hence 2 x (length +
+// 24) more. Measured by tests/unit/request_ids_test.cpp with GCC 12 and
+// glibc 2.36: 189 bytes per 15-byte id, so --dedup-max 1,000,000 costs
+// about 190 MB per bucket that fills it; with 36-byte ids (UUIDs) about
+// 300 MB.
 //
 // Thread-safety: every member may be called concurrently; callbacks run
 // without the table's lock held.
@@ -43,6 +45,7 @@
 #include <functional>
 #include <list>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -61,10 +64,12 @@ namespace writeapi {
 Status validate_request_id(std::string_view id);
 
 // The request id of a write from its body field and its Idempotency-Key
-// header (either may be empty, meaning absent). Sets `*id` to the one
-// present (empty when neither is) and returns ok; invalid_request_id when
-// one is malformed or both are present and different.
-Status resolve_request_id(std::string_view body_id, std::string_view header_id, std::string* id);
+// header (nullopt: absent; a present but empty one is malformed). Sets
+// `*id` to the one present (empty when neither is) and returns ok;
+// invalid_request_id when one is malformed or both are present and
+// different.
+Status resolve_request_id(std::optional<std::string_view> body_id, std::optional<std::string_view> header_id,
+                          std::string* id);
 
 // The RequestFingerprint (storage.h) of what a request stores (bucket, key
 // and the body after parsing), never of the access key: the same id with
@@ -96,6 +101,9 @@ class RequestIds {
  public:
   static constexpr std::size_t kMaxWaitersPerId = 16;
   static constexpr std::size_t kBytesPerIdEstimate = 200;
+  static constexpr std::size_t bytes_per_id_estimate(std::size_t id_length) {
+    return kBytesPerIdEstimate + (id_length > 15 ? 2 * (id_length + 24) : 0);
+  }
 
   enum class Begin { fresh, duplicate, conflict, waiting, busy };
   using Waiter = std::function<void(const RequestOutcome&)>;

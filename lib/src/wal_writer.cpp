@@ -249,7 +249,7 @@ bool Writer::write_objects(const std::string& buffer, std::vector<Pending>& reco
         continue;
       }
     }
-    synced_records_++;
+    if (record.lines_size > 0) synced_records_++;  // appends, not truncate records
     delegate_->durable(*record.object, record.end, &dirty_);
     dirty_.requests += record.request;
   }

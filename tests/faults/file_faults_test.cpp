@@ -917,6 +917,10 @@ TEST_CASE("Complete lines of a failed object write never come back after a power
   s.io->short_writes(16, ENOSPC, ".jsonl");
   CHECK(s.append("{\"b\":2}\n{\"c\":3}\n{\"d\":4}\n", 3).code() == ErrorCode::insufficient_storage);
   CHECK(s.storage->stats().fenced_objects == 0);
+  // Counters count what was stored: neither the refused append nor the
+  // truncate record that voids it is a synced append.
+  CHECK(s.storage->stats().synced_appends == 0);
+  CHECK(s.storage->stats().appends == 0);
   s.io->heal();
   s.io->fail(FaultRule{Call::fdatasync, EIO, ".jsonl"});
   s.kill();

@@ -2,6 +2,8 @@
 // keys reload.
 #include <httplib.h>
 #include <signal.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 
 #include <catch2/catch.hpp>
 #include <string>
@@ -208,4 +210,29 @@ TEST_CASE("SIGHUP reloads the keys file and a bad reload keeps the old keys", "[
   CHECK(server.stderr_contents().find("keeping previous keys") != std::string::npos);
   CHECK(post("newlab", new_key) == 200);
   CHECK(server.read_object("newlab", "k") == "1\n1\n");
+}
+
+TEST_CASE("a log line that cannot be written costs only that line and never the server",
+          "[integration][lifecycle][server-only]") {
+  ServerProcess server({"--fsync", "always"});
+  REQUIRE(server.client()->Post(write_path("homelab", "before"), make_body("1"), "application/json"));
+  // From now on every file of the server stops at its current size plus
+  // one byte, standard error (a file) included: the next log line fails
+  // part-way (as on a full disk), and so does the next append, whose
+  // refusal is logged.
+  struct stat err {};
+  REQUIRE(::stat(server.stderr_path().c_str(), &err) == 0);
+  const rlimit tight{static_cast<rlim_t>(err.st_size + 1), RLIM_INFINITY};
+  REQUIRE(::prlimit(server.pid(), RLIMIT_FSIZE, &tight, nullptr) == 0);
+  std::string big = "[";
+  for (int i = 0; i < 2000; ++i) big += (i > 0 ? ",\"" : "\"") + std::string(100, 'x') + "\"";
+  big += "]";
+  auto refused = server.client()->Post(write_path("homelab", "refused"), make_body(big), "application/json");
+  REQUIRE(refused);  // answered, not dropped with the process
+  CHECK(refused->status >= 500);
+  const rlimit open{RLIM_INFINITY, RLIM_INFINITY};
+  REQUIRE(::prlimit(server.pid(), RLIMIT_FSIZE, &open, nullptr) == 0);
+  auto after = server.client()->Post(write_path("homelab", "after"), make_body("2"), "application/json");
+  REQUIRE(after);
+  CHECK(after->status == 200);
 }

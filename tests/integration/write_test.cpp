@@ -303,6 +303,9 @@ TEST_CASE("a retried requestId is answered duplicate with its original count and
       server, "an id too long",
       make_post(target, plain, {"Content-Type: application/json", "Idempotency-Key: " + std::string(129, 'x')}), 400,
       "invalid_request_id");
+  for (const char* empty : {"Idempotency-Key:", "Idempotency-Key:   "})  // sent but empty: not an absent header
+    expect_refused(server, empty, make_post(target, plain, {"Content-Type: application/json", empty}), 400,
+                   "invalid_request_id");
   // The same id for other data is a conflict, and stores nothing.
   expect_refused(server, "the same id for other data",
                  make_post(target, "{\"accessKey\":\"" + std::string(kAccessKey) +
@@ -313,7 +316,34 @@ TEST_CASE("a retried requestId is answered duplicate with its original count and
     CHECK(server.metric("writeapi_request_ids_duplicates_total") == 4.0);
     CHECK(server.metric("writeapi_request_ids_conflicts_total") == 1.0);
     CHECK(server.metric("writeapi_request_ids_remembered") == 1.0);
+    // Counters count what was stored: the duplicates stored nothing.
+    CHECK(server.metric("writeapi_items_stored_total") == 2.0);
   }
+}
+
+TEST_CASE("a request id on a request of no items is checked but not remembered", "[integration][write][dedup]") {
+  ServerProcess server;
+  const std::string target = write_path("homelab", "empty_then_full");
+  auto with_id = [](std::string_view data) {
+    return "{\"accessKey\":\"" + std::string(kAccessKey) + "\",\"requestId\":\"z1\",\"data\":" + std::string(data) +
+           "}";
+  };
+  RawResponse empty = raw_exchange(server.port(), make_post(target, with_id("[]")));
+  CHECK(empty.status == 200);
+  CHECK(check_ok_body(empty.body, 0) == "");
+  // Nothing was stored under z1, so it is free for a request that stores
+  // (as it would be after a restart): no 409, stored once, then duplicate.
+  RawResponse full = raw_exchange(server.port(), make_post(target, with_id("[{\"a\":1}]")));
+  CHECK(full.status == 200);
+  CHECK(check_ok_body(full.body, 1) == "");
+  RawResponse again = raw_exchange(server.port(), make_post(target, with_id("[{\"a\":1}]")));
+  CHECK(again.body == "{\"ok\":true,\"items\":1,\"duplicate\":true}\n");
+  CHECK(server.read_object("homelab", "empty_then_full") == "{\"a\":1}\n");
+  // A malformed id is refused even with no items.
+  expect_refused(
+      server, "an empty id with no items",
+      make_post(target, "{\"accessKey\":\"" + std::string(kAccessKey) + "\",\"requestId\":\"\",\"data\":[]}"), 400,
+      "invalid_request_id");
 }
 
 TEST_CASE("request ids survive a restart of the server in every fsync mode", "[integration][write][dedup]") {

@@ -109,6 +109,7 @@ class ServerProcess {
   const std::string& data_dir() const { return data_dir_; }
   const std::string& keys_path() const { return keys_path_; }
   const std::string& access_log_path() const { return access_log_path_; }
+  const std::string& stderr_path() const { return stderr_path_; }
   std::string access_log_contents() const;
   std::string stderr_contents() const;
   std::string stdout_contents() const;

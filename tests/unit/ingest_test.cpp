@@ -832,9 +832,12 @@ TEST_CASE("ingest: Idempotency-Key is the same id as requestId, and the two must
   both.idempotency_key = "k-43";
   CHECK(ingestor.ingest(both, &result).code() == ErrorCode::invalid_request_id);
   IngestRequest bad = request(plain);
-  bad.idempotency_key = std::string(129, 'x');
+  const std::string too_long(129, 'x');
+  bad.idempotency_key = too_long;
   CHECK(ingestor.ingest(bad, &result).code() == ErrorCode::invalid_request_id);
   bad.idempotency_key = "tab\there";
+  CHECK(ingestor.ingest(bad, &result).code() == ErrorCode::invalid_request_id);
+  bad.idempotency_key = "";  // sent, but empty: not the same as no header
   CHECK(ingestor.ingest(bad, &result).code() == ErrorCode::invalid_request_id);
   CHECK(env.object("homelab", "outdoors_temp1") == "4\n");
 }

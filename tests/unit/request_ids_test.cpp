@@ -93,16 +93,19 @@ TEST_CASE("request ids are 1 to 128 bytes of printable ASCII", "[request_ids]") 
 
 TEST_CASE("a body id and a header id must agree", "[request_ids]") {
   std::string id;
-  CHECK(writeapi::resolve_request_id("", "", &id).ok());
+  CHECK(writeapi::resolve_request_id(std::nullopt, std::nullopt, &id).ok());
   CHECK(id.empty());
-  CHECK(writeapi::resolve_request_id("r1", "", &id).ok());
+  CHECK(writeapi::resolve_request_id("r1", std::nullopt, &id).ok());
   CHECK(id == "r1");
-  CHECK(writeapi::resolve_request_id("", "r2", &id).ok());
+  CHECK(writeapi::resolve_request_id(std::nullopt, "r2", &id).ok());
   CHECK(id == "r2");
   CHECK(writeapi::resolve_request_id("r3", "r3", &id).ok());
   CHECK(id == "r3");
   CHECK(writeapi::resolve_request_id("r3", "r4", &id).code() == ErrorCode::invalid_request_id);
-  CHECK(writeapi::resolve_request_id("", "bad\n", &id).code() == ErrorCode::invalid_request_id);
+  CHECK(writeapi::resolve_request_id(std::nullopt, "bad\n", &id).code() == ErrorCode::invalid_request_id);
+  // Present but empty (an empty Idempotency-Key header, requestId ""): malformed, not absent.
+  CHECK(writeapi::resolve_request_id(std::nullopt, "", &id).code() == ErrorCode::invalid_request_id);
+  CHECK(writeapi::resolve_request_id("", std::nullopt, &id).code() == ErrorCode::invalid_request_id);
 }
 
 TEST_CASE("fingerprints tell bucket, key and body apart", "[request_ids]") {
@@ -265,18 +268,20 @@ TEST_CASE("restored ids are duplicates unless already outside the window", "[req
 TEST_CASE("memory per remembered id stays within the documented estimate", "[request_ids]") {
   ManualClock clock;
   constexpr int kIds = 100000;
-  long long before = heap_bytes.load();
-  {
+  // 15-byte ids fit the small-string buffer; 16 bytes is the first that
+  // does not, 36 a UUID, 128 the longest.
+  for (std::size_t length : {15, 16, 36, 128}) {
+    INFO("ids of " << length << " bytes");
+    long long before = heap_bytes.load();
     RequestIds ids(options_with(&clock, kIds));
-    // 15-byte ids fit the small-string buffer (the documented case).
     for (int i = 0; i < kIds; ++i) {
-      char id[16];
-      std::snprintf(id, sizeof id, "req-%011d", i);
+      std::string id = std::to_string(i);
+      id.insert(0, length - id.size(), 'r');
       acknowledge(ids, id, 1);
     }
     REQUIRE(ids.stats().remembered == static_cast<std::uint64_t>(kIds));
     long long per_id = (heap_bytes.load() - before) / kIds;
-    INFO("heap bytes per remembered id: " << per_id);
-    CHECK(per_id <= static_cast<long long>(RequestIds::kBytesPerIdEstimate));
+    INFO("heap bytes per remembered id: " << per_id << ", estimate " << RequestIds::bytes_per_id_estimate(length));
+    CHECK(per_id <= static_cast<long long>(RequestIds::bytes_per_id_estimate(length)));
   }
 }

@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -84,7 +85,9 @@ struct WRITEAPI_EXPORT IngestRequest {
   std::string_view content_encoding;  // Content-Encoding: empty or identity,
                                       // gzip, x-gzip or deflate (zlib)
   std::string_view body;              // as received (maybe gzip)
-  std::string_view idempotency_key;   // Idempotency-Key header; empty if absent
+  // The Idempotency-Key header's value when the header was sent (an empty
+  // value is a malformed id: 400), nullopt when it was not.
+  std::optional<std::string_view> idempotency_key;
 };
 
 // What a front end knows of a write request once its head has arrived.
