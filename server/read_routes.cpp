@@ -165,12 +165,14 @@ class ReadRoutes::RangeRead {
       if (chunk.line_count == 0) break;
       lines_ += chunk.line_count;
       bytes_ += chunk.lines.size();
-      if (whole_ && (body_.empty() || body_.size() + chunk.lines.size() <= routes_->options_.part_bytes)) {
+      if (whole_ && body_.size() + chunk.lines.size() <= routes_->options_.part_bytes) {
         body_ += chunk.lines;
         body_lines_ += chunk.line_count;
         body_cursor_ = chunk.next_cursor;
       }
-      if (body_.size() > routes_->options_.part_bytes || body_lines_ < lines_) whole_ = false;
+      // Not whole: streamed, or its first part alone (never more than one
+      // part: a first line longer than a part is not kept here).
+      if (body_lines_ < lines_) whole_ = false;
       at = std::move(chunk.next_cursor);
     }
     end_cursor_ = std::move(at);
@@ -187,22 +189,33 @@ class ReadRoutes::RangeRead {
     Status status = planned;
     if (status.ok() && !exists_)
       status = Status(ErrorCode::not_found, "this bucket has no object " + key_ + "; nothing was written to it");
-    bool stream = status.ok() && !whole_ && !head_only_;
+    bool stream = status.ok() && !whole_;
     if (stream) {
-      if (routes_->streams_.fetch_add(1, std::memory_order_relaxed) >= routes_->options_.max_streams) {
-        // Every stream slot is taken: answer the first part's lines alone
-        // (fewer than asked, as a limit allows; the cursor goes on after
-        // them) rather than refuse.
-        routes_->streams_.fetch_sub(1, std::memory_order_relaxed);
-        stream = false;
-        lines_ = body_lines_;
-        bytes_ = body_.size();
-        end_cursor_ = body_cursor_;
-        routes_->streams_shortened_.fetch_add(1, std::memory_order_relaxed);
+      // HEAD sends no body and takes no slot, but answers the head GET
+      // would get now.
+      const bool slot = head_only_
+                            ? routes_->streams_.load(std::memory_order_relaxed) < routes_->options_.max_streams
+                            : routes_->streams_.fetch_add(1, std::memory_order_relaxed) < routes_->options_.max_streams;
+      if (slot) {
+        holds_stream_slot_ = !head_only_;
       } else {
-        holds_stream_slot_ = true;
+        if (!head_only_) routes_->streams_.fetch_sub(1, std::memory_order_relaxed);
+        stream = false;
+        if (body_lines_ > 0) {
+          // Every stream slot is taken: answer the first part's lines
+          // alone (fewer than asked, as a limit allows; the cursor goes on
+          // after them) rather than refuse.
+          lines_ = body_lines_;
+          bytes_ = body_.size();
+          end_cursor_ = body_cursor_;
+          if (!head_only_) routes_->streams_shortened_.fetch_add(1, std::memory_order_relaxed);
+        } else {
+          // Its first line alone is longer than a part: it needs a slot.
+          status = server_busy("too many large reads are being sent; retry later");
+        }
       }
     }
+    if (head_only_) stream = false;
     ReadOutcome outcome;
     if (!status.ok()) {
       append_status_response(head_only_, status, connection_, out);

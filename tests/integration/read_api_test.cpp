@@ -246,6 +246,15 @@ TEST_CASE("read: more woken reads than stream slots each get their first part", 
   items += "]";
   write_items(server, "burst", items);
   std::this_thread::sleep_for(500ms);
+  // While the slots are taken, HEAD answers the head a GET would get: its
+  // first part.
+  RawResponse head =
+      raw_exchange(server.port(), "HEAD " + read_path("homelab", "burst", "cursor=" + end + "&limit=100000") +
+                                      " HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + std::string(kAccessKey) +
+                                      "\r\nConnection: close\r\n\r\n");
+  CHECK(head.status == 200);
+  CHECK(std::stoul(head.header("content-length")) <= 256 * 1024);
+  CHECK(std::stoul(head.header("x-next-cursor")) == std::stoul(end) + std::stoul(head.header("content-length")));
   int shortened = 0;
   for (auto& connection : waiting) {
     RawResponse res = connection->read_response(30s);
