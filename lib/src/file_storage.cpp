@@ -319,6 +319,9 @@ class FileStorage final : public Storage, public wal::Delegate {
       struct stat st {};
       if (Status s = open_for_reading(bucket, key, &file, &limit, &st); !s.ok()) return s;
       if (!file) continue;  // removed since it was listed
+      // A torn tail (a crash with --fsync never or interval, not repaired
+      // until the object's next append) is not part of the object.
+      if (Status s = whole_lines_end(file->fd, &limit); !s.ok()) return s;
       ObjectInfo info;
       info.key = std::move(key);
       info.bytes = limit;
@@ -369,6 +372,25 @@ class FileStorage final : public Storage, public wal::Delegate {
     if (io_->fstat(fd, st) != 0) return storage_status(errno);
     *limit = (object->handle || object->fenced) ? object->acked_size : static_cast<std::uint64_t>(st->st_size);
     *file = std::move(handle);
+    return Status();
+  }
+
+  // Cuts *length back to just after the last '\n' before it (0 when none).
+  Status whole_lines_end(int fd, std::uint64_t* length) {
+    std::string block(1, '\0');
+    std::uint64_t position = *length;
+    while (position > 0) {
+      const std::size_t size = static_cast<std::size_t>(std::min<std::uint64_t>(block.size(), position));
+      position -= size;
+      if (Status s = pread_full(fd, block.data(), size, position); !s.ok()) return s;
+      for (std::size_t i = size; i-- > 0;)
+        if (block[i] == '\n') {
+          *length = position + i + 1;
+          return Status();
+        }
+      block.resize(64 * 1024);  // the last byte was not a line end: a torn tail, look further
+    }
+    *length = 0;
     return Status();
   }
 

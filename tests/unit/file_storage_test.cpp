@@ -18,6 +18,7 @@
 #include <fstream>
 #include <functional>
 #include <iterator>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <sstream>
@@ -170,6 +171,31 @@ TEST_CASE("file storage: a torn tail is cut back before the next append", "[file
   REQUIRE(storage->append(batch("b", "k", "e\n", 1)).ok());
   CHECK(storage->stats().torn_tails_repaired == 1);
   CHECK(read_file(data_dir + "/b/k.jsonl") == "a\nb\nc\nd\ne\n");
+}
+
+TEST_CASE("file storage: reads and the key list leave out a torn tail not yet repaired", "[file_storage]") {
+  TempDir dir;
+  const std::string data_dir = dir.path() + "/data";
+  // Short and long torn tails (longer than one block of the backward scan),
+  // a file of only a partial line, a whole one.
+  const std::string long_line = std::string(70000, 'l') + "\n";
+  write_file(data_dir + "/b/short.jsonl", "a\nb\npart");
+  write_file(data_dir + "/b/long.jsonl", "a\n" + long_line + std::string(140000, 't'));
+  write_file(data_dir + "/b/only.jsonl", "partial");
+  write_file(data_dir + "/b/whole.jsonl", "a\n");
+  auto storage = open_storage(options_for(data_dir, FsyncPolicy::never));
+  std::vector<writeapi::ObjectInfo> objects;
+  REQUIRE(storage->list_objects("b", &objects).ok());
+  REQUIRE(objects.size() == 4);
+  const std::map<std::string, std::uint64_t> expected = {
+      {"long", 2 + long_line.size()}, {"only", 0}, {"short", 4}, {"whole", 2}};
+  for (const auto& object : objects) {
+    INFO(object.key);
+    CHECK(object.bytes == expected.at(object.key));
+    writeapi::ReadChunk chunk;
+    REQUIRE(storage->read_range("b", object.key, "", 100, 1 << 20, &chunk).ok());
+    CHECK(chunk.lines.size() == object.bytes);
+  }
 }
 
 TEST_CASE("file storage: a file holding only a partial line is cut to empty", "[file_storage]") {
