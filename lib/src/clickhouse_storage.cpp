@@ -49,6 +49,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <set>
 #include <string>
@@ -534,27 +535,21 @@ class ClickHouseStorage final : public Storage {
   std::string visible_rows(std::string_view bucket, std::string_view key) {
     std::string where =
         " WHERE bucket = " + clickhouse::quote_string(bucket) + " AND key = " + clickhouse::quote_string(key);
-    std::pair<std::uint64_t, std::uint64_t> first{};
-    bool pending = false;
+    // The earliest append not yet stored: the first of the INSERTs being
+    // sent, else of the queued groups (in append order, never empty).
+    std::optional<std::pair<std::uint64_t, std::uint64_t>> first;
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (!inserting_.empty()) {
         first = *inserting_.begin();
-        pending = true;
-      }
-      for (const Group& group : groups_) {
-        if (group.appends.empty()) continue;
-        const std::pair<std::uint64_t, std::uint64_t> at{group.appends.front().received_us,
-                                                         group.appends.front().first_seq};
-        if (!pending || at < first) first = at;
-        pending = true;
-        break;  // groups_ is in append order
+      } else if (!groups_.empty()) {
+        first = {groups_.front().appends.front().received_us, groups_.front().appends.front().first_seq};
       }
     }
-    if (pending)
+    if (first)
       where += " AND NOT (frontend = " + clickhouse::quote_string(options_.frontend_id) + " AND (received_us > " +
-               std::to_string(first.first) + " OR (received_us = " + std::to_string(first.first) +
-               " AND seq >= " + std::to_string(first.second) + ")))";
+               std::to_string(first->first) + " OR (received_us = " + std::to_string(first->first) +
+               " AND seq >= " + std::to_string(first->second) + ")))";
     return where;
   }
 

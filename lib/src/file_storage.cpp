@@ -286,27 +286,13 @@ class FileStorage final : public Storage, public wal::Delegate {
     if (Status s = open_for_reading(bucket, key, &file, &limit, &st); !s.ok()) return s;
     if (!file) return Status();
     *exists = true;
-    constexpr std::size_t kBlock = 64 * 1024;
-    std::string block;
     // Line ends seen from the end: the first is the object's last (a torn
     // tail after it is not part of the object), the (lines+1)-th ends the
-    // line before the tail.
-    std::size_t ends = 0;
-    std::uint64_t position = limit;
-    while (position > 0) {
-      const std::size_t size = static_cast<std::size_t>(std::min<std::uint64_t>(kBlock, position));
-      position -= size;
-      block.resize(size);
-      if (Status s = pread_full(file->fd, block.data(), size, position); !s.ok()) return s;
-      for (std::size_t i = size; i-- > 0;) {
-        if (block[i] != '\n') continue;
-        if (++ends == lines + 1) {
-          *cursor = range_read::format_position(position + i + 1);
-          return Status();
-        }
-      }
-    }
-    return Status();  // fewer lines than asked: from the start
+    // line before the tail; fewer lines than asked: from the start.
+    std::uint64_t start = 0;
+    if (Status s = after_line_end_from_end(file->fd, limit, lines + 1, &start); !s.ok()) return s;
+    *cursor = range_read::format_position(start);
+    return Status();
   }
 
   Status list_objects(std::string_view bucket, std::vector<ObjectInfo>* objects) override {
@@ -321,7 +307,7 @@ class FileStorage final : public Storage, public wal::Delegate {
       if (!file) continue;  // removed since it was listed
       // A torn tail (a crash with --fsync never or interval, not repaired
       // until the object's next append) is not part of the object.
-      if (Status s = whole_lines_end(file->fd, &limit); !s.ok()) return s;
+      if (Status s = after_line_end_from_end(file->fd, limit, 1, &limit); !s.ok()) return s;
       ObjectInfo info;
       info.key = std::move(key);
       info.bytes = limit;
@@ -375,22 +361,26 @@ class FileStorage final : public Storage, public wal::Delegate {
     return Status();
   }
 
-  // Cuts *length back to just after the last '\n' before it (0 when none).
-  Status whole_lines_end(int fd, std::uint64_t* length) {
-    std::string block(1, '\0');
-    std::uint64_t position = *length;
+  // *after = the position just after the n-th '\n' (n >= 1) counted back
+  // from `length`, or 0 when there are fewer. Reads backwards, 4 KiB first
+  // (most answers are in the last block), then 64 KiB at a time.
+  Status after_line_end_from_end(int fd, std::uint64_t length, std::size_t n, std::uint64_t* after) {
+    std::string block;
+    std::size_t ends = 0;
+    std::uint64_t position = length;
     while (position > 0) {
-      const std::size_t size = static_cast<std::size_t>(std::min<std::uint64_t>(block.size(), position));
+      const std::size_t want = block.empty() ? 4096 : 64 * 1024;
+      const std::size_t size = static_cast<std::size_t>(std::min<std::uint64_t>(want, position));
       position -= size;
+      block.resize(size);
       if (Status s = pread_full(fd, block.data(), size, position); !s.ok()) return s;
       for (std::size_t i = size; i-- > 0;)
-        if (block[i] == '\n') {
-          *length = position + i + 1;
+        if (block[i] == '\n' && ++ends == n) {
+          *after = position + i + 1;
           return Status();
         }
-      block.resize(64 * 1024);  // the last byte was not a line end: a torn tail, look further
     }
-    *length = 0;
+    *after = 0;
     return Status();
   }
 

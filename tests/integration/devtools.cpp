@@ -5,7 +5,6 @@
 #include <signal.h>
 #include <simdjson.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -15,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "server_process.h"
 #include "writeapi/response.h"
 
 namespace writeapi::testing {
@@ -128,16 +128,7 @@ std::unique_ptr<Browser> Browser::launch(const std::string& binary, std::string*
     ::dup2(log, 2);
     ::dup2(in, 3);
     ::dup2(out, 4);
-#ifdef SYS_close_range
-    if (::syscall(SYS_close_range, 5u, ~0u, 0u) != 0)
-#endif
-    {
-      for (int fd = 5; fd < 4096; ++fd) ::close(fd);
-    }
-    sigset_t none;
-    sigemptyset(&none);
-    ::sigprocmask(SIG_SETMASK, &none, nullptr);
-    ::signal(SIGPIPE, SIG_DFL);
+    reset_child_after_fork(5);
     ::setpgid(0, 0);  // its helper processes go with it (killpg in ~Browser)
     ::execv(argv[0], argv.data());
     ::_exit(127);

@@ -149,6 +149,19 @@ std::vector<std::string> split_lines(std::string_view text) {
 // ---------------------------------------------------------------------------
 // Child processes
 
+void reset_child_after_fork(int first_fd) {
+#ifdef SYS_close_range
+  if (::syscall(SYS_close_range, static_cast<unsigned>(first_fd), ~0u, 0u) != 0)
+#endif
+  {
+    for (int fd = first_fd; fd < 4096; ++fd) ::close(fd);
+  }
+  sigset_t none;
+  sigemptyset(&none);
+  ::sigprocmask(SIG_SETMASK, &none, nullptr);
+  ::signal(SIGPIPE, SIG_DFL);
+}
+
 namespace {
 
 // fork + exec of the server with stdout/stderr redirected to files (or
@@ -178,18 +191,7 @@ pid_t spawn(const std::vector<std::string>& args, const std::string& stdout_path
                    static_cast<rlim_t>(child.open_files_limit->second)};
       if (::setrlimit(RLIMIT_NOFILE, &limit) != 0) ::_exit(125);
     }
-    // Do not leak the test's sockets (other connections) into the server.
-#ifdef SYS_close_range
-    if (::syscall(SYS_close_range, 3u, ~0u, 0u) != 0)
-#endif
-    {
-      for (int fd = 3; fd < 4096; ++fd) ::close(fd);
-    }
-    // The test process may have signals blocked or ignored; start clean.
-    sigset_t none;
-    sigemptyset(&none);
-    ::sigprocmask(SIG_SETMASK, &none, nullptr);
-    ::signal(SIGPIPE, SIG_DFL);
+    reset_child_after_fork(3);
     ::execv(argv[0], argv.data());
     ::_exit(127);
   }

@@ -60,6 +60,12 @@ std::string tree_diff(const std::map<std::string, std::string>& before,
 // Splits into lines on '\n'; a trailing piece without '\n' is returned too.
 std::vector<std::string> split_lines(std::string_view text);
 
+// In a child between fork and exec (async-signal-safe calls only): closes
+// every descriptor from `first_fd` up (the test's other sockets must not
+// leak into the child) and starts with no signal blocked and SIGPIPE at its
+// default, whatever the test process set.
+void reset_child_after_fork(int first_fd);
+
 // How the server's child process is set up before exec, for tests of what
 // the server does with its environment.
 struct ChildSetup {
