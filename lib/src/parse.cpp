@@ -148,10 +148,12 @@ WRITEAPI_INLINE const Byte* skip_ws_run(const Byte* p, const Byte* end) {
 }
 
 // Scans a string whose opening quote is at `p`. Returns the byte after the
-// closing quote, or nullptr when the string is invalid. UTF-8 was validated
-// for the whole body, so only quotes, backslashes and control characters
-// matter. `*escapes` is set when the string holds a backslash.
-WRITEAPI_INLINE const Byte* scan_string(const Byte* p, const Byte* end, bool* escapes) {
+// closing quote, or nullptr when the string is invalid. Only quotes,
+// backslashes and control characters matter to the grammar; UTF-8 is left
+// to the caller, told by `*high` (the OR of bytes it read, the string's and
+// possibly some after it: any byte of 0x80 or more sets bit 7 or above).
+// `*escapes` is set when the string holds a backslash.
+WRITEAPI_INLINE const Byte* scan_string(const Byte* p, const Byte* end, bool* escapes, unsigned* high) {
   ++p;
   for (;;) {
 #if defined(__SSE2__)
@@ -162,6 +164,7 @@ WRITEAPI_INLINE const Byte* scan_string(const Byte* p, const Byte* end, bool* es
       __m128i chunk = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
       __m128i special = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(chunk, quote), _mm_cmpeq_epi8(chunk, backslash)),
                                      _mm_cmpeq_epi8(_mm_max_epu8(chunk, control_max), control_max));
+      *high |= static_cast<unsigned>(_mm_movemask_epi8(chunk));
       unsigned mask = static_cast<unsigned>(_mm_movemask_epi8(special));
       if (mask != 0) {
         p += __builtin_ctz(mask);
@@ -170,7 +173,7 @@ WRITEAPI_INLINE const Byte* scan_string(const Byte* p, const Byte* end, bool* es
       p += 16;
     }
 #endif
-    while (p < end && *p != '"' && *p != '\\' && *p >= 0x20) ++p;
+    while (p < end && *p != '"' && *p != '\\' && *p >= 0x20) *high |= *p++ & 0x80u;
     if (p == end) return nullptr;  // unterminated
 #if defined(__SSE2__)
   special_byte:
@@ -325,7 +328,7 @@ class ForwardWalk {
   Scan string(StringSpan* span) {
     span->begin = reinterpret_cast<const char*>(p_ + 1);
     span->has_escapes = false;
-    const Byte* after = scan_string(p_, end_, &span->has_escapes);
+    const Byte* after = scan_string(p_, end_, &span->has_escapes, &high_);
     if (after == nullptr) return Scan::invalid_json;
     span->end = reinterpret_cast<const char*>(after - 1);
     p_ = after;
@@ -343,6 +346,9 @@ class ForwardWalk {
     return Scan::ok;
   }
   char* output_end() const { return w_; }
+  // True when a string held a byte of 0x80 or more: the body needs a UTF-8
+  // check (bytes outside strings are ASCII or the grammar refused them).
+  bool saw_non_ascii() const { return high_ != 0; }
 
  private:
   void skip_ws() {
@@ -360,6 +366,7 @@ class ForwardWalk {
   std::size_t max_depth_;
   char* w_;
   Byte* stack_;
+  unsigned high_ = 0;
 };
 
 template <bool kCopy>
@@ -374,6 +381,7 @@ Scan ForwardWalk::scan_value(std::size_t depth) {
   std::size_t top = 0;                          // containers open inside this value
   const std::size_t room = max_depth_ - depth;  // how many it may open
   bool escapes = false;
+  unsigned high = 0;
 
   // Whitespace splits an item's copy into runs. The common case is a
   // structural character right away: one compare.
@@ -410,7 +418,7 @@ Scan ForwardWalk::scan_value(std::size_t depth) {
         stack[top++] = kInArray;
         continue;  // first element
       case '"':
-        p = scan_string(p, end, &escapes);
+        p = scan_string(p, end, &escapes, &high);
         if (p == nullptr) goto invalid;
         break;
       case 't':
@@ -448,7 +456,7 @@ Scan ForwardWalk::scan_value(std::size_t depth) {
     }
   object_key:
     if (p == end || *p != '"') goto invalid;
-    p = scan_string(p, end, &escapes);
+    p = scan_string(p, end, &escapes, &high);
     if (p == nullptr) goto invalid;
     skip_ws();
     if (p == end || *p != ':') goto invalid;
@@ -462,6 +470,7 @@ deep:
 invalid:
   result = Scan::invalid_json;
 done:
+  high_ |= high;
   if (result == Scan::ok) {
     p_ = p;
     if constexpr (kCopy) w_ = copy_run(w, run, p, end);
@@ -861,6 +870,21 @@ void unescape(const StringSpan& span, std::string* out) {
 // True when a device ID has a control character (C0, DEL or C1). The
 // string is valid UTF-8, so C1 controls appear as 0xC2 0x80..0x9F.
 bool has_control_characters(std::string_view s) {
+  // Printable ASCII, the usual case, 8 bytes per step: a byte below 0x20
+  // sets bit 7 of its lane in w - 0x20.., one of 0x80 or more in w, and 0x7F
+  // in w + 0x01.. (no carry crosses a lane whose bit 7 is clear). A word
+  // that fails, or the last bytes, go byte by byte.
+  if (s.size() >= 8) {
+    constexpr uint64_t kLanes = 0x0101010101010101ULL;
+    auto printable = [](const char* at) {
+      uint64_t w;
+      std::memcpy(&w, at, 8);
+      return (((w - 0x20 * kLanes) | w | (w + kLanes)) & (0x80 * kLanes)) == 0;
+    };
+    std::size_t i = 0;
+    while (i + 8 <= s.size() && printable(s.data() + i)) i += 8;
+    if (i + 8 > s.size() && printable(s.data() + s.size() - 8)) return false;
+  }
   for (std::size_t i = 0; i < s.size(); ++i) {
     auto c = static_cast<uint8_t>(s[i]);
     if (static_cast<uint8_t>(c - 0x20) < 0x5F) continue;  // printable ASCII: one compare
@@ -1092,22 +1116,6 @@ Status run_body(Walk& walk, ParsedRequest* request) {
   return Status();
 }
 
-// True for a short all-ASCII body (ASCII is valid UTF-8). For the typical
-// small device request this word-at-a-time check costs less than the setup
-// of simdjson's vectorised validator; larger or non-ASCII bodies go there.
-bool is_ascii_small(std::string_view body) {
-  if (body.size() > 1024) return false;
-  uint64_t high_bits = 0;
-  std::size_t i = 0;
-  for (; i + 8 <= body.size(); i += 8) {
-    uint64_t word;
-    std::memcpy(&word, body.data() + i, 8);
-    high_bits |= word;
-  }
-  for (; i < body.size(); ++i) high_bits |= static_cast<uint8_t>(body[i]);
-  return (high_bits & 0x8080808080808080ULL) == 0;
-}
-
 // True when the body looks pretty-printed: a line break before its first
 // quote (formatters break right after the opening brace). Such bodies go
 // to the structural index, where whitespace costs nothing; compact ones to
@@ -1147,10 +1155,11 @@ Status parse(std::string_view body, ParsedRequest* out, const ParseOptions& opti
       lines.clear();
       return s;
     }
-  } else if (!is_ascii_small(body) && !simdjson::validate_utf8(body.data(), body.size())) {
-    lines.clear();
-    return Status(ErrorCode::invalid_utf8, "the request body is not valid UTF-8");
   }
+  // The forward walk leaves UTF-8 for after it: only strings can hold
+  // bytes of 0x80 or more, and it notes whether one did. Most bodies are
+  // ASCII and need no second pass.
+  bool check_utf8 = false;
   // Nesting never exceeds the body's size.
   std::vector<uint8_t>& stack = scratch.stack;
   const std::size_t stack_size = std::min(options.max_depth, length) + 1;
@@ -1165,6 +1174,9 @@ Status parse(std::string_view body, ParsedRequest* out, const ParseOptions& opti
     ForwardWalk walk(json, length, options.max_depth, output, stack.data());
     Status status = run_body(walk, out);
     *output_end = walk.output_end();
+    // A failed walk may have stopped before a bad byte; invalid UTF-8
+    // takes precedence over every other error.
+    check_utf8 = !status.ok() || walk.saw_non_ascii();
     return status;
   };
   // Lines are never longer than the body plus one newline; the walk writes
@@ -1186,6 +1198,10 @@ Status parse(std::string_view body, ParsedRequest* out, const ParseOptions& opti
   status = run(lines.data(), &output_end);
   lines.resize(status.ok() ? static_cast<std::size_t>(output_end - lines.data()) : 0);
 #endif
+  if (check_utf8 && !simdjson::validate_utf8(body.data(), body.size())) {
+    lines.clear();
+    status = Status(ErrorCode::invalid_utf8, "the request body is not valid UTF-8");
+  }
   if (!status.ok()) {
     out->item_count = 0;
     out->access_key.clear();

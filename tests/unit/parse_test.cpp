@@ -517,6 +517,65 @@ TEST_CASE("parse: invalid UTF-8 deep inside a long valid string is found", "[par
   CHECK(code_of(with_data("\"" + s + "\"")) == ErrorCode::invalid_utf8);
 }
 
+TEST_CASE("parse: a bad byte at every offset of a string is invalid_utf8 and a good one is kept", "[parse]") {
+  // Strings are scanned 16 bytes at a time and their last bytes one at a
+  // time, and UTF-8 is checked only when a string held a byte of 0x80 or
+  // more: every offset, in strings that end the body (the byte-wise tail)
+  // and that do not, compact and pretty-printed.
+  for (std::size_t length = 1; length <= 40; ++length) {
+    for (std::size_t at = 0; at < length; ++at) {
+      INFO("length " << length << " offset " << at);
+      std::string bad(length, 'a'), good(length, 'a');
+      bad[at] = '\xff';
+      good.replace(at, 1, "\xc3\xa9");
+      const std::string last = R"({"accessKey":"k","data":")";
+      const std::string first = R"({"x":")";
+      CHECK(code_of(last + bad + "\"}") == ErrorCode::invalid_utf8);
+      CHECK(code_of(first + bad + R"(","accessKey":"k","data":1})") == ErrorCode::invalid_utf8);
+      CHECK(code_of("{\n  \"accessKey\": \"k\",\n  \"data\": \"" + bad + "\"\n}") == ErrorCode::invalid_utf8);
+      CHECK(code_of(R"({"accessKey":"k","deviceId":")" + bad + R"(","data":1})") == ErrorCode::invalid_utf8);
+      // A bad byte after a syntax error is still found first.
+      CHECK(code_of(R"({"accessKey":"k","data":[1,],"x":")" + bad + "\"}") == ErrorCode::invalid_utf8);
+      writeapi::ParsedRequest out;
+      REQUIRE(writeapi::parse(last + good + "\"}", &out).ok());
+      CHECK(out.lines == "\"" + good + "\"\n");
+      REQUIRE(writeapi::parse(R"({"accessKey":"k","deviceId":")" + good + R"(","data":1})", &out).ok());
+      CHECK(out.device_id == good);
+    }
+  }
+}
+
+TEST_CASE("parse: an ASCII check of the device ID word by word still finds every control character", "[parse]") {
+  // deviceId is checked 8 bytes at a time while it is printable ASCII.
+  const std::string controls[] = {std::string(1, '\0'), "\x01", "\x1f", "\x7f", "\xc2\x80", "\xc2\x9f"};
+  for (std::size_t length = 1; length <= 24; ++length) {
+    for (std::size_t at = 0; at < length; ++at) {
+      for (const std::string& control : controls) {
+        std::string id(length, 'd');
+        id.replace(at, 1, control);
+        std::string escaped;  // raw C0 controls must be escaped in JSON
+        for (char c : id) {
+          if (static_cast<unsigned char>(c) < 0x20)
+            escaped += "\\u00" + std::string(1, "0123456789abcdef"[c >> 4]) + "0123456789abcdef"[c & 15];
+          else
+            escaped += c;
+        }
+        INFO("length " << length << " offset " << at << " control byte "
+                       << int(static_cast<unsigned char>(control[0])));
+        CHECK(code_of(R"({"accessKey":"k","deviceId":")" + escaped + R"(","data":1})") == ErrorCode::invalid_device_id);
+      }
+    }
+    std::string printable;
+    for (std::size_t i = 0; i < length; ++i) printable += static_cast<char>(0x20 + (i * 7) % 0x5F);
+    std::string escaped;
+    for (char c : printable) escaped += (c == '"' || c == '\\') ? std::string("\\") + c : std::string(1, c);
+    INFO("printable of length " << length);
+    writeapi::ParsedRequest out;
+    CHECK(writeapi::parse(R"({"accessKey":"k","deviceId":")" + escaped + R"(","data":1})", &out).ok());
+    CHECK(out.device_id == printable);
+  }
+}
+
 // ---------------------------------------------------------------------------
 // Body shape.
 
