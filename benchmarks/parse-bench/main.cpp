@@ -8,7 +8,10 @@
 // (so a top-level array is split into items, as the server would). For
 // each file it prints bytes, items, GB/s and items/s for writeapi::parse
 // and for simdjson's DOM parse, and the ratio of their CPU times per body
-// (>1: writeapi is faster).
+// (>1: writeapi is faster). The two alternate in 10 rounds per file, and
+// the ratio is the median of the rounds' ratios, with the lowest and
+// highest beside it: on a shared machine whose speed drifts, each round
+// compares the two under the same conditions.
 //
 //   --threads N   parse on N threads at once (default 1). Threads share
 //                 nothing but the read-only input; GB/s and items/s are the
@@ -16,7 +19,8 @@
 //                 tool also measures writeapi on one thread and prints the
 //                 scaling factor (wall clock), and how much CPU time per
 //                 body grew with the threads (contention, 1.00 = none).
-//   --seconds S   wall time per measurement (default 1).
+//   --seconds S   wall time per parser and file, over all rounds
+//                 (default 1).
 //   --check       before timing, verify every output line byte for byte:
 //                 each line must be its item with the whitespace outside
 //                 strings removed and nothing else changed (reference:
@@ -182,6 +186,46 @@ Measurement measure(const Input& input, Parser parser, int threads, double secon
   return m;
 }
 
+// The two parsers on one input, alternating: `rounds` rounds, each timing
+// writeapi then simdjson DOM for seconds / rounds.
+struct Comparison {
+  Measurement writeapi, dom;  // summed over the rounds
+  double ratio = 0;           // median of the rounds' DOM / writeapi CPU time per body
+  double lowest = 0, highest = 0;
+  bool ok = true;
+};
+
+constexpr int kRounds = 10;
+
+Comparison compare(const Input& input, int threads, double seconds) {
+  Comparison c;
+  std::vector<double> ratios;
+  auto add = [](Measurement* total, const Measurement& m) {
+    total->ok &= m.ok;
+    if (m.bodies == 0) return;
+    total->cpu_per_body =
+        (total->cpu_per_body * static_cast<double>(total->bodies) + m.cpu_per_body * static_cast<double>(m.bodies)) /
+        static_cast<double>(total->bodies + m.bodies);
+    total->bodies += m.bodies;
+    total->wall_seconds += m.wall_seconds;
+  };
+  for (int r = 0; r < kRounds && c.ok; ++r) {
+    Measurement w = measure(input, Parser::writeapi, threads, seconds / kRounds);
+    Measurement d = measure(input, Parser::simdjson_dom, threads, seconds / kRounds);
+    add(&c.writeapi, w);
+    add(&c.dom, d);
+    c.ok = w.ok && d.ok;
+    if (c.ok) ratios.push_back(d.cpu_per_body / w.cpu_per_body);
+  }
+  if (!c.ok) return c;
+  std::sort(ratios.begin(), ratios.end());
+  const std::size_t n = ratios.size();
+  c.ratio = n % 2 ? ratios[n / 2] : (ratios[n / 2 - 1] + ratios[n / 2]) / 2;
+  c.lowest = ratios.front();
+  c.highest = ratios.back();
+  return c;
+}
+
 int usage() {
   std::fprintf(stderr, "usage: writeapi-parse-bench [--threads N] [--seconds S] [--check] FILE...\n");
   return 2;
@@ -236,17 +280,21 @@ int main(int argc, char** argv) {
   std::printf("writeapi-parse-bench: %d thread%s, %.2f s per measurement, simdjson %d.%d.%d (%s kernel)\n", threads,
               threads == 1 ? "" : "s", seconds, simdjson::SIMDJSON_VERSION_MAJOR, simdjson::SIMDJSON_VERSION_MINOR,
               simdjson::SIMDJSON_VERSION_REVISION, simdjson::get_active_implementation()->name().c_str());
-  std::printf("GB/s and items/s: all threads per wall second; ratio: simdjson DOM CPU time / writeapi CPU time\n");
+  std::printf(
+      "GB/s and items/s: all threads per wall second; ratio: simdjson DOM CPU time / writeapi CPU time, median of %d "
+      "alternating rounds (lowest-highest)\n",
+      kRounds);
   int width = 4;
   for (const Input& input : inputs)
     width = std::max(width, static_cast<int>(input.file.size() + (input.wrapped ? 10 : 0)));
-  std::printf("%-*s %10s %8s  %13s %9s  %8s %9s  %7s\n", width, "file", "bytes", "items", "writeapi GB/s", "Mitems/s",
-              "DOM GB/s", "Mitems/s", "ratio");
+  std::printf("%-*s %10s %8s  %13s %9s  %8s %9s  %7s  %s\n", width, "file", "bytes", "items", "writeapi GB/s",
+              "Mitems/s", "DOM GB/s", "Mitems/s", "ratio", "range");
   double bytes_1 = 0, time_1 = 0, bytes_n = 0, time_n = 0, cpu_1 = 0, cpu_n = 0;
   for (const Input& input : inputs) {
-    Measurement w = measure(input, Parser::writeapi, threads, seconds);
-    Measurement d = measure(input, Parser::simdjson_dom, threads, seconds);
-    if (!w.ok || !d.ok) {
+    Comparison c = compare(input, threads, seconds);
+    const Measurement& w = c.writeapi;
+    const Measurement& d = c.dom;
+    if (!c.ok) {
       std::fprintf(stderr, "%s: a parse failed while timing (%s)\n", input.file.c_str(),
                    w.ok ? "simdjson DOM: numbers out of double range?" : "writeapi");
       return 1;
@@ -254,8 +302,8 @@ int main(int argc, char** argv) {
     auto gbps = [&](const Measurement& m) { return m.bodies * input.body.size() / m.wall_seconds / 1e9; };
     auto mitems = [&](const Measurement& m) { return m.bodies * input.items / m.wall_seconds / 1e6; };
     std::string name = input.file + (input.wrapped ? " (as data)" : "");
-    std::printf("%-*s %10zu %8zu  %13.2f %9.2f  %8.2f %9.2f  %6.2fx\n", width, name.c_str(), input.body.size(),
-                input.items, gbps(w), mitems(w), gbps(d), mitems(d), d.cpu_per_body / w.cpu_per_body);
+    std::printf("%-*s %10zu %8zu  %13.2f %9.2f  %8.2f %9.2f  %6.2fx  %.2f-%.2f\n", width, name.c_str(),
+                input.body.size(), input.items, gbps(w), mitems(w), gbps(d), mitems(d), c.ratio, c.lowest, c.highest);
     if (threads > 1) {
       Measurement one = measure(input, Parser::writeapi, 1, seconds);
       bytes_1 += static_cast<double>(one.bodies * input.body.size());
