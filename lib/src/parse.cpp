@@ -87,6 +87,37 @@ WRITEAPI_INLINE char* copy_run(char* w, const Byte* from, const Byte* to, const 
   return w + n;
 }
 
+// Copies n bytes from `from` to `to`, reading and writing only inside
+// both: short copies inline, with overlapping 8- or 16-byte moves.
+WRITEAPI_INLINE void copy_within(char* to, const char* from, std::size_t n) {
+  auto move8 = [](char* t, const char* f) {
+    uint64_t v;
+    std::memcpy(&v, f, 8);
+    std::memcpy(t, &v, 8);
+  };
+  if (n >= 16 && n <= 64) {
+#if defined(__SSE2__)
+    auto move16 = [](char* t, const char* f) {
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(t), _mm_loadu_si128(reinterpret_cast<const __m128i*>(f)));
+    };
+#else
+    auto move16 = [&](char* t, const char* f) {
+      move8(t, f);
+      move8(t + 8, f + 8);
+    };
+#endif
+    for (std::size_t i = 0; i + 16 < n; i += 16) move16(to + i, from + i);
+    move16(to + n - 16, from + n - 16);
+  } else if (n >= 8 && n < 16) {
+    move8(to, from);
+    move8(to + n - 8, from + n - 8);
+  } else if (n < 8) {
+    for (std::size_t i = 0; i < n; ++i) to[i] = from[i];
+  } else {
+    std::memcpy(to, from, n);
+  }
+}
+
 // Validates an escape at `p` (the backslash). Returns the byte after it, or
 // nullptr when it is invalid.
 __attribute__((noinline)) const Byte* scan_escape(const Byte* p, const Byte* end) {
@@ -801,13 +832,9 @@ Scan IndexWalk::scan_data(std::size_t* items, bool* null_item) {
   return Scan::ok;
 }
 
-void unescape(const StringSpan& span, std::string* out) {
+__attribute__((noinline)) void unescape_escapes(const StringSpan& span, std::string* out) {
   out->clear();
   const char* p = span.begin;
-  if (!span.has_escapes) {
-    out->assign(p, span.end);
-    return;
-  }
   while (p < span.end) {
     if (*p != '\\') {
       out->push_back(*p++);
@@ -867,9 +894,36 @@ void unescape(const StringSpan& span, std::string* out) {
   }
 }
 
+// Sets `*out` to the string's value. Inline: most strings (keys, device
+// IDs) have no escapes and are one copy.
+WRITEAPI_INLINE void unescape(const StringSpan& span, std::string* out) {
+  if (span.has_escapes) return unescape_escapes(span, out);
+#if defined(__cpp_lib_string_resize_and_overwrite)
+  // Up to 64 bytes inline, with loads that overlap rather than pass either
+  // end of the string; longer ones through memcpy.
+  const std::size_t n = static_cast<std::size_t>(span.end - span.begin);
+  out->resize_and_overwrite(n, [&](char* to, std::size_t) {
+    copy_within(to, span.begin, n);
+    return n;
+  });
+#else
+  out->assign(span.begin, span.end);
+#endif
+}
+
 // True when a device ID has a control character (C0, DEL or C1). The
 // string is valid UTF-8, so C1 controls appear as 0xC2 0x80..0x9F.
-bool has_control_characters(std::string_view s) {
+__attribute__((noinline)) bool has_control_characters_slow(std::string_view s) {
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    auto c = static_cast<uint8_t>(s[i]);
+    if (static_cast<uint8_t>(c - 0x20) < 0x5F) continue;  // printable ASCII: one compare
+    if (c < 0x20 || c == 0x7F) return true;
+    if (c == 0xC2 && i + 1 < s.size() && static_cast<uint8_t>(s[i + 1]) < 0xA0) return true;
+  }
+  return false;
+}
+
+WRITEAPI_INLINE bool has_control_characters(std::string_view s) {
   // Printable ASCII, the usual case, 8 bytes per step: a byte below 0x20
   // sets bit 7 of its lane in w - 0x20.., one of 0x80 or more in w, and 0x7F
   // in w + 0x01.. (no carry crosses a lane whose bit 7 is clear). A word
@@ -885,13 +939,7 @@ bool has_control_characters(std::string_view s) {
     while (i + 8 <= s.size() && printable(s.data() + i)) i += 8;
     if (i + 8 > s.size() && printable(s.data() + s.size() - 8)) return false;
   }
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    auto c = static_cast<uint8_t>(s[i]);
-    if (static_cast<uint8_t>(c - 0x20) < 0x5F) continue;  // printable ASCII: one compare
-    if (c < 0x20 || c == 0x7F) return true;
-    if (c == 0xC2 && i + 1 < s.size() && static_cast<uint8_t>(s[i + 1]) < 0xA0) return true;
-  }
-  return false;
+  return has_control_characters_slow(s);
 }
 
 Status scan_error(Scan s) {
@@ -910,7 +958,7 @@ bool is_printable_ascii_id(std::string_view id) {
 // Top-level fields the body may carry.
 enum class Field { access_key, device_id, request_id, data, other };
 
-Field classify(std::string_view name) {
+WRITEAPI_INLINE Field classify(std::string_view name) {
   switch (name.size()) {
     case 9:
       if (std::memcmp(name.data(), "accessKey", 9) == 0) return Field::access_key;

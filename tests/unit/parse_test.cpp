@@ -545,6 +545,29 @@ TEST_CASE("parse: a bad byte at every offset of a string is invalid_utf8 and a g
   }
 }
 
+TEST_CASE("parse: accessKey deviceId and requestId of every length up to 300 bytes are kept exactly", "[parse]") {
+  // Strings without escapes are copied in 8- and 16-byte moves that
+  // overlap: every length, each byte distinct from its neighbours.
+  for (std::size_t length = 1; length <= 300; ++length) {
+    std::string value;
+    for (std::size_t i = 0; i < length; ++i) value += "abcdefghijklmnopqrstuvwxyz0123456789"[(i * 7) % 36];
+    const std::string id = value.substr(0, std::min<std::size_t>(length, 128));
+    const std::string body =
+        R"({"accessKey":")" + value + R"(","deviceId":")" + value + R"(","requestId":")" + id + R"(","data":1})";
+    INFO("length " << length);
+    writeapi::ParsedRequest out;
+    const Status s = writeapi::parse(body, &out);
+    if (length <= writeapi::kMaxDeviceIdBytes) {
+      REQUIRE(s.ok());
+      CHECK(out.device_id == value);
+    } else {
+      CHECK(s.code() == ErrorCode::invalid_device_id);
+    }
+    CHECK(out.access_key == (s.ok() ? value : ""));
+    CHECK(out.request_id == id);
+  }
+}
+
 TEST_CASE("parse: an ASCII check of the device ID word by word still finds every control character", "[parse]") {
   // deviceId is checked 8 bytes at a time while it is printable ASCII.
   const std::string controls[] = {std::string(1, '\0'), "\x01", "\x1f", "\x7f", "\xc2\x80", "\xc2\x9f"};
