@@ -532,6 +532,10 @@ TEST_CASE("parse: a bad byte at every offset of a string is invalid_utf8 and a g
       const std::string first = R"({"x":")";
       CHECK(code_of(last + bad + "\"}") == ErrorCode::invalid_utf8);
       CHECK(code_of(first + bad + R"(","accessKey":"k","data":1})") == ErrorCode::invalid_utf8);
+      // Pretty-printed and at least 320 bytes: the structural-index walk.
+      const std::string indent = "\n" + std::string(320, ' ');
+      CHECK(code_of("{" + indent + "\"accessKey\": \"k\"," + indent + "\"data\": \"" + bad + "\"\n}") ==
+            ErrorCode::invalid_utf8);
       CHECK(code_of("{\n  \"accessKey\": \"k\",\n  \"data\": \"" + bad + "\"\n}") == ErrorCode::invalid_utf8);
       CHECK(code_of(R"({"accessKey":"k","deviceId":")" + bad + R"(","data":1})") == ErrorCode::invalid_utf8);
       // A bad byte after a syntax error is still found first.
@@ -724,10 +728,17 @@ TEST_CASE("parse: requestId is extracted, unescaped and validated", "[parse]") {
   CHECK(code_of(R"({"accessKey":"k","requestId":"a","requestId":"a","data":1})") == ErrorCode::duplicate_field);
   // Syntax errors still take precedence.
   CHECK(code_of(R"({"accessKey":"k","requestId":1,"data":tru})") == ErrorCode::invalid_json);
-  // A pretty-printed body (the structural-index walk) gives the same.
-  REQUIRE(writeapi::parse("{\n  \"accessKey\": \"k\",\n  \"requestId\": \"p-1\",\n  \"data\": 1\n}", &out).ok());
-  CHECK(out.request_id == "p-1");
-  CHECK(code_of("{\n  \"accessKey\": \"k\",\n  \"requestId\": 7,\n  \"data\": 1\n}") == ErrorCode::invalid_request_id);
+  // Pretty-printed bodies give the same, small (the forward pass) and of
+  // 320 bytes or more (the structural-index walk).
+  for (const std::string& indent : {std::string("\n  "), "\n" + std::string(320, ' ')}) {
+    REQUIRE(writeapi::parse(
+                "{" + indent + "\"accessKey\": \"k\"," + indent + "\"requestId\": \"p-1\"," + indent + "\"data\": 1\n}",
+                &out)
+                .ok());
+    CHECK(out.request_id == "p-1");
+    CHECK(code_of("{" + indent + "\"accessKey\": \"k\"," + indent + "\"requestId\": 7," + indent + "\"data\": 1\n}") ==
+          ErrorCode::invalid_request_id);
+  }
 }
 
 TEST_CASE("parse: duplicate top-level fields are duplicate_field", "[parse]") {
