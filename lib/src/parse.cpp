@@ -1267,7 +1267,13 @@ Status parse(std::string_view body, ParsedRequest* out, const ParseOptions& opti
   lines.resize(status.ok() ? static_cast<std::size_t>(output_end - lines.data()) : 0);
 #endif
   if (check_utf8 && !simdjson::validate_utf8(body.data(), body.size())) {
+    // As if UTF-8 had been checked first: none of the body's fields are
+    // kept (a deviceId that is not UTF-8 must reach no log).
     lines.clear();
+    out->has_device_id = false;
+    out->device_id.clear();
+    out->has_request_id = false;
+    out->request_id.clear();
     status = Status(ErrorCode::invalid_utf8, "the request body is not valid UTF-8");
   }
   if (!status.ok()) {

@@ -538,6 +538,24 @@ TEST_CASE("parse: a bad byte at every offset of a string is invalid_utf8 and a g
             ErrorCode::invalid_utf8);
       CHECK(code_of("{\n  \"accessKey\": \"k\",\n  \"data\": \"" + bad + "\"\n}") == ErrorCode::invalid_utf8);
       CHECK(code_of(R"({"accessKey":"k","deviceId":")" + bad + R"(","data":1})") == ErrorCode::invalid_utf8);
+      // Nothing of such a body is kept, on either walk: a deviceId that is
+      // not UTF-8 would otherwise reach the access log.
+      for (const std::string& space : {std::string(), "\n" + std::string(320, ' ')}) {
+        writeapi::ParsedRequest rejected;
+        const std::string body = "{" + space + R"("accessKey":"k","deviceId":"d","requestId":"r","x":")" + bad +
+                                 R"(","deviceId2":")" + bad + R"(","data":1})";
+        CHECK(writeapi::parse(body, &rejected).code() == ErrorCode::invalid_utf8);
+        CHECK(!rejected.has_device_id);
+        CHECK(rejected.device_id.empty());
+        CHECK(!rejected.has_request_id);
+        CHECK(rejected.request_id.empty());
+        CHECK(rejected.access_key.empty());
+        CHECK(rejected.lines.empty());
+        REQUIRE(writeapi::parse(R"({"accessKey":"k","deviceId":"d)" + bad + R"(","data":1})", &rejected).code() ==
+                ErrorCode::invalid_utf8);
+        CHECK(!rejected.has_device_id);
+        CHECK(rejected.device_id.empty());
+      }
       // A bad byte after a syntax error is still found first.
       CHECK(code_of(R"({"accessKey":"k","data":[1,],"x":")" + bad + "\"}") == ErrorCode::invalid_utf8);
       writeapi::ParsedRequest out;
