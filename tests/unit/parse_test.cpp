@@ -567,6 +567,30 @@ TEST_CASE("parse: a bad byte at every offset of a string is invalid_utf8 and a g
   }
 }
 
+TEST_CASE("parse: numbers with digit runs of every length up to 40 end where the digits do", "[parse]") {
+  // Digits are skipped 8 at a time: every run length, ended by each byte
+  // that may follow a digit, and by the bytes next to '0' and '9'.
+  for (std::size_t length = 1; length <= 40; ++length) {
+    std::string digits;
+    for (std::size_t i = 0; i < length; ++i) digits += static_cast<char>('1' + (i * 3) % 9);
+    const std::string forms[] = {digits,        "-" + digits,          "0." + digits,
+                                 digits + ".5", digits + "e" + digits, "1E-" + digits};
+    for (const std::string& number : forms) {
+      INFO("number " << number);
+      CHECK(lines_of(number) == number + "\n");
+      CHECK(lines_of("[" + number + "," + number + "]") == number + "\n" + number + "\n");
+      CHECK(lines_of("{\"v\":" + number + "}") == "{\"v\":" + number + "}\n");
+      CHECK(lines_of("[" + number + " ]") == number + "\n");
+      for (const char* after : {"/", ":", "a", "x", "\x7f", "-", "+", "."}) {
+        INFO("followed by " << after);
+        CHECK(code_of(with_data(number + after)) == ErrorCode::invalid_json);
+        if (std::string_view(after) != ".")  // 12.1 is a number
+          CHECK(code_of(with_data("[" + number + after + "1]")) == ErrorCode::invalid_json);
+      }
+    }
+  }
+}
+
 TEST_CASE("parse: accessKey deviceId and requestId of every length up to 300 bytes are kept exactly", "[parse]") {
   // Strings without escapes are copied in 8- and 16-byte moves that
   // overlap: every length, each byte distinct from its neighbours.
