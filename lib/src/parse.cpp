@@ -5,27 +5,28 @@
 // converts every number (and rejects integers beyond 64 bits and exponents
 // beyond double range, which the Write API must keep as written); On-Demand
 // does not validate what it skips. Validation plus a copy needs neither a
-// tape nor conversions. Two walks give the same answers; parse() picks one
-// per body (looks_pretty), by which is faster for it:
-//   - ForwardWalk, for compact bodies and small pretty-printed ones: one
-//     forward pass checks the grammar, scanning strings 16 bytes at a time
-//     (SSE2) and skipping whitespace as it meets it. UTF-8 is checked after
-//     it, and only when a string held a byte of 0x80 or more (outside
-//     strings the grammar admits only ASCII).
-//   - IndexWalk, for larger pretty-printed bodies: simdjson's stage 1 (the first
-//     half of its DOM parser) validates UTF-8 and builds the structural
-//     index with SIMD: where each token starts, whitespace and string
-//     contents skipped. The walk over the index looks for backslashes in
-//     strings (stage 1 already refused raw control characters) and
-//     validates each escape. Whitespace costs nothing here: it is a gap
-//     between one token's end and the next token's start.
-// Both check numbers against the JSON grammar without converting them, and
-// copy each item straight into the output buffer as they go, in runs
-// between whitespace (one memcpy per compact item, one 16- or 32-byte store
-// per run of a pretty-printed one). The shared top-level logic (the fields,
-// their errors and precedence) is run_body(). Each walk keeps its position,
-// output position and container stack in locals, never members: a store
-// through the char output pointer would otherwise force them back to memory.
+// tape nor conversions: one forward pass (ForwardWalk) checks the grammar,
+// scanning strings 16 bytes at a time (SSE2), digits 8 at a time, and
+// whitespace runs of a line break and indentation 16 at a time (a lone
+// space is one test). UTF-8 is checked after it, and only when a string
+// held a byte of 0x80 or more (outside strings the grammar admits only
+// ASCII). Numbers are checked against the JSON grammar without converting
+// them. Each item is copied straight into the output buffer as it is
+// checked, in runs between whitespace (one memcpy per compact item, one
+// 16- or 32-byte store per run of a pretty-printed one). The top-level
+// logic (the fields, their errors and precedence) is run_body(). The walk
+// keeps its position, output position and container stack in locals, never
+// members: a store through the char output pointer would otherwise force
+// them back to memory.
+//
+// A second walk over simdjson's stage-1 structural index (SIMD
+// classification of the whole body first, so that whitespace costs
+// nothing) was used for pretty-printed bodies until the forward pass
+// skipped whitespace runs with SIMD too; measured then, the forward pass
+// was as fast or faster on every pretty-printed shape tried (the API
+// document's example, 4-space and tab indentation 7 deep, batches of small
+// objects, coordinates, non-ASCII text; docs/BENCHMARKS.md), and it needs
+// no index (4.5 bytes per byte of body).
 #include "writeapi/parse.h"
 
 #include <simdjson.h>
@@ -230,67 +231,6 @@ WRITEAPI_INLINE const Byte* scan_string(const Byte* p, const Byte* end, bool* es
     p = scan_escape(p, end);
     if (p == nullptr) return nullptr;
   }
-}
-
-// Returns the first backslash in [from, to), or nullptr. `end` is the end
-// of the input: a wide load must stay inside it. Short strings (keys, most
-// values) inline, 16 bytes per step; memchr (wider vectors, but a call) for
-// long ones.
-WRITEAPI_INLINE const Byte* find_backslash(const Byte* from, const Byte* to, const Byte* end) {
-  const std::size_t length = static_cast<std::size_t>(to - from);
-#if defined(__SSE2__)
-  if (length <= 128 && static_cast<std::size_t>(end - from) >= ((length + 15) & ~std::size_t{15})) {
-    const __m128i backslash = _mm_set1_epi8('\\');
-    for (std::size_t i = 0; i < length; i += 16) {
-      __m128i chunk = _mm_loadu_si128(reinterpret_cast<const __m128i*>(from + i));
-      unsigned mask = static_cast<unsigned>(_mm_movemask_epi8(_mm_cmpeq_epi8(chunk, backslash)));
-      if (mask != 0) {
-        std::size_t at = i + static_cast<std::size_t>(__builtin_ctz(mask));
-        return at < length ? from + at : nullptr;
-      }
-    }
-    return nullptr;
-  }
-#else
-  (void)end;
-#endif
-  return static_cast<const Byte*>(std::memchr(from, '\\', length));
-}
-
-// Checks the string whose opening quote is at `p`, given `next`, the start
-// of the token after it in the structural index. Returns the byte after
-// its closing quote, or nullptr when it is invalid. Stage 1 has already
-// refused unclosed strings and raw control characters, so the closing quote
-// is the last byte before `next` that is not whitespace, and the string
-// needs a closer look only when it holds a backslash: the next token's
-// position never waits for a scan of the string.
-WRITEAPI_INLINE const Byte* check_string(const Byte* p, const Byte* next, const Byte* end, bool* escapes) {
-#if defined(__SSE2__)
-  // Most strings (keys, short values) end within 16 bytes: one load finds
-  // the first quote or backslash. A quote with no backslash before it is
-  // the closing one.
-  if (end - p >= 17) {
-    const __m128i chunk = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 1));
-    const unsigned quotes = static_cast<unsigned>(_mm_movemask_epi8(_mm_cmpeq_epi8(chunk, _mm_set1_epi8('"'))));
-    const unsigned backslashes = static_cast<unsigned>(_mm_movemask_epi8(_mm_cmpeq_epi8(chunk, _mm_set1_epi8('\\'))));
-    // quotes & (backslashes - 1): a quote below the first backslash (all
-    // quotes when there is none).
-    const unsigned early_quotes = quotes & (backslashes - 1);
-    if (early_quotes != 0) return p + 2 + __builtin_ctz(early_quotes);
-  }
-#endif
-  const Byte* close = next - 1;
-  while (close > p && *close != '"') --close;  // whitespace: stage 1 put nothing else there
-  if (close == p) return nullptr;
-  const Byte* backslash = find_backslash(p + 1, close, end);
-  if (backslash == nullptr) return close + 1;
-  *escapes = true;
-  do {
-    const Byte* after = scan_escape(backslash, end);
-    if (after == nullptr || after > close) return nullptr;
-    backslash = find_backslash(after, close, end);
-  } while (backslash != nullptr);
-  return close + 1;
 }
 
 // Returns the first byte at or after `p` that is not an ASCII digit. The
@@ -575,291 +515,6 @@ Scan ForwardWalk::scan_data(std::size_t* items, bool* null_item) {
   }
 }
 
-// The structural index of a body: simdjson's stage 1, which validates UTF-8
-// and finds, 64 bytes per step with SIMD, the position of every structural
-// character ({ } [ ] : ,), every string's opening quote and the first byte
-// of every other token, skipping whitespace and string contents. Reused per
-// thread; it holds 4.5 bytes per byte of the largest body seen.
-// simdjson::internal::dom_parser_implementation is public in simdjson.h but
-// not part of simdjson's documented API: after a simdjson upgrade, run the
-// parse tests and both fuzzers before trusting it (written against 3.0.1).
-class StructuralIndex {
- public:
-  // Indexes `body`. Returns ok, or the status parse() must return.
-  Status build(const Byte* body, std::size_t length) {
-    if (!implementation_ || implementation_->capacity() < length) {
-      // 1/8 of headroom, so a stream of slightly larger bodies does not
-      // reallocate each time.
-      std::size_t capacity = std::max<std::size_t>(length + length / 8, 4096);
-      capacity = std::min<std::size_t>(capacity, simdjson::SIMDJSON_MAXSIZE_BYTES);
-      if (length > capacity) return Status(ErrorCode::invalid_json, "the request body is too large to parse");
-      if (!implementation_) {
-        if (simdjson::get_active_implementation()->create_dom_parser_implementation(capacity, 1, implementation_) !=
-            simdjson::SUCCESS)
-          return Status(ErrorCode::internal_error, "out of memory for the structural index");
-      } else if (implementation_->set_capacity(capacity) != simdjson::SUCCESS) {
-        implementation_.reset();
-        return Status(ErrorCode::internal_error, "out of memory for the structural index");
-      }
-    }
-    simdjson::error_code e = implementation_->stage1(body, length, simdjson::stage1_mode::regular);
-    if (e == simdjson::SUCCESS) {
-      // simdjson ends the index with `length` (the end of the body); set it
-      // here too, as parse() relies on it.
-      implementation_->structural_indexes[implementation_->n_structural_indexes] = static_cast<uint32_t>(length);
-      return Status();
-    }
-    // Stage 1 may stop at a string error before it has seen all of the
-    // UTF-8: the contract puts invalid_utf8 first.
-    if (e == simdjson::UTF8_ERROR || !simdjson::validate_utf8(reinterpret_cast<const char*>(body), length))
-      return Status(ErrorCode::invalid_utf8, "the request body is not valid UTF-8");
-    if (e == simdjson::EMPTY) return Status(ErrorCode::invalid_json, "the request body is empty; send a JSON object");
-    return Status(ErrorCode::invalid_json, "the request body is not valid JSON");
-  }
-  const uint32_t* begin() const { return implementation_->structural_indexes.get(); }
-  const uint32_t* end() const { return begin() + implementation_->n_structural_indexes; }
-
- private:
-  std::unique_ptr<simdjson::internal::dom_parser_implementation> implementation_;
-};
-
-// The grammar walk over the structural index, for bodies with whitespace.
-// `p_` is the current token and `ix_` its entry in the index; the entry
-// after the last token holds the body's length, so past the last token
-// p_ == end_.
-class IndexWalk {
- public:
-  // `stack` has room for min(max_depth, body size) + 1 entries; `output`
-  // for body size + 1 + kOutputSlack bytes.
-  IndexWalk(const Byte* body, std::size_t length, const uint32_t* index, std::size_t max_depth, char* output,
-            Byte* stack)
-      : buf_(body),
-        end_(body + length),
-        ix_(index),
-        p_(body + *index),
-        max_depth_(max_depth),
-        w_(output),
-        stack_(stack) {}
-
-  // The primitives run_body() uses. The cursor is on a token, or at_end().
-  bool at_end() const { return p_ == end_; }
-  Byte peek() const { return *p_; }
-  std::size_t max_depth() const { return max_depth_; }
-  // Moves past a one-byte token ({ } : ,).
-  void skip_byte() { next(); }
-  // Moves past the string at the cursor, setting `*span`.
-  Scan string(StringSpan* span) { return scan_string_at(span); }
-  // Moves past one value, validated and not copied.
-  Scan value(std::size_t depth) { return scan_value<false>(depth); }
-  // Moves past the value of "data", copying its items.
-  Scan data(std::size_t* items, bool* null_item) { return scan_data(items, null_item); }
-  // Bytes written to the output.
-  char* output_end() const { return w_; }
-
- private:
-  // Moves to the next token. The current one must be < end_.
-  void next() { p_ = buf_ + *++ix_; }
-  Scan scan_string_at(StringSpan* span) {
-    span->begin = reinterpret_cast<const char*>(p_ + 1);
-    span->has_escapes = false;
-    const Byte* after = check_string(p_, buf_ + ix_[1], end_, &span->has_escapes);
-    if (after == nullptr) return Scan::invalid_json;
-    span->end = reinterpret_cast<const char*>(after - 1);
-    next();
-    return Scan::ok;
-  }
-
-  // Scans one complete value (any depth) at the current token. `depth` is
-  // the nesting depth of the container holding it. kCopy: the value is an
-  // item, copied minified to the output. kSplit (with kCopy): the value is
-  // the array of "data", each element an item; `*items` counts them and
-  // `*null_item` is set when one is null.
-  template <bool kCopy, bool kSplit = false>
-  Scan scan_value(std::size_t depth, std::size_t* items = nullptr, bool* null_item = nullptr);
-  Scan scan_data(std::size_t* items, bool* null_item);
-
-  const Byte* buf_;
-  const Byte* end_;
-  const uint32_t* ix_;
-  const Byte* p_;
-  std::size_t max_depth_;
-  char* w_;
-  Byte* stack_;
-};
-
-template <bool kCopy, bool kSplit>
-Scan IndexWalk::scan_value(std::size_t depth, std::size_t* items, bool* null_item) {
-  // Iterative, so hostile nesting costs one byte of stack per level, not a
-  // stack frame. Locals, not members: a store through the char output
-  // pointer would otherwise force them back to memory.
-  const Byte* const buf = buf_;
-  const Byte* const end = end_;
-  const uint32_t* ix = ix_;
-  const Byte* p = p_;
-  char* w = w_;
-  const Byte* run = p;  // start of the item's bytes not yet copied
-  const Byte* token_end = p;
-  Byte* const stack = stack_;
-  std::size_t top = 0;                          // containers open inside this value
-  const std::size_t room = max_depth_ - depth;  // how many it may open
-  bool escapes = false;
-
-  // Moves past the current token, which ends at `after`. Whitespace shows
-  // as a gap before the next token: it splits the item's copy into runs.
-  auto next = [&](const Byte* after) __attribute__((always_inline)) {
-    const Byte* following = buf + *++ix;
-    if constexpr (kCopy) {
-      if (following != after) {
-        w = copy_run(w, run, after, end);
-        run = following;
-      }
-    }
-    token_end = after;
-    p = following;
-  };
-  // After a number or literal: the next byte must end the token. (Stage 1
-  // makes "1x" or "truex" one token, so the next index lies beyond it.)
-  auto delimited = [&](const Byte* after) __attribute__((always_inline)) {
-    return after == buf + ix[1] || is_ws(*after);
-  };
-  Scan result = Scan::ok;
-  std::size_t count = 0;  // items ended (kSplit)
-  if constexpr (kSplit) {
-    // p at the '[' of "data": stack[0] stands for it, so top == 1 while
-    // inside an item. No copy: items start after it.
-    if (room < 1) goto deep;
-    p = buf + *++ix;
-    if (p < end && *p == ']') {
-      p = buf + *++ix;
-      goto done;
-    }
-    stack[top++] = kInArray;
-    run = p;
-    if (p < end && *p == 'n') *null_item = true;
-  }
-  for (;;) {
-    // A value at p.
-    if (p == end) goto invalid;
-    switch (*p) {
-      case '{':
-        if (top + 1 > room) goto deep;
-        next(p + 1);
-        if (p < end && *p == '}') {
-          next(p + 1);
-          break;
-        }
-        stack[top++] = kInObject;
-        goto object_key;
-      case '[':
-        if (top + 1 > room) goto deep;
-        next(p + 1);
-        if (p < end && *p == ']') {
-          next(p + 1);
-          break;
-        }
-        stack[top++] = kInArray;
-        continue;  // first element
-      case '"': {
-        const Byte* after = check_string(p, buf + ix[1], end, &escapes);
-        if (after == nullptr) goto invalid;
-        next(after);
-        break;
-      }
-      case 't':
-        if (!starts_with_word(p, end, "true") || !delimited(p + 4)) goto invalid;
-        next(p + 4);
-        break;
-      case 'f':
-        if (end - p < 5 || !starts_with_word(p + 1, end, "alse") || !delimited(p + 5)) goto invalid;
-        next(p + 5);
-        break;
-      case 'n':
-        if (!starts_with_word(p, end, "null") || !delimited(p + 4)) goto invalid;
-        next(p + 4);
-        break;
-      default: {
-        const Byte* after = scan_number(p, end);
-        if (after == nullptr || !delimited(after)) goto invalid;
-        next(after);
-        break;
-      }
-    }
-    // After a complete value: close containers or move to the next member.
-    for (;;) {
-      if (top == 0) goto done;
-      if (p == end) goto invalid;
-      if constexpr (kSplit) {
-        if (top == 1) {
-          // An item ended at token_end (its copy up to the last gap is
-          // done). Separators between items are not copied.
-          if (token_end > run) w = copy_run(w, run, token_end, end);
-          *w++ = '\n';
-          ++count;
-          if (*p == ',') {
-            p = buf + *++ix;
-            run = p;
-            if (p < end && *p == 'n') *null_item = true;
-            goto next_value;
-          }
-          if (*p != ']') goto invalid;
-          p = buf + *++ix;
-          top = 0;
-          goto done;
-        }
-      }
-      Byte c = *p;
-      if (c == ',') {
-        next(p + 1);
-        if (stack[top - 1] == kInArray) goto next_value;
-        goto object_key;
-      }
-      if (c != (stack[top - 1] == kInArray ? ']' : '}')) goto invalid;
-      next(p + 1);
-      --top;
-    }
-  object_key:
-    if (p == end || *p != '"') goto invalid;
-    {
-      const Byte* after = check_string(p, buf + ix[1], end, &escapes);
-      if (after == nullptr) goto invalid;
-      next(after);
-    }
-    if (p == end || *p != ':') goto invalid;
-    next(p + 1);
-  next_value:;
-  }
-deep:
-  result = Scan::too_deep;
-  goto done;
-invalid:
-  result = Scan::invalid_json;
-done:
-  if (result == Scan::ok) {
-    ix_ = ix;
-    p_ = p;
-    if constexpr (kCopy) {
-      if constexpr (kSplit) {
-        *items = count;
-      } else if (token_end > run) {
-        w = copy_run(w, run, token_end, end);
-      }
-      w_ = w;
-    }
-  }
-  return result;
-}
-
-Scan IndexWalk::scan_data(std::size_t* items, bool* null_item) {
-  // p_ at the value of "data". A top-level array is split into items.
-  *items = 0;
-  if (*p_ == '[') return scan_value<true, true>(1, items, null_item);
-  if (*p_ == 'n') *null_item = true;
-  if (Scan s = scan_value<true>(1); s != Scan::ok) return s;
-  *w_++ = '\n';
-  *items = 1;
-  return Scan::ok;
-}
-
 __attribute__((noinline)) void unescape_escapes(const StringSpan& span, std::string* out) {
   out->clear();
   const char* p = span.begin;
@@ -1061,8 +716,8 @@ class Lazy {
 };
 
 // The body's top-level object: the fields ingestion needs, each other field
-// validated and skipped. Walk is ForwardWalk or IndexWalk; both keep their
-// cursor on a token, whitespace skipped.
+// validated and skipped. The walk keeps its cursor on a token, whitespace
+// skipped.
 template <class Walk>
 Status run_body(Walk& walk, ParsedRequest* request) {
   if (walk.at_end()) return Status(ErrorCode::invalid_json, "the request body is empty; send a JSON object");
@@ -1192,23 +847,6 @@ Status run_body(Walk& walk, ParsedRequest* request) {
   return Status();
 }
 
-// True when the body looks pretty-printed: a line break before its first
-// quote (formatters break right after the opening brace). Such bodies of
-// kMinIndexedBody bytes or more go to the structural index, where
-// whitespace costs nothing; compact ones and small pretty ones to the
-// forward pass, which is faster when there is little to skip, or little
-// to index: below about 320 bytes stage 1's fixed cost (as much as the
-// walk itself on the API document's example) outweighs the whitespace it
-// saves. Either walk gives the same answer for every body; this only picks
-// the faster.
-constexpr std::size_t kMinIndexedBody = 320;
-
-bool looks_pretty(const Byte* json, std::size_t length) {
-  for (std::size_t i = 0; i < length && i < 64 && json[i] != '"'; ++i)
-    if (json[i] == '\n') return true;
-  return false;
-}
-
 }  // namespace
 
 Status parse(std::string_view body, ParsedRequest* out, const ParseOptions& options) {
@@ -1223,36 +861,16 @@ Status parse(std::string_view body, ParsedRequest* out, const ParseOptions& opti
   std::size_t length = body.size();
   // Leading UTF-8 byte order mark: RFC 8259 lets parsers ignore it.
   if (length >= 3 && json[0] == 0xEF && json[1] == 0xBB && json[2] == 0xBF) json += 3, length -= 3;
-  // The index and the container stack are reused per thread: no
-  // allocation per request once they have grown.
-  struct Scratch {
-    StructuralIndex index;
-    std::vector<uint8_t> stack;
-  };
-  thread_local Scratch scratch;
-  const bool indexed = length >= kMinIndexedBody && looks_pretty(json, length);
-  if (indexed) {
-    // Stage 1 validates UTF-8 too.
-    if (Status s = scratch.index.build(json, length); !s.ok()) {
-      lines.clear();
-      return s;
-    }
-  }
-  // The forward walk leaves UTF-8 for after it: only strings can hold
-  // bytes of 0x80 or more, and it notes whether one did. Most bodies are
-  // ASCII and need no second pass.
+  // UTF-8 is left for after the walk: only strings can hold bytes of 0x80
+  // or more, and it notes whether one did. Most bodies are ASCII and need
+  // no second pass.
   bool check_utf8 = false;
-  // Nesting never exceeds the body's size.
-  std::vector<uint8_t>& stack = scratch.stack;
+  // The container stack is reused per thread: no allocation per request
+  // once it has grown. Nesting never exceeds the body's size.
+  thread_local std::vector<uint8_t> stack;
   const std::size_t stack_size = std::min(options.max_depth, length) + 1;
   if (stack.size() < stack_size) stack.resize(stack_size);
   auto run = [&](char* output, char** output_end) {
-    if (indexed) {
-      IndexWalk walk(json, length, scratch.index.begin(), options.max_depth, output, stack.data());
-      Status status = run_body(walk, out);
-      *output_end = walk.output_end();
-      return status;
-    }
     ForwardWalk walk(json, length, options.max_depth, output, stack.data());
     Status status = run_body(walk, out);
     *output_end = walk.output_end();

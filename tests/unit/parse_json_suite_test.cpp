@@ -8,9 +8,8 @@
 //   n_  must be refused: invalid_json, or invalid_utf8 for bad UTF-8;
 //   i_  implementation-defined in RFC 8259: the answer writeapi gives is
 //       stated, and the reason is in lib/include/writeapi/parse.h.
-// parse() walks compact bodies in one forward pass and bodies with a line
-// break near the start over simdjson's structural index: every y_ and n_
-// case runs both ways (the second time after a leading newline).
+// Every y_ and n_ case runs twice: compact, and after a line break and a
+// long run of spaces, as pretty-printed bodies start.
 #include <catch2/catch.hpp>
 
 #include <string>
@@ -29,12 +28,8 @@ std::string body_with(std::string_view document) {
   return std::string(R"({"accessKey":"k","data":)") + std::string(document) + "}";
 }
 
-// The two walks: "" keeps a compact body on the forward pass, "\n" sends
-// it to the structural index.
-// parse() sends a body to its structural-index walk when a line break
-// comes before its first quote and the body is not small (lib/src/parse.cpp:
-// kMinIndexedBody, 320 bytes; the padding here must stay above it), and
-// to its forward pass otherwise: every case runs through both.
+// Every case runs compact and after a line break and 1 KiB of spaces (a
+// whitespace run longer than the 16-byte steps it is skipped in).
 const std::string kWalkPrefixes[] = {"", "\n" + std::string(1024, ' ')};
 
 struct Accepted {
@@ -149,7 +144,7 @@ TEST_CASE("parse JSON suite: y_ documents are accepted, byte-exact", "[parse][js
   };
   for (const std::string& prefix : kWalkPrefixes) {
     for (const Accepted& c : cases) {
-      INFO(c.name << (prefix.empty() ? " (forward)" : " (indexed)") << ": " << c.document);
+      INFO(c.name << (prefix.empty() ? " (compact)" : " (after whitespace)") << ": " << c.document);
       ParsedRequest out;
       Status s = writeapi::parse(prefix + body_with(c.document), &out);
       INFO(s.name() << ": " << s.message());
@@ -332,7 +327,7 @@ TEST_CASE("parse JSON suite: n_ documents are refused", "[parse][json-suite]") {
   };
   for (const std::string& prefix : kWalkPrefixes) {
     for (const Refused& c : cases) {
-      INFO(c.name << (prefix.empty() ? " (forward)" : " (indexed)") << ": " << c.document);
+      INFO(c.name << (prefix.empty() ? " (compact)" : " (after whitespace)") << ": " << c.document);
       ParsedRequest out;
       Status s = writeapi::parse(prefix + body_with(c.document), &out);
       INFO(s.name() << ": " << s.message());

@@ -532,14 +532,14 @@ TEST_CASE("parse: a bad byte at every offset of a string is invalid_utf8 and a g
       const std::string first = R"({"x":")";
       CHECK(code_of(last + bad + "\"}") == ErrorCode::invalid_utf8);
       CHECK(code_of(first + bad + R"(","accessKey":"k","data":1})") == ErrorCode::invalid_utf8);
-      // Pretty-printed and at least 320 bytes: the structural-index walk.
+      // Pretty-printed, with indentation longer than a 16-byte step.
       const std::string indent = "\n" + std::string(320, ' ');
       CHECK(code_of("{" + indent + "\"accessKey\": \"k\"," + indent + "\"data\": \"" + bad + "\"\n}") ==
             ErrorCode::invalid_utf8);
       CHECK(code_of("{\n  \"accessKey\": \"k\",\n  \"data\": \"" + bad + "\"\n}") == ErrorCode::invalid_utf8);
       CHECK(code_of(R"({"accessKey":"k","deviceId":")" + bad + R"(","data":1})") == ErrorCode::invalid_utf8);
-      // Nothing of such a body is kept, on either walk: a deviceId that is
-      // not UTF-8 would otherwise reach the access log.
+      // Nothing of such a body is kept, compact or pretty-printed: a
+      // deviceId that is not UTF-8 would otherwise reach the access log.
       for (const std::string& space : {std::string(), "\n" + std::string(320, ' ')}) {
         writeapi::ParsedRequest rejected;
         const std::string body = "{" + space + R"("accessKey":"k","deviceId":"d","requestId":"r","x":")" + bad +
@@ -770,8 +770,8 @@ TEST_CASE("parse: requestId is extracted, unescaped and validated", "[parse]") {
   CHECK(code_of(R"({"accessKey":"k","requestId":"a","requestId":"a","data":1})") == ErrorCode::duplicate_field);
   // Syntax errors still take precedence.
   CHECK(code_of(R"({"accessKey":"k","requestId":1,"data":tru})") == ErrorCode::invalid_json);
-  // Pretty-printed bodies give the same, small (the forward pass) and of
-  // 320 bytes or more (the structural-index walk).
+  // Pretty-printed bodies give the same, with short indentation and with
+  // indentation longer than a 16-byte step.
   for (const std::string& indent : {std::string("\n  "), "\n" + std::string(320, ' ')}) {
     REQUIRE(writeapi::parse(
                 "{" + indent + "\"accessKey\": \"k\"," + indent + "\"requestId\": \"p-1\"," + indent + "\"data\": 1\n}",

@@ -25,10 +25,9 @@
 // capacity and avoids allocation on the hot path.
 //
 // Memory: each thread that calls parse() keeps, for reuse, a nesting stack
-// (1 byte per level) and, once it has parsed a pretty-printed body (a line
-// break before the first quote), an index of that body's tokens: 4.5 bytes
-// per byte of the largest such body (45 MiB for a 10 MiB one). `lines`
-// needs the body's size plus 33 bytes of capacity while parse() runs.
+// (1 byte per level, at most the smaller of max_depth and the largest body's
+// size). `lines` needs the body's size plus 33 bytes of capacity while
+// parse() runs.
 #ifndef WRITEAPI_PARSE_H_
 #define WRITEAPI_PARSE_H_
 
