@@ -39,6 +39,7 @@
 #include <simdjson.h>
 #include <writeapi/parse.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <map>
@@ -435,7 +436,11 @@ const std::vector<const char*>& implementations() {
   return names;
 }
 
-// Collects results to print the ratio table after the run.
+// Collects results to print the ratio table after the run. With
+// --benchmark_repetitions=N each benchmark's time is the median of its N
+// runs; with --benchmark_enable_random_interleaving=true too, those runs
+// are spread over the whole run in random order, so a machine whose speed
+// drifts slows every implementation alike.
 class RatioReporter : public benchmark::ConsoleReporter {
  public:
   void ReportRuns(const std::vector<Run>& runs) override {
@@ -444,12 +449,16 @@ class RatioReporter : public benchmark::ConsoleReporter {
       if (run.error_occurred || run.run_type != Run::RT_Iteration) continue;
       // CPU time: the machines this runs on are shared, and wall time then
       // includes other processes' turns.
-      times_[run.benchmark_name()] = run.GetAdjustedCPUTime();  // in run.time_unit (ns)
+      times_[run.run_name.str()].push_back(run.GetAdjustedCPUTime());  // in run.time_unit (ns)
     }
   }
   double time(const std::string& impl, const Payload& p) const {
     auto it = times_.find(impl + "/" + p.name);
-    return it == times_.end() ? 0.0 : it->second;
+    if (it == times_.end() || it->second.empty()) return 0.0;
+    std::vector<double> sorted = it->second;
+    std::sort(sorted.begin(), sorted.end());
+    const std::size_t n = sorted.size();
+    return n % 2 ? sorted[n / 2] : (sorted[n / 2 - 1] + sorted[n / 2]) / 2;
   }
   // One row per payload: writeapi's GB/s and items/s, then every
   // implementation's speed relative to simdjson DOM parse (higher is faster).
@@ -485,7 +494,7 @@ class RatioReporter : public benchmark::ConsoleReporter {
   }
 
  private:
-  std::map<std::string, double> times_;
+  std::map<std::string, std::vector<double>> times_;
 };
 
 }  // namespace
