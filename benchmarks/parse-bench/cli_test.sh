@@ -25,6 +25,9 @@ grep -q "text.json: 2 lines checked byte for byte" <<<"$out"
 grep -q "body.json  " <<<"$out"
 grep -q "pretty.json (as data)" <<<"$out"
 grep -q "^scaling: writeapi on 2 threads" <<<"$out"
+# Each row ends in the median ratio of the rounds and their range.
+grep -Eq "/body.json .* [0-9]+\.[0-9]{2}x  [0-9]+\.[0-9]{2}-[0-9]+\.[0-9]{2}$" <<<"$out"
+"$tool" --help | grep -q "median of 10 rounds"
 
 printf '{"not json' >"$dir/broken.json"
 if "$tool" --seconds 0.01 "$dir/broken.json" 2>"$dir/err"; then
