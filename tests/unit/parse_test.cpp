@@ -567,6 +567,35 @@ TEST_CASE("parse: a bad byte at every offset of a string is invalid_utf8 and a g
   }
 }
 
+TEST_CASE("parse: between invalid_json and too_deep the first met wins and whitespace does not change it", "[parse]") {
+  struct Case {
+    std::string body;
+    std::size_t max_depth;
+    ErrorCode code;
+  };
+  const Case cases[] = {
+      {R"({"a":")", 0, ErrorCode::too_deep},         // the object is already too deep
+      {"{\"a\":\"\x01\"}", 0, ErrorCode::too_deep},  // before the raw control character
+      {R"({"data":[[")", 2, ErrorCode::too_deep},    // before the unclosed string
+      {R"({"accessKey":"k","data":[1,],"x":[[[[1]]]]})", 3, ErrorCode::invalid_json},  // the comma first
+      {R"({"accessKey":"k","data":[[[[1]]]],"x":[1,]})", 3, ErrorCode::too_deep},
+  };
+  for (const Case& c : cases) {
+    ParseOptions options;
+    options.max_depth = c.max_depth;
+    // Compact, and with a line break and indentation wherever one may go.
+    std::string pretty;
+    for (char ch : c.body) {
+      pretty += ch;
+      if (ch == '{' || ch == '[' || ch == ',') pretty += "\n    ";
+    }
+    INFO("body " << c.body << " max_depth " << c.max_depth);
+    CHECK(code_of(c.body, options) == c.code);
+    CHECK(code_of(pretty, options) == c.code);
+    CHECK(code_of("\n" + c.body, options) == c.code);
+  }
+}
+
 TEST_CASE("parse: numbers with digit runs of every length up to 40 end where the digits do", "[parse]") {
   // Digits are skipped 8 at a time: every run length, ended by each byte
   // that may follow a digit, and by the bytes next to '0' and '9'.

@@ -93,6 +93,8 @@ struct WRITEAPI_EXPORT ParsedRequest {
 //   missing_access_key "accessKey" absent or empty
 // Syntax errors take precedence: a body that is not valid JSON is always
 // invalid_json/invalid_utf8/too_deep, whatever else is wrong with it.
+// invalid_utf8 comes first; between invalid_json and too_deep, whichever
+// the body meets first in reading order (whitespace never changes which).
 // On error, `*out` holds no usable data.
 WRITEAPI_EXPORT Status parse(std::string_view body, ParsedRequest* out, const ParseOptions& options = ParseOptions());
 
