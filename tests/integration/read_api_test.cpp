@@ -256,25 +256,41 @@ TEST_CASE("read: more woken reads than stream slots each get their first part", 
   CHECK(std::stoul(head.header("content-length")) <= 256 * 1024);
   CHECK(std::stoul(head.header("x-next-cursor")) == std::stoul(end) + std::stoul(head.header("content-length")));
   int shortened = 0;
+  std::vector<std::pair<std::size_t, std::string>> partial;  // lines so far, next cursor
   for (auto& connection : waiting) {
     RawResponse res = connection->read_response(30s);
     REQUIRE(res.status == 200);
     REQUIRE(res.body.size() == std::stoul(res.header("content-length")));
     REQUIRE((!res.body.empty() && res.body.back() == '\n'));
-    std::size_t lines = split_lines(res.body).size();
+    const std::size_t lines = split_lines(res.body).size();
     if (lines < kLines) {
       ++shortened;
       CHECK(res.body.size() <= 256 * 1024);
-      // Reading on from its cursor gets the rest.
-      auto rest = get_lines(server, "burst", "cursor=" + res.header("x-next-cursor") + "&limit=100000");
-      REQUIRE(rest->status == 200);
-      lines += split_lines(rest->body).size();
+      partial.emplace_back(lines, res.header("x-next-cursor"));
+    } else {
+      CHECK(lines == kLines);
     }
-    CHECK(lines == kLines);
   }
   INFO(shortened << " of " << kWaiting << " answers shortened");
   CHECK(shortened >= kWaiting - 16);
-  CHECK(server.metric("writeapi_read_answers_shortened_total") == shortened);
+  // Reading on from its cursor gets the rest. A read made while other
+  // streams still hold every slot is shortened too (when the server is
+  // slow, as under ASan, the last streams may still be finishing): chain
+  // cursors, and count those answers as well.
+  int rest_shortened = 0;
+  for (auto& [lines, cursor] : partial) {
+    for (int round = 0; lines < kLines && round < 64; ++round) {
+      auto rest = get_lines(server, "burst", "cursor=" + cursor + "&limit=100000");
+      REQUIRE(rest->status == 200);
+      const std::size_t got = split_lines(rest->body).size();
+      REQUIRE(got > 0);
+      lines += got;
+      if (lines < kLines) ++rest_shortened;
+      cursor = rest->get_header_value("x-next-cursor");
+    }
+    CHECK(lines == kLines);
+  }
+  CHECK(server.metric("writeapi_read_answers_shortened_total") == shortened + rest_shortened);
 }
 
 TEST_CASE("read: a waiting read is answered when the server stops", "[integration][read]") {
