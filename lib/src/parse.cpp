@@ -35,6 +35,7 @@
 #include <array>
 #include <cstdint>
 #include <cstring>
+#include <exception>
 #include <forward_list>
 #include <memory>
 #include <new>
@@ -852,15 +853,20 @@ Status run_body(Walk& walk, ParsedRequest* request) {
   return Status();
 }
 
-}  // namespace
-
-Status parse(std::string_view body, ParsedRequest* out, const ParseOptions& options) {
+// Clears what parse() reports besides the lines.
+void clear_fields(ParsedRequest* out) {
   out->access_key.clear();
   out->has_device_id = false;
   out->device_id.clear();
   out->has_request_id = false;
   out->request_id.clear();
   out->item_count = 0;
+}
+
+}  // namespace
+
+Status parse(std::string_view body, ParsedRequest* out, const ParseOptions& options) {
+  clear_fields(out);
   std::string& lines = out->lines;
   const Byte* json = reinterpret_cast<const Byte*>(body.data());
   std::size_t length = body.size();
@@ -891,16 +897,36 @@ Status parse(std::string_view body, ParsedRequest* out, const ParseOptions& opti
   char* output_end = nullptr;
 #if defined(__cpp_lib_string_resize_and_overwrite)
   lines.clear();  // nothing to keep: resize_and_overwrite would copy it
-  lines.resize_and_overwrite(capacity, [&](char* buffer, std::size_t) {
-    status = run(buffer, &output_end);
+  // The operation must not throw (a precondition of resize_and_overwrite),
+  // and the walk may: std::bad_alloc from a field name's set or a field's
+  // copy. It is caught inside and rethrown once `lines` is whole (empty),
+  // with no field kept.
+  std::exception_ptr failure;
+  lines.resize_and_overwrite(capacity, [&](char* buffer, std::size_t) noexcept -> std::size_t {
+    try {
+      status = run(buffer, &output_end);
+    } catch (...) {
+      failure = std::current_exception();
+      return 0;
+    }
     return status.ok() ? static_cast<std::size_t>(output_end - buffer) : 0;
   });
+  if (failure) {
+    clear_fields(out);
+    std::rethrow_exception(failure);
+  }
 #else
   // Before C++23, growing a string writes zeros over everything past its
   // old size. A reused ParsedRequest keeps the last lines' size, so only
   // what they did not cover (the last body's whitespace) is zeroed.
   if (lines.size() < capacity) lines.resize(capacity);
-  status = run(lines.data(), &output_end);
+  try {
+    status = run(lines.data(), &output_end);
+  } catch (...) {
+    lines.clear();
+    clear_fields(out);
+    throw;
+  }
   lines.resize(status.ok() ? static_cast<std::size_t>(output_end - lines.data()) : 0);
 #endif
   if (check_utf8 && !simdjson::validate_utf8(body.data(), body.size())) {

@@ -15,16 +15,29 @@
 #include "api_document.h"
 #include "writeapi/auth.h"
 #include "writeapi/ingest.h"
+#include "writeapi/parse.h"
 #include "writeapi/storage.h"
 
 namespace {
 std::atomic<long> g_allocations{0};
 std::atomic<bool> g_counting{false};
+// While counting, the allocation with this number (0 is the first) fails
+// with std::bad_alloc; -1: none does.
+std::atomic<long> g_fail_at{-1};
+}  // namespace
+
+namespace {
+// Counts an allocation; true when it is the one to fail.
+bool count_allocation() {
+  const long n = g_allocations.fetch_add(1, std::memory_order_relaxed);
+  return n == g_fail_at.load(std::memory_order_relaxed);
+}
 }  // namespace
 
 void* operator new(std::size_t size) {
-  if (g_counting.load(std::memory_order_relaxed)) g_allocations.fetch_add(1, std::memory_order_relaxed);
-  if (void* p = std::malloc(size == 0 ? 1 : size)) return p;
+  void* p =
+      g_counting.load(std::memory_order_relaxed) && count_allocation() ? nullptr : std::malloc(size == 0 ? 1 : size);
+  if (p != nullptr) return p;
   throw std::bad_alloc();
 }
 void operator delete(void* p) noexcept { std::free(p); }
@@ -126,4 +139,50 @@ TEST_CASE("Rejected requests allocate a bounded amount too", "[perf][alloc]") {
   g_counting = false;
   CHECK(s.code() == writeapi::ErrorCode::invalid_json);
   CHECK(g_allocations.load() <= 2);  // the error message
+}
+
+// parse() writes its lines inside std::string::resize_and_overwrite, whose
+// operation must not throw, while the walk allocates (the fields' copies,
+// the set of field names, unescaped names). Each of those allocations is
+// made to fail in turn: parse() throws std::bad_alloc, keeps no lines and
+// no field (the access key least of all), and the same ParsedRequest
+// parses the body correctly afterwards.
+TEST_CASE("parse: a failed allocation at any point throws std::bad_alloc and leaves the request reusable",
+          "[perf][alloc]") {
+  std::string body = R"({"accessKey":")" + std::string(100, 'k') + R"(","deviceId":")" + std::string(60, 'd') +
+                     R"(","requestId":")" + std::string(40, 'r') + R"(",)";
+  for (int i = 0; i < 12; ++i) body += R"("field\u00e9)" + std::to_string(i) + R"(":[1,{"a":"b"}],)";
+  body += R"("data":[{"t":1},"x\ny"]})";
+  const std::string expected = "{\"t\":1}\n\"x\\ny\"\n";
+  long failures = 0;
+  for (long fail_at = 0;; ++fail_at) {
+    writeapi::ParsedRequest out;  // new each time, so that every allocation happens again
+    bool threw = false;
+    g_allocations = 0;
+    g_fail_at = fail_at;
+    g_counting = true;
+    try {
+      (void)writeapi::parse(body, &out);
+    } catch (const std::bad_alloc&) {
+      threw = true;
+    }
+    g_counting = false;
+    g_fail_at = -1;
+    if (!threw) break;
+    ++failures;
+    INFO("allocation " << fail_at << " failed");
+    CHECK(out.lines.empty());
+    CHECK(out.access_key.empty());
+    CHECK(out.device_id.empty());
+    CHECK(out.request_id.empty());
+    writeapi::Status status = writeapi::parse(body, &out);
+    REQUIRE(status.ok());
+    CHECK(out.lines == expected);
+    CHECK(out.access_key == std::string(100, 'k'));
+    CHECK(out.device_id == std::string(60, 'd'));
+    CHECK(out.request_id == std::string(40, 'r'));
+    REQUIRE(fail_at < 10000);
+  }
+  // The lines' buffer, the three fields and the set of names at least.
+  CHECK(failures >= 5);
 }
