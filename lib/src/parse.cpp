@@ -853,6 +853,12 @@ Status run_body(Walk& walk, ParsedRequest* request) {
   return Status();
 }
 
+// simdjson chooses its kernel on first use and allocates as it does, inside
+// noexcept functions (validate_utf8() among them), where a std::bad_alloc
+// ends the process. That first use is made while the library loads, so
+// that no request's body can be the one to meet a failing allocation there.
+[[maybe_unused]] const bool kSimdjsonReady = simdjson::validate_utf8("", 0);
+
 // Clears what parse() reports besides the lines.
 void clear_fields(ParsedRequest* out) {
   out->access_key.clear();
@@ -863,10 +869,8 @@ void clear_fields(ParsedRequest* out) {
   out->item_count = 0;
 }
 
-}  // namespace
-
-Status parse(std::string_view body, ParsedRequest* out, const ParseOptions& options) {
-  clear_fields(out);
+// parse() itself; it may throw (std::bad_alloc), leaving `out` half written.
+Status parse_body(std::string_view body, ParsedRequest* out, const ParseOptions& options) {
   std::string& lines = out->lines;
   const Byte* json = reinterpret_cast<const Byte*>(body.data());
   std::size_t length = body.size();
@@ -899,8 +903,7 @@ Status parse(std::string_view body, ParsedRequest* out, const ParseOptions& opti
   lines.clear();  // nothing to keep: resize_and_overwrite would copy it
   // The operation must not throw (a precondition of resize_and_overwrite),
   // and the walk may: std::bad_alloc from a field name's set or a field's
-  // copy. It is caught inside and rethrown once `lines` is whole (empty),
-  // with no field kept.
+  // copy. It is caught inside and rethrown once `lines` is whole.
   std::exception_ptr failure;
   lines.resize_and_overwrite(capacity, [&](char* buffer, std::size_t) noexcept -> std::size_t {
     try {
@@ -911,22 +914,13 @@ Status parse(std::string_view body, ParsedRequest* out, const ParseOptions& opti
     }
     return status.ok() ? static_cast<std::size_t>(output_end - buffer) : 0;
   });
-  if (failure) {
-    clear_fields(out);
-    std::rethrow_exception(failure);
-  }
+  if (failure) std::rethrow_exception(failure);
 #else
   // Before C++23, growing a string writes zeros over everything past its
   // old size. A reused ParsedRequest keeps the last lines' size, so only
   // what they did not cover (the last body's whitespace) is zeroed.
   if (lines.size() < capacity) lines.resize(capacity);
-  try {
-    status = run(lines.data(), &output_end);
-  } catch (...) {
-    lines.clear();
-    clear_fields(out);
-    throw;
-  }
+  status = run(lines.data(), &output_end);
   lines.resize(status.ok() ? static_cast<std::size_t>(output_end - lines.data()) : 0);
 #endif
   if (check_utf8 && !simdjson::validate_utf8(body.data(), body.size())) {
@@ -944,6 +938,21 @@ Status parse(std::string_view body, ParsedRequest* out, const ParseOptions& opti
     out->access_key.clear();
   }
   return status;
+}
+
+}  // namespace
+
+Status parse(std::string_view body, ParsedRequest* out, const ParseOptions& options) {
+  clear_fields(out);
+  try {
+    return parse_body(body, out, options);
+  } catch (...) {
+    // An allocation failed (the container stack, the lines, a field, an
+    // error message): nothing of this body or the last one is kept.
+    out->lines.clear();
+    clear_fields(out);
+    throw;
+  }
 }
 
 }  // namespace writeapi

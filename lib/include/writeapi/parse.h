@@ -95,7 +95,9 @@ struct WRITEAPI_EXPORT ParsedRequest {
 // invalid_json/invalid_utf8/too_deep, whatever else is wrong with it.
 // invalid_utf8 comes first; between invalid_json and too_deep, whichever
 // the body meets first in reading order (whitespace never changes which).
-// On error, `*out` holds no usable data.
+// On error, `*out` holds no usable data. Only a failed allocation throws
+// (std::bad_alloc); `*out` then holds no lines and no field, of this body
+// or of the last one.
 WRITEAPI_EXPORT Status parse(std::string_view body, ParsedRequest* out, const ParseOptions& options = ParseOptions());
 
 }  // namespace writeapi
