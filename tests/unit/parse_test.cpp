@@ -620,6 +620,71 @@ TEST_CASE("parse: numbers with digit runs of every length up to 40 end where the
   }
 }
 
+TEST_CASE("parse: whitespace runs that change length at one depth end where the whitespace does", "[parse]") {
+  // The walk guesses a run's length from the last one at its depth and
+  // checks the guess: every pair of lengths (the second shorter, equal,
+  // longer, across 16-byte steps), of each whitespace byte, before every
+  // kind of token, in arrays and objects, and at the end of the body.
+  const std::string tokens[] = {"1", "-2.5e3", "\"s\"", "true", "false", "null", "{}", "[]", "{\"k\":[7]}"};
+  for (const char* fill : {" ", "\t", "\r\n", "\n "}) {
+    for (std::size_t first = 2; first <= 70; first += (first < 20 ? 1 : 7)) {
+      for (std::size_t second : {std::size_t{2}, first - 1, first, first + 1, first + 16, std::size_t{1}}) {
+        if (second < 1) continue;
+        auto run = [&](std::size_t n) {
+          std::string ws = "\n";
+          while (ws.size() < n) ws += fill;
+          return ws.substr(0, n);
+        };
+        for (const std::string& token : tokens) {
+          INFO("fill " << static_cast<int>(fill[0]) << " runs " << first << " then " << second << " token " << token);
+          const std::string items = "[[" + run(first) + token + "," + run(first) + token + "," + run(second) + token +
+                                    run(second) + "]," + run(second) + "{" + run(first) + "\"a\":" + token + "," +
+                                    run(second) + "\"b\":" + token + run(first) + "}" + run(first) + "]";
+          CHECK(lines_of(items) ==
+                "[" + token + "," + token + "," + token + "]\n{\"a\":" + token + ",\"b\":" + token + "}\n");
+          // A byte that is not whitespace where a guessed run would end.
+          for (const char* odd : {"\x01", "x", "\x0b", "\x0c", "\x7f"}) {
+            const std::string broken =
+                "[[" + run(first) + token + "," + run(first) + token + "," + run(second - 1) + odd + token + "]]";
+            CHECK(code_of(with_data(broken)) == ErrorCode::invalid_json);
+          }
+        }
+        // The body ends inside a run as long as the guess, or shorter.
+        CHECK(code_of(R"({"accessKey":"k","data":[[)" + run(first) + "1," + run(first) + "2," + run(second)) ==
+              ErrorCode::invalid_json);
+      }
+    }
+  }
+}
+
+TEST_CASE("parse: strings of every length up to 80 with an escape or a bad byte at every offset", "[parse]") {
+  // A string's end is taken from the first quote of its first 16 bytes
+  // when no backslash or control character comes before it.
+  for (std::size_t length = 0; length <= 80; ++length) {
+    std::string text;
+    for (std::size_t i = 0; i < length; ++i) text += static_cast<char>('a' + i % 26);
+    const std::string quoted = "\"" + text + "\"";
+    INFO("length " << length);
+    CHECK(lines_of("[" + quoted + "," + quoted + "]") == quoted + "\n" + quoted + "\n");
+    CHECK(lines_of("{" + quoted + ":" + quoted + "}") == "{" + quoted + ":" + quoted + "}\n");
+    for (std::size_t at = 0; at <= length; ++at) {
+      INFO("at " << at);
+      const std::string head = text.substr(0, at), tail = text.substr(at);
+      for (const char* escape : {"\\\"", "\\\\", "\\n", "\\u00e9", "\\ud83d\\ude00"}) {
+        const std::string s = "\"" + head + escape + tail + "\"";
+        CHECK(lines_of("[" + s + "," + s + "]") == s + "\n" + s + "\n");
+      }
+      for (const char* bad : {"\x01", "\t", "\n", "\x1f", "\\x", "\\'", "\\u12g"}) {
+        const std::string s = "\"" + head + bad + tail + "\"";
+        CHECK(code_of(with_data("[" + s + ",1]")) == ErrorCode::invalid_json);
+        CHECK(code_of(with_data("{" + s + ":1}")) == ErrorCode::invalid_json);
+      }
+    }
+    // The closing quote escaped: the string runs on to the next quote.
+    CHECK(code_of(with_data("[\"" + text + "\\\",1]")) == ErrorCode::invalid_json);
+  }
+}
+
 TEST_CASE("parse: accessKey deviceId and requestId of every length up to 300 bytes are kept exactly", "[parse]") {
   // Strings without escapes are copied in 8- and 16-byte moves that
   // overlap: every length, each byte distinct from its neighbours.
