@@ -649,6 +649,19 @@ TEST_CASE("parse: whitespace runs that change length at one depth end where the 
             CHECK(code_of(with_data(broken)) == ErrorCode::invalid_json);
           }
         }
+        // Between the body's fields and the items of data.
+        ParsedRequest out;
+        const std::string body = "{" + run(first) + "\"accessKey\": \"k\"," + run(second) + "\"x\": 1," + run(first) +
+                                 "\"data\": [" + run(second) + "1," + run(first) + "2," + run(second) + "3" +
+                                 run(first) + "]" + run(second) + "}";
+        REQUIRE(writeapi::parse(body, &out).ok());
+        CHECK(out.lines == "1\n2\n3\n");
+        for (const char* odd : {"\x01", "x"}) {
+          CHECK(code_of("{" + run(first) + "\"accessKey\": \"k\"," + run(first - 1) + odd + "\"data\": 1}") ==
+                ErrorCode::invalid_json);
+          CHECK(code_of("{\"accessKey\": \"k\", \"data\": [" + run(first) + "1," + run(first - 1) + odd + "2]}") ==
+                ErrorCode::invalid_json);
+        }
         // The body ends inside a run as long as the guess, or shorter.
         CHECK(code_of(R"({"accessKey":"k","data":[[)" + run(first) + "1," + run(first) + "2," + run(second)) ==
               ErrorCode::invalid_json);
