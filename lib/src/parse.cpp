@@ -206,9 +206,14 @@ WRITEAPI_INLINE const Byte* skip_ws_run(const Byte* p, const Byte* end) {
 }
 
 // skip_ws_run for a run whose length is guessed: `*guess` is the length
-// of the last run of two or more bytes at the same depth (0: none yet).
+// of the last run of two or more bytes at the same depth (at first,
+// kFirstGuesses).
 // Indentation repeats at a depth, and the guess is checked, not trusted:
-// the bytes it covers must all be whitespace and the byte after it not.
+// the bytes it covers must be whitespace (two bytes, a line break or CRLF,
+// then one byte repeated: one compare per 16 bytes) and the byte after it
+// not. Runs of
+// another form (indentation mixing tabs and spaces) are skipped
+// unguessed.
 // What the guess buys is time: when it holds, the next token's position is
 // p + guess, known before the compares that check it complete, so the walk
 // goes on while they run, instead of waiting on a compare, a mask and a
@@ -230,16 +235,24 @@ WRITEAPI_INLINE const Byte* skip_ws_guessed(const Byte* p, const Byte* end, Byte
   if (end - p < 2 || !is_ws(p[1])) return p + 1;
 #if defined(__SSE2__)
   const std::size_t n = *guess;
-  if (n >= 2 && static_cast<std::size_t>(end - p) >= n + 16) {
+  // p[0] and p[1] are whitespace. The guess holds when p[2..n) repeat
+  // p[2] (the indentation's space or tab, after a line break or CRLF),
+  // that is whitespace, and p[n] is not.
+  if (n >= 3 && static_cast<std::size_t>(end - p) >= n + 16 && is_ws(p[2]) && !is_ws(p[n])) {
+    const __m128i fill = _mm_set1_epi8(static_cast<char>(p[2]));
+    auto same = [&](std::size_t at) {
+      return static_cast<unsigned>(
+          _mm_movemask_epi8(_mm_cmpeq_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + at)), fill)));
+    };
+    unsigned first = same(0) | 3u;
+    std::size_t i = 16;
     bool ok = true;
-    for (std::size_t i = 0; i <= n; i += 16) {
-      const std::size_t left = n - i;
-      const unsigned want = left >= 16 ? 0xFFFFu : (1u << left) - 1;
-      const unsigned care = left >= 16 ? 0xFFFFu : (2u << left) - 1;
-      if ((ws_mask16(p + i) & care) != want) {
-        ok = false;
-        break;
-      }
+    if (n < 16) {
+      ok = (~first & ((1u << n) - 1)) == 0;
+    } else {
+      ok = first == 0xFFFFu;
+      for (; ok && i + 16 <= n; i += 16) ok = same(i) == 0xFFFFu;
+      if (ok && i < n) ok = (~same(i) & ((1u << (n - i)) - 1)) == 0;
     }
     if (ok) return p + n;
   }
@@ -258,6 +271,10 @@ WRITEAPI_INLINE __m128i backslash_or_control(__m128i chunk) {
                       _mm_cmpeq_epi8(_mm_max_epu8(chunk, control_max), control_max));
 }
 #endif
+
+__attribute__((noinline)) const Byte* skip_ws_outlined(const Byte* p, const Byte* end, Byte* guess) {
+  return skip_ws_guessed(p, end, guess);
+}
 
 // Scans a string whose opening quote is at `p`. Returns the byte after the
 // closing quote, or nullptr when the string is invalid. Only quotes,
@@ -451,7 +468,15 @@ class ForwardWalk {
   // `level`: the depth of the line the run may indent (skip_ws_guessed),
   // that of the body's fields unless told.
   void skip_ws(std::size_t level = 1) {
-    if (p_ < end_ && is_ws(*p_)) p_ = skip_ws_guessed(p_, end_, &guess_[level]);
+    if (p_ < end_ && is_ws(*p_)) {
+      // A lone space inline; a longer run, which comes a few times per
+      // body or once per item here, out of line: the top-level logic that
+      // inlines this stays small.
+      if (end_ - p_ >= 2 && is_ws(p_[1]))
+        p_ = skip_ws_outlined(p_, end_, &guess_[level]);
+      else
+        ++p_;
+    }
   }
   // Scans one complete value (any depth) starting at p_, whitespace
   // skipped; leaves p_ just after it. `depth` is the nesting depth of the

@@ -626,45 +626,47 @@ TEST_CASE("parse: whitespace runs that change length at one depth end where the 
   // longer, across 16-byte steps), of each whitespace byte, before every
   // kind of token, in arrays and objects, and at the end of the body.
   const std::string tokens[] = {"1", "-2.5e3", "\"s\"", "true", "false", "null", "{}", "[]", "{\"k\":[7]}"};
-  for (const char* fill : {" ", "\t", "\r\n", "\n "}) {
-    for (std::size_t first = 2; first <= 70; first += (first < 20 ? 1 : 7)) {
-      for (std::size_t second : {std::size_t{2}, first - 1, first, first + 1, first + 16, std::size_t{1}}) {
-        if (second < 1) continue;
-        auto run = [&](std::size_t n) {
-          std::string ws = "\n";
-          while (ws.size() < n) ws += fill;
-          return ws.substr(0, n);
-        };
-        for (const std::string& token : tokens) {
-          INFO("fill " << static_cast<int>(fill[0]) << " runs " << first << " then " << second << " token " << token);
-          const std::string items = "[[" + run(first) + token + "," + run(first) + token + "," + run(second) + token +
-                                    run(second) + "]," + run(second) + "{" + run(first) + "\"a\":" + token + "," +
-                                    run(second) + "\"b\":" + token + run(first) + "}" + run(first) + "]";
-          CHECK(lines_of(items) ==
-                "[" + token + "," + token + "," + token + "]\n{\"a\":" + token + ",\"b\":" + token + "}\n");
-          // A byte that is not whitespace where a guessed run would end.
-          for (const char* odd : {"\x01", "x", "\x0b", "\x0c", "\x7f"}) {
-            const std::string broken =
-                "[[" + run(first) + token + "," + run(first) + token + "," + run(second - 1) + odd + token + "]]";
-            CHECK(code_of(with_data(broken)) == ErrorCode::invalid_json);
+  for (const char* fill : {" ", "\t", "\r\n", "\n ", " \t", "\r"}) {
+    for (const char* line_break : {"\n", "\r\n"}) {
+      for (std::size_t first = 2; first <= 70; first += (first < 20 ? 1 : 7)) {
+        for (std::size_t second : {std::size_t{2}, first - 1, first, first + 1, first + 16, std::size_t{1}}) {
+          if (second < 1) continue;
+          auto run = [&](std::size_t n) {
+            std::string ws = line_break;
+            while (ws.size() < n) ws += fill;
+            return ws.substr(0, n);
+          };
+          for (const std::string& token : tokens) {
+            INFO("fill " << static_cast<int>(fill[0]) << " runs " << first << " then " << second << " token " << token);
+            const std::string items = "[[" + run(first) + token + "," + run(first) + token + "," + run(second) + token +
+                                      run(second) + "]," + run(second) + "{" + run(first) + "\"a\":" + token + "," +
+                                      run(second) + "\"b\":" + token + run(first) + "}" + run(first) + "]";
+            CHECK(lines_of(items) ==
+                  "[" + token + "," + token + "," + token + "]\n{\"a\":" + token + ",\"b\":" + token + "}\n");
+            // A byte that is not whitespace where a guessed run would end.
+            for (const char* odd : {"\x01", "x", "\x0b", "\x0c", "\x7f"}) {
+              const std::string broken =
+                  "[[" + run(first) + token + "," + run(first) + token + "," + run(second - 1) + odd + token + "]]";
+              CHECK(code_of(with_data(broken)) == ErrorCode::invalid_json);
+            }
           }
-        }
-        // Between the body's fields and the items of data.
-        ParsedRequest out;
-        const std::string body = "{" + run(first) + "\"accessKey\": \"k\"," + run(second) + "\"x\": 1," + run(first) +
-                                 "\"data\": [" + run(second) + "1," + run(first) + "2," + run(second) + "3" +
-                                 run(first) + "]" + run(second) + "}";
-        REQUIRE(writeapi::parse(body, &out).ok());
-        CHECK(out.lines == "1\n2\n3\n");
-        for (const char* odd : {"\x01", "x"}) {
-          CHECK(code_of("{" + run(first) + "\"accessKey\": \"k\"," + run(first - 1) + odd + "\"data\": 1}") ==
+          // Between the body's fields and the items of data.
+          ParsedRequest out;
+          const std::string body = "{" + run(first) + "\"accessKey\": \"k\"," + run(second) + "\"x\": 1," + run(first) +
+                                   "\"data\": [" + run(second) + "1," + run(first) + "2," + run(second) + "3" +
+                                   run(first) + "]" + run(second) + "}";
+          REQUIRE(writeapi::parse(body, &out).ok());
+          CHECK(out.lines == "1\n2\n3\n");
+          for (const char* odd : {"\x01", "x"}) {
+            CHECK(code_of("{" + run(first) + "\"accessKey\": \"k\"," + run(first - 1) + odd + "\"data\": 1}") ==
+                  ErrorCode::invalid_json);
+            CHECK(code_of("{\"accessKey\": \"k\", \"data\": [" + run(first) + "1," + run(first - 1) + odd + "2]}") ==
+                  ErrorCode::invalid_json);
+          }
+          // The body ends inside a run as long as the guess, or shorter.
+          CHECK(code_of(R"({"accessKey":"k","data":[[)" + run(first) + "1," + run(first) + "2," + run(second)) ==
                 ErrorCode::invalid_json);
-          CHECK(code_of("{\"accessKey\": \"k\", \"data\": [" + run(first) + "1," + run(first - 1) + odd + "2]}") ==
-                ErrorCode::invalid_json);
         }
-        // The body ends inside a run as long as the guess, or shorter.
-        CHECK(code_of(R"({"accessKey":"k","data":[[)" + run(first) + "1," + run(first) + "2," + run(second)) ==
-              ErrorCode::invalid_json);
       }
     }
   }
