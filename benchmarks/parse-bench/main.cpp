@@ -246,7 +246,8 @@ void help() {
       "                on N threads relative to one (1.00: the threads do not contend)\n"
       "  --seconds S   time per parser and file, over all rounds (default 1)\n"
       "  --check       first verify every output line byte for byte (the item with the\n"
-      "                whitespace outside strings removed); exit 1 on a difference\n",
+      "                whitespace outside strings removed); exit 1 on a difference\n"
+      "  --help        print this help and exit\n",
       kRounds);
 }
 
