@@ -11,17 +11,17 @@
 // space is one test). Such a walk's speed is set less by its instructions
 // than by how long each token's position takes to find, since the next
 // token cannot be read before it: a string's end waits on the quote alone,
-// and an indentation's length is guessed from the last one at its depth
-// and checked beside the walk (skip_ws_guessed). UTF-8 is checked after
-// the walk, and only when a string held a byte of 0x80 or more (outside
-// strings the grammar admits only ASCII). Numbers are checked against the JSON grammar without converting
-// them. Each item is copied straight into the output buffer as it is
-// checked, in runs between whitespace (one memcpy per compact item, one
-// 16- or 32-byte store per run of a pretty-printed one). The top-level
-// logic (the fields, their errors and precedence) is run_body(). The walk
-// keeps its position, output position and container stack in locals, never
-// members: a store through the char output pointer would otherwise force
-// them back to memory.
+// an indentation's length is guessed from the last one at its depth, and
+// an object key's from the key that followed the same previous key last
+// time (in arrays of objects, and in bodies of one shape, keys repeat);
+// each guess is checked beside the walk (skip_ws_guessed, scan_key).
+// UTF-8 is checked after the walk, and only when a string held a byte of
+// 0x80 or more (outside strings the grammar admits only ASCII). Numbers
+// are checked against the JSON grammar without converting them. Each item is copied straight into the output buffer as
+// it is checked, in runs between whitespace (one memcpy per compact item, one 16- or 32-byte store per run of a
+// pretty-printed one). The top-level logic (the fields, their errors and precedence) is run_body(). The walk keeps its
+// position, output position and container stack in locals, never members: a store through the char output pointer would
+// otherwise force them back to memory.
 //
 // A second walk over simdjson's stage-1 structural index (SIMD
 // classification of the whole body first, so that whitespace costs
@@ -220,7 +220,10 @@ WRITEAPI_INLINE const Byte* skip_ws_run(const Byte* p, const Byte* end) {
 // count as skip_ws_run's result makes it. On R1 (4-space indentation 7 or
 // more deep) the walk ran 1.4 times as fast on an AVX-512 EPYC
 // (docs/BENCHMARKS.md).
-constexpr std::size_t kMaxGuess = 128;  // longer runs are skipped unguessed
+constexpr std::size_t kMaxGuess = 128;    // longer runs are skipped unguessed
+constexpr std::size_t kMaxKeyGuess = 14;  // a guessed key and its quotes fit 16 bytes
+// Key guesses: 8 depths by 16 lengths of the key before (15: longer).
+constexpr std::size_t kKeyGuessDepths = 8, kKeyGuessSlots = kKeyGuessDepths * 16;
 
 // The first guess at each depth: a line break and 4 spaces per level, as
 // JSON.stringify(value, null, 4) and Python's json.dumps(indent=4) write.
@@ -347,6 +350,31 @@ WRITEAPI_INLINE const Byte* scan_string(const Byte* p, const Byte* end, bool* es
   }
 }
 
+// scan_string for an object's key whose length is guessed: `*guess` is the
+// length of the key that came after the same previous key (by length) at
+// the same depth last time, 0 for none. Keys repeat in arrays of objects.
+// The guess holds when the first 16 bytes after the quote have their first
+// quote at the guessed length and no backslash or control character before
+// it; then the key's end is known without waiting on the compares.
+WRITEAPI_INLINE const Byte* scan_key(const Byte* p, const Byte* end, bool* escapes, unsigned* high, Byte* guess) {
+#if defined(__SSE2__)
+  const std::size_t n = *guess;
+  if (n != 0 && end - p >= 17) {
+    const __m128i chunk = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 1));
+    const unsigned quotes = static_cast<unsigned>(_mm_movemask_epi8(_mm_cmpeq_epi8(chunk, _mm_set1_epi8('"'))));
+    const unsigned others = static_cast<unsigned>(_mm_movemask_epi8(backslash_or_control(chunk)));
+    *high |= static_cast<unsigned>(_mm_movemask_epi8(chunk));
+    if ((quotes & ((2u << n) - 1)) == (1u << n) && (others & ((1u << n) - 1)) == 0) return p + n + 2;
+  }
+#endif
+  const Byte* q = scan_string(p, end, escapes, high);
+  if (q != nullptr) {
+    const std::size_t length = static_cast<std::size_t>(q - p) - 2;
+    *guess = static_cast<Byte>(length <= kMaxKeyGuess ? length : 0);
+  }
+  return q;
+}
+
 // Returns the first byte at or after `p` that is not an ASCII digit. The
 // first byte is tested alone (called after a number's first digit: many
 // numbers in sensor data have one or two), then 8 bytes per step: a byte is
@@ -425,8 +453,8 @@ class ForwardWalk {
  public:
   // `stack` has room for min(max_depth, body size) + 1 entries; `output`
   // for body size + 1 + kOutputSlack bytes.
-  ForwardWalk(const Byte* body, std::size_t length, std::size_t max_depth, char* output, Byte* stack)
-      : p_(body), end_(body + length), max_depth_(max_depth), w_(output), stack_(stack) {
+  ForwardWalk(const Byte* body, std::size_t length, std::size_t max_depth, char* output, Byte* stack, Byte* key_guesses)
+      : p_(body), end_(body + length), max_depth_(max_depth), w_(output), stack_(stack), key_guesses_(key_guesses) {
     std::memcpy(guess_, kFirstGuesses.data(), sizeof guess_);
     skip_ws(0);
   }
@@ -445,6 +473,19 @@ class ForwardWalk {
     const Byte* after = scan_string(p_, end_, &span->has_escapes, &high_);
     if (after == nullptr) return Scan::invalid_json;
     span->end = reinterpret_cast<const char*>(after - 1);
+    p_ = after;
+    skip_ws();
+    return Scan::ok;
+  }
+  // A top-level field's name: string() with its length guessed (scan_key)
+  // from the field before it, in the guesses of depth 0.
+  Scan key(StringSpan* span) {
+    span->begin = reinterpret_cast<const char*>(p_ + 1);
+    span->has_escapes = false;
+    const Byte* after = scan_key(p_, end_, &span->has_escapes, &high_, &key_guesses_[last_field_]);
+    if (after == nullptr) return Scan::invalid_json;
+    span->end = reinterpret_cast<const char*>(after - 1);
+    last_field_ = std::min<std::size_t>(static_cast<std::size_t>(span->end - span->begin), 15);
     p_ = after;
     skip_ws();
     return Scan::ok;
@@ -491,7 +532,9 @@ class ForwardWalk {
   char* w_;
   Byte* stack_;
   unsigned high_ = 0;
-  Byte guess_[32];  // skip_ws_guessed's guesses, by depth (mod 32)
+  Byte guess_[32];              // skip_ws_guessed's guesses, by depth (mod 32)
+  Byte* key_guesses_;           // scan_key's guesses, kKeyGuessSlots of them
+  std::size_t last_field_ = 0;  // length of the last top-level field's name, up to 15
 };
 
 // Aligned to 64 bytes, so that its layout (short loops, many branches) is
@@ -526,6 +569,8 @@ __attribute__((aligned(64))) Scan ForwardWalk::scan_value(std::size_t depth) {
     }
   };
   Scan result = Scan::ok;
+  std::size_t last_key = 0;  // length of the object's key before, up to 15
+  Byte* const key_guesses = key_guesses_;
   for (;;) {
     // A value at p.
     if (p == end) goto invalid;
@@ -539,6 +584,7 @@ __attribute__((aligned(64))) Scan ForwardWalk::scan_value(std::size_t depth) {
           break;
         }
         stack[top++] = kInObject;
+        last_key = 0;
         goto object_key;
       case '[':
         if (top + 1 > room) goto deep;
@@ -589,8 +635,12 @@ __attribute__((aligned(64))) Scan ForwardWalk::scan_value(std::size_t depth) {
     }
   object_key:
     if (p == end || *p != '"') goto invalid;
-    p = scan_string(p, end, &escapes, &high);
-    if (p == nullptr) goto invalid;
+    {
+      const Byte* const key = p;
+      p = scan_key(p, end, &escapes, &high, &key_guesses[((depth + top) % kKeyGuessDepths) * 16 + last_key]);
+      if (p == nullptr) goto invalid;
+      last_key = std::min<std::size_t>(static_cast<std::size_t>(p - key) - 2, 15);
+    }
     skip_ws();
     if (p == end || *p != ':') goto invalid;
     ++p;
@@ -883,7 +933,7 @@ Status run_body(Walk& walk, ParsedRequest* request) {
   } else {
     for (;;) {
       if (walk.at_end() || walk.peek() != '"') return scan_error(Scan::invalid_json);
-      if (Scan s = walk.string(&span); s != Scan::ok) return scan_error(s);
+      if (Scan s = walk.key(&span); s != Scan::ok) return scan_error(s);
       std::string_view name(span.begin, span.end - span.begin);
       if (span.has_escapes) {
         unescape(span, &scratch);
@@ -1011,10 +1061,13 @@ Status parse_body(std::string_view body, ParsedRequest* out, const ParseOptions&
   // The container stack is reused per thread: no allocation per request
   // once it has grown. Nesting never exceeds the body's size.
   thread_local std::vector<uint8_t> stack;
+  // Key guesses carry over from body to body on a thread (they are
+  // lengths, checked before use): bodies of one shape keep them right.
+  thread_local std::array<Byte, kKeyGuessSlots> key_guesses{};
   const std::size_t stack_size = std::min(options.max_depth, length) + 1;
   if (stack.size() < stack_size) stack.resize(stack_size);
   auto run = [&](char* output, char** output_end) {
-    ForwardWalk walk(json, length, options.max_depth, output, stack.data());
+    ForwardWalk walk(json, length, options.max_depth, output, stack.data(), key_guesses.data());
     Status status = run_body(walk, out);
     *output_end = walk.output_end();
     // A failed walk may have stopped before a bad byte; invalid UTF-8

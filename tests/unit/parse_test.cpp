@@ -672,6 +672,58 @@ TEST_CASE("parse: whitespace runs that change length at one depth end where the 
   }
 }
 
+TEST_CASE("parse: object keys that change length between objects end where their quote is", "[parse]") {
+  // A key's length is guessed from the key that followed the same previous
+  // key last time, also in an earlier body, and checked: every pair of
+  // lengths up to 18, with an escaped quote, a backslash or a bad byte
+  // where the guessed key would end.
+  auto key = [](std::size_t n, char base) {
+    std::string k;
+    for (std::size_t i = 0; i < n; ++i) k += static_cast<char>(base + i % 20);
+    return k;
+  };
+  for (std::size_t a = 0; a <= 18; ++a) {
+    for (std::size_t b : {a, a + 1, a - 1, std::size_t{0}, std::size_t{14}, std::size_t{15}, std::size_t{16}}) {
+      if (b > 40) continue;  // a - 1 with a == 0
+      INFO("keys of " << a << " then " << b << " bytes");
+      const std::string first = "\"" + key(a, 'a') + "\"", second = "\"" + key(b, 'A') + "\"";
+      const std::string item1 = "{" + first + ":1,\"x\":[{" + first + ":2}]}";
+      const std::string item2 = "{" + second + ":1,\"x\":[{" + second + ":2}]}";
+      CHECK(lines_of("[" + item1 + "," + item1 + "," + item2 + "," + item1 + "]") ==
+            item1 + "\n" + item1 + "\n" + item2 + "\n" + item1 + "\n");
+      // Keys whose bytes around the guessed end are special.
+      for (std::size_t at = 0; at <= b; ++at) {
+        const std::string head = key(at, 'A'), tail = key(b - at, 'a');
+        for (const char* special : {"\\\"", "\\\\", "\\u0022", "\\n"}) {
+          const std::string odd = "{\"" + head + special + tail + "\":1}";
+          CHECK(lines_of("[" + item1 + "," + item1 + "," + odd + "]") == item1 + "\n" + item1 + "\n" + odd + "\n");
+        }
+        for (const char* bad : {"\x01", "\t", "\\x", "\x1f"}) {
+          const std::string odd = "{\"" + head + bad + tail + "\":1}";
+          CHECK(code_of(with_data("[" + item1 + "," + item1 + "," + odd + "]")) == ErrorCode::invalid_json);
+        }
+      }
+      // The body's own fields: their names are guessed too.
+      for (std::size_t at = 0; at <= b; ++at) {
+        const std::string head = key(at, 'A'), tail = key(b - at, 'a');
+        ParsedRequest out;
+        REQUIRE(writeapi::parse("{\"accessKey\":\"k\"," + first + ":1,\"data\":2}", &out).ok());
+        const std::string escaped = "\"" + head + "\\\"" + tail + "\"";
+        REQUIRE(writeapi::parse("{\"accessKey\":\"k\"," + escaped + ":1,\"data\":[3]}", &out).ok());
+        CHECK(out.lines == "3\n");
+        CHECK(code_of("{\"accessKey\":\"k\",\"" + head + "\x01" + tail + "\":1,\"data\":2}") ==
+              ErrorCode::invalid_json);
+      }
+      // The body ends inside the key, or right after it.
+      for (std::size_t cut = 0; cut <= b + 1; ++cut) {
+        const std::string body =
+            R"({"accessKey":"k","data":[)" + item1 + "," + item1 + ",{" + second.substr(0, cut + 1);
+        CHECK(code_of(body) == ErrorCode::invalid_json);
+      }
+    }
+  }
+}
+
 TEST_CASE("parse: strings of every length up to 80 with an escape or a bad byte at every offset", "[parse]") {
   // A string's end is taken from the first quote of its first 16 bytes
   // when no backslash or control character comes before it.

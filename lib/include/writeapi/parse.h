@@ -26,7 +26,9 @@
 //
 // Memory: each thread that calls parse() keeps, for reuse, a nesting stack
 // (1 byte per level, at most the smaller of max_depth and the largest body's
-// size). `lines` needs the body's size plus 33 bytes of capacity while
+// size) and 128 bytes of guesses at the lengths of object keys (lengths
+// only, checked before use, so that bodies of one shape parse faster).
+// `lines` needs the body's size plus 33 bytes of capacity while
 // parse() runs.
 #ifndef WRITEAPI_PARSE_H_
 #define WRITEAPI_PARSE_H_
