@@ -15,7 +15,8 @@
 //
 //   --threads N   parse on N threads at once (default 1). Threads share
 //                 nothing but the read-only input; GB/s and items/s are the
-//                 sum over threads per wall-clock second. With N > 1 the
+//                 sum of the threads' rates, each over its own wall-clock
+//                 time (from the common start to its last body). With N > 1 the
 //                 tool also measures writeapi on one thread and prints the
 //                 scaling factor (wall clock), and how much CPU time per
 //                 body grew with the threads (contention, 1.00 = none).
@@ -128,10 +129,14 @@ enum class Parser { writeapi, simdjson_dom };
 struct alignas(64) ThreadResult {
   std::size_t bodies = 0;
   double cpu_seconds = 0;
+  double wall_seconds = 0;  // from the start to this thread's last body
   bool ok = true;
 };
 
 struct Measurement {
+  // Such that bodies / wall_seconds is the sum of the threads' own rates
+  // (each thread's bodies over its own time): a thread that ends a batch
+  // later than another does not count against the other.
   double wall_seconds = 0;
   std::size_t bodies = 0;   // over all threads
   double cpu_per_body = 0;  // seconds of CPU per body, averaged
@@ -156,32 +161,39 @@ Measurement measure(const Input& input, Parser parser, int threads, double secon
     result->ok = once();  // warm-up: sizes the buffers
     ready.fetch_add(1);
     while (!go.load(std::memory_order_acquire)) std::this_thread::yield();
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+    const auto start = std::chrono::steady_clock::now();
+    const auto deadline = start + std::chrono::duration<double>(seconds);
     const double cpu_start = thread_cpu_seconds();
     std::size_t bodies = 0, batch = 1;
+    auto now = start;
     while (result->ok) {
       for (std::size_t i = 0; i < batch; ++i) result->ok &= once();
       bodies += batch;
-      if (std::chrono::steady_clock::now() >= deadline) break;
-      if (batch < 1024) batch *= 2;  // fewer clock reads for small bodies
+      now = std::chrono::steady_clock::now();
+      if (now >= deadline) break;
+      // Fewer clock reads for small bodies, but no batch longer than a
+      // fiftieth of the time, so that no thread runs far past the end.
+      const double per_body = std::chrono::duration<double>(now - start).count() / static_cast<double>(bodies);
+      if (batch < 1024 && per_body * static_cast<double>(2 * batch) < seconds / 50) batch *= 2;
     }
     result->cpu_seconds = thread_cpu_seconds() - cpu_start;
+    result->wall_seconds = std::chrono::duration<double>(now - start).count();
     result->bodies = bodies;
   };
   std::vector<std::thread> pool;
   for (int t = 0; t < threads; ++t) pool.emplace_back(run, &results[static_cast<std::size_t>(t)]);
   while (ready.load() < threads) std::this_thread::yield();
-  const auto start = std::chrono::steady_clock::now();
   go.store(true, std::memory_order_release);
   for (std::thread& thread : pool) thread.join();
   Measurement m;
-  m.wall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  double cpu = 0;
+  double cpu = 0, rate = 0;
   for (const ThreadResult& r : results) {
     m.bodies += r.bodies;
     cpu += r.cpu_seconds;
+    if (r.wall_seconds > 0) rate += static_cast<double>(r.bodies) / r.wall_seconds;
     m.ok &= r.ok;
   }
+  m.wall_seconds = rate > 0 ? static_cast<double>(m.bodies) / rate : 0;
   m.cpu_per_body = m.bodies ? cpu / static_cast<double>(m.bodies) : 0;
   return m;
 }
@@ -301,7 +313,7 @@ int main(int argc, char** argv) {
               threads == 1 ? "" : "s", seconds, simdjson::SIMDJSON_VERSION_MAJOR, simdjson::SIMDJSON_VERSION_MINOR,
               simdjson::SIMDJSON_VERSION_REVISION, simdjson::get_active_implementation()->name().c_str());
   std::printf(
-      "GB/s and items/s: all threads per wall second; ratio: simdjson DOM CPU time / writeapi CPU time, median of %d "
+      "GB/s and items/s: all threads, per wall second; ratio: simdjson DOM CPU time / writeapi CPU time, median of %d "
       "alternating rounds (lowest-highest)\n",
       kRounds);
   int width = 4;
