@@ -11,26 +11,31 @@
 // space is one test). Such a walk's speed is set less by its instructions
 // than by how long each token's position takes to find, since the next
 // token cannot be read before it: a string's end waits on the quote alone,
-// an indentation's length is guessed from the last one at its depth, and
-// an object key's from the key that followed the same previous key last
-// time (in arrays of objects, and in bodies of one shape, keys repeat);
-// each guess is checked beside the walk (skip_ws_guessed, scan_key).
-// UTF-8 is checked after the walk, and only when a string held a byte of
-// 0x80 or more (outside strings the grammar admits only ASCII). Numbers
-// are checked against the JSON grammar without converting them. Each item is copied straight into the output buffer as
-// it is checked, in runs between whitespace (one memcpy per compact item, one 16- or 32-byte store per run of a
-// pretty-printed one). The top-level logic (the fields, their errors and precedence) is run_body(). The walk keeps its
-// position, output position and container stack in locals, never members: a store through the char output pointer would
-// otherwise force them back to memory.
+// an indentation's length is guessed from the last one at its depth, and an
+// object key's from the key that followed the same previous key last time
+// (in arrays of objects, and in bodies of one shape, keys repeat); each
+// guess is checked beside the walk (skip_ws_guessed, scan_key). UTF-8 is
+// checked after the walk, and only when a string held a byte of 0x80 or
+// more (outside strings the grammar admits only ASCII). Numbers are checked
+// against the JSON grammar without converting them. Each item is copied
+// straight into the output buffer as it is checked, in runs between
+// whitespace (one memcpy per compact item, one 16- or 32-byte store per run
+// of a pretty-printed one). The top-level logic (the fields, their errors
+// and precedence) is run_body(). The walk keeps its position, output
+// position and container stack in locals, never members: a store through
+// the char output pointer would otherwise force them back to memory.
 //
 // A second walk over simdjson's stage-1 structural index (SIMD
 // classification of the whole body first, so that whitespace costs
 // nothing) was used for pretty-printed bodies until the forward pass
-// skipped whitespace runs with SIMD too; measured then, the forward pass
-// was as fast or faster on every pretty-printed shape tried (the API
-// document's example, 4-space and tab indentation 7 deep, batches of small
-// objects, coordinates, non-ASCII text; docs/BENCHMARKS.md), and it needs
-// no index (4.5 bytes per byte of body).
+// skipped whitespace runs with SIMD too; measured then, on an AVX2 CPU,
+// the forward pass was as fast or faster on every pretty-printed shape
+// tried (the API document's example, 4-space and tab indentation 7 deep,
+// batches of small objects, coordinates, non-ASCII text;
+// docs/BENCHMARKS.md), and it needs no index (4.5 bytes per byte of body).
+// On an AVX-512 CPU, where simdjson's stage 1 runs 64 bytes at a time, the
+// index walk measured faster on large pretty-printed bodies: that is where
+// the forward pass is still behind DOM.
 #include "writeapi/parse.h"
 
 #include <simdjson.h>
@@ -205,25 +210,7 @@ WRITEAPI_INLINE const Byte* skip_ws_run(const Byte* p, const Byte* end) {
   return p;
 }
 
-// skip_ws_run for a run whose length is guessed: `*guess` is the length
-// of the last run of two or more bytes at the same depth (at first,
-// kFirstGuesses).
-// Indentation repeats at a depth, and the guess is checked, not trusted:
-// the bytes it covers must be whitespace (two bytes, a line break or CRLF,
-// then one byte repeated: one compare per 16 bytes) and the byte after it
-// not. Runs of
-// another form (indentation mixing tabs and spaces) are skipped
-// unguessed.
-// What the guess buys is time: when it holds, the next token's position is
-// p + guess, known before the compares that check it complete, so the walk
-// goes on while they run, instead of waiting on a compare, a mask and a
-// count as skip_ws_run's result makes it. On R1 (4-space indentation 7 or
-// more deep) the walk ran 1.4 times as fast on an AVX-512 EPYC
-// (docs/BENCHMARKS.md).
-constexpr std::size_t kMaxGuess = 128;    // longer runs are skipped unguessed
-constexpr std::size_t kMaxKeyGuess = 14;  // a guessed key and its quotes fit 16 bytes
-// Key guesses: 8 depths by 16 lengths of the key before (15: longer).
-constexpr std::size_t kKeyGuessDepths = 8, kKeyGuessSlots = kKeyGuessDepths * 16;
+constexpr std::size_t kMaxGuess = 128;  // longer runs are skipped unguessed
 
 // The first guess at each depth: a line break and 4 spaces per level, as
 // JSON.stringify(value, null, 4) and Python's json.dumps(indent=4) write.
@@ -234,6 +221,19 @@ constexpr std::array<Byte, 32> kFirstGuesses = [] {
   return guesses;
 }();
 static_assert(1 + 4 * 31 <= kMaxGuess);
+
+// skip_ws_run for a run whose length is guessed: `*guess` is the length
+// of the last run of two or more bytes at the same depth (at first,
+// kFirstGuesses). Indentation repeats at a depth, and the guess is
+// checked, not trusted: the bytes it covers must be whitespace (two bytes,
+// a line break or CRLF, then one byte repeated: one compare per 16 bytes)
+// and the byte after it not. Runs of another form (indentation mixing
+// tabs and spaces) are skipped unguessed. What the guess buys is time:
+// when it holds, the next token's position is p + guess, known before the
+// compares that check it complete, so the walk goes on while they run,
+// instead of waiting on a compare, a mask and a count as skip_ws_run's
+// result makes it. On R1 (4-space indentation 7 or more deep) the walk ran
+// 1.4 times as fast on an AVX-512 EPYC (docs/BENCHMARKS.md).
 WRITEAPI_INLINE const Byte* skip_ws_guessed(const Byte* p, const Byte* end, Byte* guess) {
   if (end - p < 2 || !is_ws(p[1])) return p + 1;
 #if defined(__SSE2__)
@@ -349,6 +349,10 @@ WRITEAPI_INLINE const Byte* scan_string(const Byte* p, const Byte* end, bool* es
     if (p == nullptr) return nullptr;
   }
 }
+
+constexpr std::size_t kMaxKeyGuess = 14;  // a guessed key and its quotes fit 16 bytes
+// Key guesses: 8 depths by 16 lengths of the key before (15: longer).
+constexpr std::size_t kKeyGuessDepths = 8, kKeyGuessSlots = kKeyGuessDepths * 16;
 
 // scan_string for an object's key whose length is guessed: `*guess` is the
 // length of the key that came after the same previous key (by length) at
