@@ -247,16 +247,13 @@ WRITEAPI_INLINE const Byte* skip_ws_guessed(const Byte* p, const Byte* end, Byte
       return static_cast<unsigned>(
           _mm_movemask_epi8(_mm_cmpeq_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + at)), fill)));
     };
-    unsigned first = same(0) | 3u;
-    std::size_t i = 16;
-    bool ok = true;
-    if (n < 16) {
-      ok = (~first & ((1u << n) - 1)) == 0;
-    } else {
-      ok = first == 0xFFFFu;
-      for (; ok && i + 16 <= n; i += 16) ok = same(i) == 0xFFFFu;
-      if (ok && i < n) ok = (~same(i) & ((1u << (n - i)) - 1)) == 0;
-    }
+    // Bits of the bytes in [at, at + count) that do not repeat the fill.
+    auto differ = [&](std::size_t at, std::size_t count) {
+      const unsigned want = count >= 16 ? 0xFFFFu : (1u << count) - 1;
+      return ~(same(at) | (at == 0 ? 3u : 0u)) & want;
+    };
+    bool ok = differ(0, n) == 0;
+    for (std::size_t i = 16; ok && i < n; i += 16) ok = differ(i, n - i) == 0;
     if (ok) return p + n;
   }
 #endif
@@ -279,6 +276,21 @@ __attribute__((noinline)) const Byte* skip_ws_outlined(const Byte* p, const Byte
   return skip_ws_guessed(p, end, guess);
 }
 
+#if defined(__SSE2__)
+// The quotes, and the backslashes and control characters, among the 16
+// bytes at `p`, as bit masks; ORs their high bits into `*high`.
+struct StringMasks {
+  unsigned quotes;
+  unsigned others;
+};
+WRITEAPI_INLINE StringMasks string_masks(const Byte* p, unsigned* high) {
+  const __m128i chunk = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  *high |= static_cast<unsigned>(_mm_movemask_epi8(chunk));
+  return {static_cast<unsigned>(_mm_movemask_epi8(_mm_cmpeq_epi8(chunk, _mm_set1_epi8('"')))),
+          static_cast<unsigned>(_mm_movemask_epi8(backslash_or_control(chunk)))};
+}
+#endif
+
 // Scans a string whose opening quote is at `p`. Returns the byte after the
 // closing quote, or nullptr when the string is invalid. Only quotes,
 // backslashes and control characters matter to the grammar; UTF-8 is left
@@ -295,10 +307,7 @@ WRITEAPI_INLINE const Byte* scan_string(const Byte* p, const Byte* end, bool* es
       // position comes from one compare, and the backslashes and control
       // characters before it are checked beside it: the next token's
       // position waits on the quote alone.
-      const __m128i chunk = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-      const unsigned quotes = static_cast<unsigned>(_mm_movemask_epi8(_mm_cmpeq_epi8(chunk, quote)));
-      const unsigned others = static_cast<unsigned>(_mm_movemask_epi8(backslash_or_control(chunk)));
-      *high |= static_cast<unsigned>(_mm_movemask_epi8(chunk));
+      const auto [quotes, others] = string_masks(p, high);
       if (quotes != 0) {
         const unsigned at = static_cast<unsigned>(__builtin_ctz(quotes));
         if ((others & ((1u << at) - 1)) == 0) return p + at + 1;
@@ -364,10 +373,7 @@ WRITEAPI_INLINE const Byte* scan_key(const Byte* p, const Byte* end, bool* escap
 #if defined(__SSE2__)
   const std::size_t n = *guess;
   if (n != 0 && end - p >= 17) {
-    const __m128i chunk = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 1));
-    const unsigned quotes = static_cast<unsigned>(_mm_movemask_epi8(_mm_cmpeq_epi8(chunk, _mm_set1_epi8('"'))));
-    const unsigned others = static_cast<unsigned>(_mm_movemask_epi8(backslash_or_control(chunk)));
-    *high |= static_cast<unsigned>(_mm_movemask_epi8(chunk));
+    const auto [quotes, others] = string_masks(p + 1, high);
     if ((quotes & ((2u << n) - 1)) == (1u << n) && (others & ((1u << n) - 1)) == 0) return p + n + 2;
   }
 #endif
@@ -471,27 +477,12 @@ class ForwardWalk {
     ++p_;
     skip_ws();
   }
-  Scan string(StringSpan* span) {
-    span->begin = reinterpret_cast<const char*>(p_ + 1);
-    span->has_escapes = false;
-    const Byte* after = scan_string(p_, end_, &span->has_escapes, &high_);
-    if (after == nullptr) return Scan::invalid_json;
-    span->end = reinterpret_cast<const char*>(after - 1);
-    p_ = after;
-    skip_ws();
-    return Scan::ok;
-  }
+  Scan string(StringSpan* span) { return string_with(span, nullptr); }
   // A top-level field's name: string() with its length guessed (scan_key)
   // from the field before it, in the guesses of depth 0.
   Scan key(StringSpan* span) {
-    span->begin = reinterpret_cast<const char*>(p_ + 1);
-    span->has_escapes = false;
-    const Byte* after = scan_key(p_, end_, &span->has_escapes, &high_, &key_guesses_[last_field_]);
-    if (after == nullptr) return Scan::invalid_json;
-    span->end = reinterpret_cast<const char*>(after - 1);
+    if (Scan s = string_with(span, &key_guesses_[last_field_]); s != Scan::ok) return s;
     last_field_ = std::min<std::size_t>(static_cast<std::size_t>(span->end - span->begin), 15);
-    p_ = after;
-    skip_ws();
     return Scan::ok;
   }
   Scan value(std::size_t depth) {
@@ -510,6 +501,18 @@ class ForwardWalk {
   bool saw_non_ascii() const { return high_ != 0; }
 
  private:
+  // A string at p_, its length guessed (scan_key) when `guess` is given.
+  Scan string_with(StringSpan* span, Byte* guess) {
+    span->begin = reinterpret_cast<const char*>(p_ + 1);
+    span->has_escapes = false;
+    const Byte* after = guess != nullptr ? scan_key(p_, end_, &span->has_escapes, &high_, guess)
+                                         : scan_string(p_, end_, &span->has_escapes, &high_);
+    if (after == nullptr) return Scan::invalid_json;
+    span->end = reinterpret_cast<const char*>(after - 1);
+    p_ = after;
+    skip_ws();
+    return Scan::ok;
+  }
   // `level`: the depth of the line the run may indent (skip_ws_guessed),
   // that of the body's fields unless told.
   void skip_ws(std::size_t level = 1) {
