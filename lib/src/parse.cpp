@@ -25,23 +25,29 @@
 // position and container stack in locals, never members: a store through
 // the char output pointer would otherwise force them back to memory.
 //
-// A second walk over simdjson's stage-1 structural index (SIMD
-// classification of the whole body first, so that whitespace costs
-// nothing) was used for pretty-printed bodies until the forward pass
-// skipped whitespace runs with SIMD too; measured then, on an AVX2 CPU,
-// the forward pass was as fast or faster on every pretty-printed shape
-// tried (the API document's example, 4-space and tab indentation 7 deep,
-// batches of small objects, coordinates, non-ASCII text;
-// docs/BENCHMARKS.md), and it needs no index (4.5 bytes per byte of body).
-// On an AVX-512 CPU, where simdjson's stage 1 runs 64 bytes at a time, the
-// index walk measured faster on large pretty-printed bodies: that is where
-// the forward pass is still behind DOM.
+// A second walk (IndexWalk) runs over simdjson's stage-1 structural index:
+// SIMD classification of the whole body first (UTF-8 validated with it),
+// so that whitespace costs nothing and every token's position is known
+// before the walk reads it. On an AVX2 CPU the forward pass was as fast or
+// faster on every pretty-printed shape measured; on an AVX-512 CPU, where
+// stage 1 runs 64 bytes per step, the index walk is the faster on
+// pretty-printed bodies of a few hundred bytes and more (docs/
+// BENCHMARKS.md), and parse() takes it there (wants_index()). It checks
+// long strings 64 bytes per step and copies each item either in runs
+// between whitespace or whole, by AVX-512 byte compression, by which is
+// faster for the body (IndexKernel). Both walks give the same answer for
+// every body; tests and fuzzers force each (parse_walk.h). The index costs
+// 4.5 bytes per byte of body, kept per thread within a budget for all
+// (StructuralIndex).
 #include "writeapi/parse.h"
+
+#include "parse_walk.h"
 
 #include <simdjson.h>
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cstdint>
 #include <cstring>
 #include <exception>
@@ -55,6 +61,9 @@
 
 #if defined(__SSE2__)
 #include <emmintrin.h>
+#endif
+#if defined(__x86_64__)
+#include <immintrin.h>
 #endif
 
 #define WRITEAPI_INLINE inline __attribute__((always_inline))
@@ -385,6 +394,179 @@ WRITEAPI_INLINE const Byte* scan_key(const Byte* p, const Byte* end, bool* escap
   return q;
 }
 
+// For the index walk: true when every backslash in [p, close) begins a
+// valid escape that ends at or before `close`; sets `*escapes` when there
+// is one. `end` is the end of the input: a wide load must stay inside it.
+// 32 bytes per step, inline: the strings that get here are long or hold a
+// backslash, and the next token's position does not wait on this.
+WRITEAPI_INLINE bool check_escapes(const Byte* p, const Byte* close, const Byte* end, bool* escapes) {
+  while (p < close) {
+#if defined(__SSE2__)
+    if (end - p >= 32) {
+      const __m128i backslash = _mm_set1_epi8('\\');
+      const __m128i c0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+      const __m128i c1 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 16));
+      const unsigned mask = static_cast<unsigned>(_mm_movemask_epi8(_mm_cmpeq_epi8(c0, backslash))) |
+                            static_cast<unsigned>(_mm_movemask_epi8(_mm_cmpeq_epi8(c1, backslash))) << 16;
+      if (mask == 0) {
+        p += 32;
+        continue;
+      }
+      p += __builtin_ctz(mask);
+      if (p >= close) return true;
+    } else
+#endif
+    {
+      while (p < close && *p != '\\') ++p;
+      if (p == close) return true;
+    }
+    *escapes = true;
+    p = scan_escape(p, end);
+    if (p == nullptr || p > close) return false;
+  }
+  return true;
+}
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define WRITEAPI_HAVE_AVX512 1
+// check_escapes() for CPUs with AVX-512BW, where the index walk runs
+// (index_walk_pays()): 64 bytes per step, and the escapes of a block
+// checked together rather than one by one. A byte is escaped when an odd
+// run of backslashes ends before it (found as simdjson's stage 1 finds it,
+// with a carry between blocks); each escaped byte must be one of " \ / b f
+// n r t u, and each \u escape (with its surrogate pair) is checked by
+// scan_escape(), in order. Out of line: built for AVX-512, it cannot be
+// inlined into code built for the baseline.
+__attribute__((target("avx512f,avx512bw"), noinline)) bool check_escapes_avx512(const Byte* p, const Byte* close,
+                                                                                const Byte* end, bool* escapes) {
+  constexpr uint64_t kEven = 0x5555555555555555;
+  uint64_t carry = 0;          // the block's first byte is escaped
+  const Byte* checked_to = p;  // \u escapes before this are checked
+  for (; p < close; p += 64) {
+    const std::size_t left = static_cast<std::size_t>(close - p);
+    const uint64_t in = left >= 64 ? ~uint64_t{0} : (uint64_t{1} << left) - 1;
+    // Bytes at and past `close` are not loaded (masked) when it is near.
+    const __m512i block = left >= 64 ? _mm512_loadu_si512(p) : _mm512_maskz_loadu_epi8(in, p);
+    uint64_t backslash = _mm512_cmpeq_epi8_mask(block, _mm512_set1_epi8('\\')) & in;
+    if ((backslash | carry) == 0) continue;
+    *escapes = true;
+    backslash &= ~carry;
+    const uint64_t follows = backslash << 1 | carry;
+    const uint64_t odd_starts = backslash & ~kEven & ~follows;
+    uint64_t even_starts;
+    carry = __builtin_add_overflow(odd_starts, backslash, &even_starts) ? 1 : 0;
+    const uint64_t escaped = (kEven ^ (even_starts << 1)) & follows;
+#define WRITEAPI_IS(c) _mm512_cmpeq_epi8_mask(block, _mm512_set1_epi8(c))
+    const uint64_t simple = WRITEAPI_IS('"') | WRITEAPI_IS('\\') | WRITEAPI_IS('/') | WRITEAPI_IS('b') |
+                            WRITEAPI_IS('f') | WRITEAPI_IS('n') | WRITEAPI_IS('r') | WRITEAPI_IS('t');
+    uint64_t u = escaped & WRITEAPI_IS('u');
+#undef WRITEAPI_IS
+    if ((escaped & ~(simple | u)) != 0) return false;
+    for (; u != 0; u &= u - 1) {
+      const Byte* backslash_at = p + __builtin_ctzll(u) - 1;
+      if (backslash_at < checked_to) continue;  // the second half of a surrogate pair
+      checked_to = scan_escape(backslash_at, end);
+      if (checked_to == nullptr || checked_to > close) return false;
+    }
+  }
+  return true;
+}
+
+// Copies the item [p, to) to `w` minified: every byte but whitespace
+// outside strings. Returns the end of the copy. 64 bytes per step, with
+// AVX-512 VBMI2's byte compression: a byte is inside a string when an odd
+// number of unescaped quotes precede it in the item (a prefix XOR, by
+// carry-less multiplication), escaped as in check_escapes_avx512(). The
+// item is valid JSON (the walk has checked it), so that is exact. Reads and
+// writes only inside [p, to) and [w, w + (to - p)): the last block's bytes
+// are loaded and stored under masks.
+__attribute__((target("avx512f,avx512bw,avx512vbmi2,pclmul"), noinline)) char* compact_avx512(const Byte* p,
+                                                                                              const Byte* to, char* w) {
+  constexpr uint64_t kEven = 0x5555555555555555;
+  uint64_t carry = 0;   // the block's first byte is escaped
+  uint64_t inside = 0;  // all ones when the block starts inside a string
+  for (; p < to; p += 64) {
+    const std::size_t left = static_cast<std::size_t>(to - p);
+    const uint64_t in = left >= 64 ? ~uint64_t{0} : (uint64_t{1} << left) - 1;
+    const __m512i block = left >= 64 ? _mm512_loadu_si512(p) : _mm512_maskz_loadu_epi8(in, p);
+    uint64_t backslash = _mm512_cmpeq_epi8_mask(block, _mm512_set1_epi8('\\'));
+    uint64_t escaped = carry;
+    carry = 0;
+    if (backslash != 0) {
+      backslash &= ~escaped;
+      const uint64_t follows = backslash << 1 | escaped;
+      const uint64_t odd_starts = backslash & ~kEven & ~follows;
+      uint64_t even_starts;
+      carry = __builtin_add_overflow(odd_starts, backslash, &even_starts) ? 1 : 0;
+      escaped = (kEven ^ (even_starts << 1)) & follows;
+    }
+    const uint64_t quotes = _mm512_cmpeq_epi8_mask(block, _mm512_set1_epi8('"')) & ~escaped;
+    // Bit i of the prefix XOR: the parity of the quotes at or below i.
+    const uint64_t strings =
+        static_cast<uint64_t>(_mm_cvtsi128_si64(_mm_clmulepi64_si128(_mm_set_epi64x(0, static_cast<int64_t>(quotes)),
+                                                                     _mm_set1_epi8(static_cast<char>(0xFF)), 0))) ^
+        inside;
+    inside = static_cast<uint64_t>(static_cast<int64_t>(strings) >> 63);
+    // Whitespace outside strings (inside one, only spaces can occur: stage 1
+    // refused raw control characters).
+    const uint64_t ws =
+        (_mm512_cmpeq_epi8_mask(block, _mm512_set1_epi8(' ')) | _mm512_cmpeq_epi8_mask(block, _mm512_set1_epi8('\n')) |
+         _mm512_cmpeq_epi8_mask(block, _mm512_set1_epi8('\r')) |
+         _mm512_cmpeq_epi8_mask(block, _mm512_set1_epi8('\t'))) &
+        ~strings;
+    const uint64_t keep = in & ~ws;
+    const unsigned n = static_cast<unsigned>(__builtin_popcountll(keep));
+    // Compressed in a register and stored under a mask: a compressing store
+    // to memory is slow on some CPUs (AMD Zen 4).
+    _mm512_mask_storeu_epi8(w, n == 64 ? ~uint64_t{0} : (uint64_t{1} << n) - 1,
+                            _mm512_maskz_compress_epi8(keep, block));
+    w += n;
+  }
+  return w;
+}
+
+// The CPU has what the wide index walk (compact_avx512() and
+// check_escapes_avx512()) needs.
+const bool kWideIndexWalk = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                            __builtin_cpu_supports("avx512vbmi2") && __builtin_cpu_supports("pclmul");
+#else
+constexpr bool kWideIndexWalk = false;
+#endif
+
+// For the index walk: checks the string whose opening quote is at `p`,
+// given `next`, the start of the token after it in the structural index.
+// Returns the byte after its closing quote, or nullptr when it is invalid.
+// Stage 1 has already refused unclosed strings and raw control characters,
+// so the closing quote is the last byte before `next` that is not
+// whitespace, and the string needs a closer look only when it holds a
+// backslash: the next token's position never waits for a scan of the
+// string.
+// kWide: long strings go to check_escapes_avx512().
+template <bool kWide>
+WRITEAPI_INLINE const Byte* check_string(const Byte* p, const Byte* next, const Byte* end, bool* escapes) {
+#if defined(__SSE2__)
+  // Most strings (keys, short values) end within 16 bytes: one load finds
+  // the first quote or backslash. A quote with no backslash before it is
+  // the closing one.
+  if (end - p >= 17) {
+    const __m128i chunk = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 1));
+    const unsigned quotes = static_cast<unsigned>(_mm_movemask_epi8(_mm_cmpeq_epi8(chunk, _mm_set1_epi8('"'))));
+    const unsigned backslashes = static_cast<unsigned>(_mm_movemask_epi8(_mm_cmpeq_epi8(chunk, _mm_set1_epi8('\\'))));
+    // quotes & (backslashes - 1): a quote below the first backslash (all
+    // quotes when there is none).
+    const unsigned early_quotes = quotes & (backslashes - 1);
+    if (early_quotes != 0) return p + 2 + __builtin_ctz(early_quotes);
+  }
+#endif
+  const Byte* close = next - 1;
+  while (close > p && *close != '"') --close;  // whitespace: stage 1 put nothing else there
+  if (close == p) return nullptr;
+#if defined(WRITEAPI_HAVE_AVX512)
+  if constexpr (kWide) return check_escapes_avx512(p + 1, close, end, escapes) ? close + 1 : nullptr;
+#endif
+  return check_escapes(p + 1, close, end, escapes) ? close + 1 : nullptr;
+}
+
 // Returns the first byte at or after `p` that is not an ASCII digit. The
 // first byte is tested alone (called after a number's first digit: many
 // numbers in sensor data have one or two), then 8 bytes per step: a byte is
@@ -704,6 +886,376 @@ Scan ForwardWalk::scan_data(std::size_t* items, bool* null_item) {
     *items = count;
     return Scan::ok;
   }
+}
+
+// The structural index of a body: simdjson's stage 1 (the first half of its
+// DOM parser), which validates UTF-8 and finds, 64 bytes per step with
+// SIMD, the position of every structural character ({ } [ ] : ,), every
+// string's opening quote and the first byte of every other token, skipping
+// whitespace and string contents. Reused per thread; it holds 4 bytes per
+// byte of the largest body it has indexed, and all threads' indexes
+// together at most kIndexBudget bytes: a thread that cannot have the index a
+// body needs parses it with the forward pass instead (the same answer,
+// slower). simdjson::internal::dom_parser_implementation is public in
+// simdjson.h but not part of simdjson's documented API: after a simdjson
+// upgrade, run the parse tests and both fuzzers before trusting it (written
+// against 3.0.1).
+constexpr std::size_t kIndexBudget = internal::kParseIndexBudget;
+std::atomic<std::size_t> g_index_bytes{0};
+
+class StructuralIndex {
+ public:
+  StructuralIndex() = default;
+  StructuralIndex(const StructuralIndex&) = delete;
+  StructuralIndex& operator=(const StructuralIndex&) = delete;
+  ~StructuralIndex() { g_index_bytes.fetch_sub(held_, std::memory_order_relaxed); }
+
+  // Makes room to index `length` bytes. Returns false when the budget has
+  // none (the index is then empty); throws std::bad_alloc when the
+  // allocator has none, as parse() does for every failed allocation.
+  bool reserve(std::size_t length) {
+    if (implementation_ && implementation_->capacity() >= length) return true;
+    // 1/8 of headroom, so a stream of slightly larger bodies does not
+    // reallocate each time.
+    std::size_t capacity = std::max<std::size_t>(length + length / 8, 4096);
+    capacity = std::min<std::size_t>(capacity, simdjson::SIMDJSON_MAXSIZE_BYTES);
+    if (length > capacity) return false;
+    release();
+    const std::size_t bytes = bytes_for(capacity);
+    std::size_t used = g_index_bytes.load(std::memory_order_relaxed);
+    do {
+      if (used > kIndexBudget || kIndexBudget - used < bytes) return false;
+    } while (!g_index_bytes.compare_exchange_weak(used, used + bytes, std::memory_order_relaxed));
+    held_ = bytes;
+    if (simdjson::get_active_implementation()->create_dom_parser_implementation(capacity, 1, implementation_) !=
+        simdjson::SUCCESS) {
+      release();
+      throw std::bad_alloc();
+    }
+    return true;
+  }
+
+  // Indexes `body` (after reserve()). Returns false when stage 1 refused
+  // it: the body is not valid JSON or not UTF-8, and which error comes first
+  // is the forward pass's to tell.
+  bool build(const Byte* body, std::size_t length) {
+    if (implementation_->stage1(body, length, simdjson::stage1_mode::regular) != simdjson::SUCCESS) return false;
+    // simdjson ends the index with `length` (the end of the body); set it
+    // here too, as the walk relies on it.
+    implementation_->structural_indexes[implementation_->n_structural_indexes] = static_cast<uint32_t>(length);
+    return true;
+  }
+  const uint32_t* begin() const { return implementation_->structural_indexes.get(); }
+  // Tokens in the body indexed last.
+  std::size_t size() const { return implementation_->n_structural_indexes; }
+
+ private:
+  // What create_dom_parser_implementation allocates: the index (rounded up
+  // to 64 entries, plus 9), the depth stacks (one level) and the object.
+  static std::size_t bytes_for(std::size_t capacity) { return (capacity + 64 + 9) * sizeof(uint32_t) + 256; }
+  void release() {
+    implementation_.reset();
+    g_index_bytes.fetch_sub(held_, std::memory_order_relaxed);
+    held_ = 0;
+  }
+
+  std::unique_ptr<simdjson::internal::dom_parser_implementation> implementation_;
+  std::size_t held_ = 0;  // bytes counted against kIndexBudget
+};
+
+// How the index walk checks long strings and copies items.
+enum class IndexKernel {
+  // SSE2: strings 16 bytes per step; items copied in runs between
+  // whitespace as the walk meets it (one 16- or 32-byte store per run).
+  baseline,
+  // AVX-512: strings 64 bytes per step (check_escapes_avx512()); items in
+  // runs as baseline does.
+  wide,
+  // wide, with each item copied whole at its end by compact_avx512(): its
+  // cost is per byte of the item, that of runs per token, and it is the
+  // faster where tokens are short (kMaxCompressedBytesPerToken).
+  wide_compressed,
+};
+
+// The grammar walk over the structural index, for pretty-printed bodies.
+// `p_` is the current token and `ix_` its entry in the index; the entry
+// after the last token holds the body's length, so past the last token
+// p_ == end_. Stage 1 validated UTF-8 and refused unclosed strings and raw
+// control characters; the walk checks everything else.
+class IndexWalk {
+ public:
+  // `stack` has room for min(max_depth, body size) + 1 entries; `output`
+  // for body size + 1 + kOutputSlack bytes.
+  // `kernel`: see IndexKernel (anything but baseline needs kWideIndexWalk).
+  IndexWalk(const Byte* body, std::size_t length, const uint32_t* index, std::size_t max_depth, char* output,
+            Byte* stack, IndexKernel kernel)
+      : buf_(body),
+        end_(body + length),
+        ix_(index),
+        p_(body + *index),
+        max_depth_(max_depth),
+        w_(output),
+        stack_(stack),
+        kernel_(kernel) {}
+
+  // The primitives run_body() uses. The cursor is on a token, or at_end().
+  bool at_end() const { return p_ == end_; }
+  Byte peek() const { return *p_; }
+  std::size_t max_depth() const { return max_depth_; }
+  // Moves past a one-byte token ({ } : ,).
+  void skip_byte() { next(); }
+  // Moves past the string at the cursor, setting `*span`.
+  Scan string(StringSpan* span) { return scan_string_at(span); }
+  Scan key(StringSpan* span) { return scan_string_at(span); }
+  // Moves past one value, validated and not copied.
+  Scan value(std::size_t depth) {
+    return kernel_ == IndexKernel::baseline ? scan_value<false, false, IndexKernel::baseline>(depth)
+                                            : scan_value<false, false, IndexKernel::wide>(depth);
+  }
+  // Moves past the value of "data", copying its items.
+  Scan data(std::size_t* items, bool* null_item) {
+    switch (kernel_) {
+      case IndexKernel::baseline:
+        return scan_data<IndexKernel::baseline>(items, null_item);
+      case IndexKernel::wide:
+        return scan_data<IndexKernel::wide>(items, null_item);
+      case IndexKernel::wide_compressed:
+        break;
+    }
+    return scan_data<IndexKernel::wide_compressed>(items, null_item);
+  }
+  // Bytes written to the output.
+  char* output_end() const { return w_; }
+  // Stage 1 validated the body's UTF-8.
+  bool saw_non_ascii() const { return false; }
+
+ private:
+  // Moves to the next token. The current one must be < end_.
+  void next() { p_ = buf_ + *++ix_; }
+  Scan scan_string_at(StringSpan* span) {
+    span->begin = reinterpret_cast<const char*>(p_ + 1);
+    span->has_escapes = false;
+    const Byte* after = kernel_ != IndexKernel::baseline
+                            ? check_string<true>(p_, buf_ + ix_[1], end_, &span->has_escapes)
+                            : check_string<false>(p_, buf_ + ix_[1], end_, &span->has_escapes);
+    if (after == nullptr) return Scan::invalid_json;
+    span->end = reinterpret_cast<const char*>(after - 1);
+    next();
+    return Scan::ok;
+  }
+
+  // Scans one complete value (any depth) at the current token. `depth` is
+  // the nesting depth of the container holding it. kCopy: the value is an
+  // item, copied minified to the output. kSplit (with kCopy): the value is
+  // the array of "data", each element an item; `*items` counts them and
+  // `*null_item` is set when one is null.
+  template <bool kCopy, bool kSplit, IndexKernel kKernel>
+  Scan scan_value(std::size_t depth, std::size_t* items = nullptr, bool* null_item = nullptr);
+  template <IndexKernel kKernel>
+  Scan scan_data(std::size_t* items, bool* null_item);
+
+  const Byte* buf_;
+  const Byte* end_;
+  const uint32_t* ix_;
+  const Byte* p_;
+  std::size_t max_depth_;
+  char* w_;
+  Byte* stack_;
+  IndexKernel kernel_;
+};
+
+// Copies the item [from, to) minified to `w` (wide_compressed only).
+template <IndexKernel kKernel>
+WRITEAPI_INLINE char* copy_item(char* w, const Byte* from, const Byte* to) {
+#if defined(WRITEAPI_HAVE_AVX512)
+  if constexpr (kKernel == IndexKernel::wide_compressed) return compact_avx512(from, to, w);
+#endif
+  (void)from, (void)to;
+  return w;
+}
+
+template <bool kCopy, bool kSplit, IndexKernel kKernel>
+__attribute__((aligned(64))) Scan IndexWalk::scan_value(std::size_t depth, std::size_t* items, bool* null_item) {
+  constexpr bool kWide = kKernel != IndexKernel::baseline;
+  constexpr bool kCompressed = kKernel == IndexKernel::wide_compressed;
+  // Iterative, so hostile nesting costs one byte of stack per level, not a
+  // stack frame. Locals, not members: a store through the char output
+  // pointer would otherwise force them back to memory.
+  const Byte* const buf = buf_;
+  const Byte* const end = end_;
+  const uint32_t* ix = ix_;
+  const Byte* p = p_;
+  char* w = w_;
+  const Byte* run = p;  // start of the item's bytes not yet copied
+  const Byte* token_end = p;
+  Byte* const stack = stack_;
+  std::size_t top = 0;                          // containers open inside this value
+  const std::size_t room = max_depth_ - depth;  // how many it may open
+  bool escapes = false;
+
+  // Moves past the current token, which ends at `after`. Whitespace shows
+  // as a gap before the next token: it splits the item's copy into runs
+  // (unless kCompressed, which copies whole items at their end).
+  auto next = [&](const Byte* after) __attribute__((always_inline)) {
+    const Byte* following = buf + *++ix;
+    if constexpr (kCopy && !kCompressed) {
+      if (following != after) {
+        w = copy_run(w, run, after, end);
+        run = following;
+      }
+    }
+    token_end = after;
+    p = following;
+  };
+  // After a number or literal: the next byte must end the token. (Stage 1
+  // makes "1x" or "truex" one token, so the next index lies beyond it.)
+  auto delimited = [&](const Byte* after) __attribute__((always_inline)) {
+    return after == buf + ix[1] || is_ws(*after);
+  };
+  Scan result = Scan::ok;
+  std::size_t count = 0;  // items ended (kSplit)
+  if constexpr (kSplit) {
+    // p at the '[' of "data": stack[0] stands for it, so top == 1 while
+    // inside an item. No copy: items start after it.
+    if (room < 1) goto deep;
+    p = buf + *++ix;
+    if (p < end && *p == ']') {
+      p = buf + *++ix;
+      goto done;
+    }
+    stack[top++] = kInArray;
+    run = p;
+    if (p < end && *p == 'n') *null_item = true;
+  }
+  for (;;) {
+    // A value at p.
+    if (p == end) goto invalid;
+    switch (*p) {
+      case '{':
+        if (top + 1 > room) goto deep;
+        next(p + 1);
+        if (p < end && *p == '}') {
+          next(p + 1);
+          break;
+        }
+        stack[top++] = kInObject;
+        goto object_key;
+      case '[':
+        if (top + 1 > room) goto deep;
+        next(p + 1);
+        if (p < end && *p == ']') {
+          next(p + 1);
+          break;
+        }
+        stack[top++] = kInArray;
+        continue;  // first element
+      case '"': {
+        const Byte* after = check_string<kWide>(p, buf + ix[1], end, &escapes);
+        if (after == nullptr) goto invalid;
+        next(after);
+        break;
+      }
+      case 't':
+        if (!starts_with_word(p, end, "true") || !delimited(p + 4)) goto invalid;
+        next(p + 4);
+        break;
+      case 'f':
+        if (end - p < 5 || !starts_with_word(p + 1, end, "alse") || !delimited(p + 5)) goto invalid;
+        next(p + 5);
+        break;
+      case 'n':
+        if (!starts_with_word(p, end, "null") || !delimited(p + 4)) goto invalid;
+        next(p + 4);
+        break;
+      default: {
+        const Byte* after = scan_number(p, end);
+        if (after == nullptr || !delimited(after)) goto invalid;
+        next(after);
+        break;
+      }
+    }
+    // After a complete value: close containers or move to the next member.
+    for (;;) {
+      if (top == 0) goto done;
+      if (p == end) goto invalid;
+      if constexpr (kSplit) {
+        if (top == 1) {
+          // An item ended at token_end (its copy up to the last gap is
+          // done, unless kCompressed). Separators between items are not
+          // copied.
+          if constexpr (kCompressed) {
+            w = copy_item<kKernel>(w, run, token_end);
+          } else if (token_end > run) {
+            w = copy_run(w, run, token_end, end);
+          }
+          *w++ = '\n';
+          ++count;
+          if (*p == ',') {
+            p = buf + *++ix;
+            run = p;
+            if (p < end && *p == 'n') *null_item = true;
+            goto next_value;
+          }
+          if (*p != ']') goto invalid;
+          p = buf + *++ix;
+          top = 0;
+          goto done;
+        }
+      }
+      Byte c = *p;
+      if (c == ',') {
+        next(p + 1);
+        if (stack[top - 1] == kInArray) goto next_value;
+        goto object_key;
+      }
+      if (c != (stack[top - 1] == kInArray ? ']' : '}')) goto invalid;
+      next(p + 1);
+      --top;
+    }
+  object_key:
+    if (p == end || *p != '"') goto invalid;
+    {
+      const Byte* after = check_string<kWide>(p, buf + ix[1], end, &escapes);
+      if (after == nullptr) goto invalid;
+      next(after);
+    }
+    if (p == end || *p != ':') goto invalid;
+    next(p + 1);
+  next_value:;
+  }
+deep:
+  result = Scan::too_deep;
+  goto done;
+invalid:
+  result = Scan::invalid_json;
+done:
+  if (result == Scan::ok) {
+    ix_ = ix;
+    p_ = p;
+    if constexpr (kCopy) {
+      if constexpr (kSplit) {
+        *items = count;
+      } else if (kCompressed) {
+        w = copy_item<kKernel>(w, run, token_end);
+      } else if (token_end > run) {
+        w = copy_run(w, run, token_end, end);
+      }
+      w_ = w;
+    }
+  }
+  return result;
+}
+
+template <IndexKernel kKernel>
+Scan IndexWalk::scan_data(std::size_t* items, bool* null_item) {
+  // p_ at the value of "data". A top-level array is split into items.
+  *items = 0;
+  if (*p_ == '[') return scan_value<true, true, kKernel>(1, items, null_item);
+  if (*p_ == 'n') *null_item = true;
+  if (Scan s = scan_value<true, false, kKernel>(1); s != Scan::ok) return s;
+  *w_++ = '\n';
+  *items = 1;
+  return Scan::ok;
 }
 
 __attribute__((noinline)) void unescape_escapes(const StringSpan& span, std::string* out) {
@@ -1044,6 +1596,66 @@ Status run_body(Walk& walk, ParsedRequest* request) {
 // that no request's body can be the one to meet a failing allocation there.
 [[maybe_unused]] const bool kSimdjsonReady = simdjson::validate_utf8("", 0);
 
+thread_local internal::ParseWalk t_walk = internal::ParseWalk::automatic;
+
+// True when simdjson's stage 1 runs 64 bytes per step here (its AVX-512
+// kernel): there the index walk is faster than the forward pass on
+// pretty-printed bodies. With its 32-byte kernel (AVX2) the two are even on
+// the largest and the forward pass is faster on the rest (docs/BENCHMARKS.md).
+bool index_walk_pays() {
+  static const bool pays = simdjson::get_active_implementation()->name() == "icelake";
+  return pays;
+}
+
+// Pretty-printed bodies of kMinIndexedBody bytes or more go to the index
+// walk, where whitespace costs nothing; below that stage 1's fixed cost
+// outweighs the whitespace it saves.
+constexpr std::size_t kMinIndexedBody = 320;
+
+// True when the body looks pretty-printed: a line break before its first
+// quote (formatters break right after the opening brace), or a quarter of
+// the 64 bytes at its middle whitespace (a compact envelope around
+// pretty-printed data). Only a guess at which walk is faster: both give the
+// same answer for every body.
+bool looks_pretty(const Byte* json, std::size_t length) {
+  for (std::size_t i = 0; i < length && i < 64 && json[i] != '"'; ++i)
+    if (json[i] == '\n') return true;
+  if (length < 128) return false;
+  const Byte* middle = json + length / 2 - 32;
+  int spaces = 0;
+  for (int i = 0; i < 64; ++i) spaces += is_ws(middle[i]);
+  return spaces >= 16;
+}
+
+// Bodies with fewer bytes than this per token (of the structural index) have
+// their items copied by compact_avx512(), the others in runs. Measured on
+// an AVX-512 CPU (docs/BENCHMARKS.md): compression was the faster at 6.6
+// (tab indentation), 8.3 and 8.6 bytes per token (batches of small objects,
+// 4-space indentation), runs at 11 and more (deep 4-space indentation, long
+// strings).
+constexpr std::size_t kMaxCompressedBytesPerToken = 10;
+
+IndexKernel index_kernel(std::size_t length, std::size_t tokens) {
+  if (!kWideIndexWalk || t_walk == internal::ParseWalk::indexed_baseline) return IndexKernel::baseline;
+  if (t_walk == internal::ParseWalk::indexed_compressed || length < kMaxCompressedBytesPerToken * tokens)
+    return IndexKernel::wide_compressed;
+  return IndexKernel::wide;
+}
+
+bool wants_index(const Byte* json, std::size_t length) {
+  switch (t_walk) {
+    case internal::ParseWalk::forward:
+      return false;
+    case internal::ParseWalk::indexed:
+    case internal::ParseWalk::indexed_baseline:
+    case internal::ParseWalk::indexed_compressed:
+      return true;
+    case internal::ParseWalk::automatic:
+      break;
+  }
+  return length >= kMinIndexedBody && index_walk_pays() && looks_pretty(json, length);
+}
+
 // Clears what parse() reports besides the lines.
 void clear_fields(ParsedRequest* out) {
   out->access_key.clear();
@@ -1073,14 +1685,25 @@ Status parse_body(std::string_view body, ParsedRequest* out, const ParseOptions&
   thread_local std::array<Byte, kKeyGuessSlots> key_guesses{};
   const std::size_t stack_size = std::min(options.max_depth, length) + 1;
   if (stack.size() < stack_size) stack.resize(stack_size);
+  // The index is reused per thread too, within kIndexBudget for all.
+  thread_local StructuralIndex index;
+  const bool indexed = wants_index(json, length) && index.reserve(length) && index.build(json, length);
   auto run = [&](char* output, char** output_end) {
+    auto walk_with = [&](auto& walk) {
+      Status status = run_body(walk, out);
+      *output_end = walk.output_end();
+      // A failed walk may have stopped before a bad byte; invalid UTF-8
+      // takes precedence over every other error.
+      check_utf8 = !status.ok() || walk.saw_non_ascii();
+      return status;
+    };
+    if (indexed) {
+      IndexWalk walk(json, length, index.begin(), options.max_depth, output, stack.data(),
+                     index_kernel(length, index.size()));
+      return walk_with(walk);
+    }
     ForwardWalk walk(json, length, options.max_depth, output, stack.data(), key_guesses.data());
-    Status status = run_body(walk, out);
-    *output_end = walk.output_end();
-    // A failed walk may have stopped before a bad byte; invalid UTF-8
-    // takes precedence over every other error.
-    check_utf8 = !status.ok() || walk.saw_non_ascii();
-    return status;
+    return walk_with(walk);
   };
   // Lines are never longer than the body plus one newline; the walk writes
   // them straight into `lines`.
@@ -1129,6 +1752,9 @@ Status parse_body(std::string_view body, ParsedRequest* out, const ParseOptions&
 }
 
 }  // namespace
+
+void internal::set_parse_walk(ParseWalk walk) { t_walk = walk; }
+std::size_t internal::parse_index_bytes() { return g_index_bytes.load(std::memory_order_relaxed); }
 
 Status parse(std::string_view body, ParsedRequest* out, const ParseOptions& options) {
   clear_fields(out);

@@ -20,6 +20,8 @@
 //     equal to the DOM's item, and byte for byte the item's text from the
 //     body minus whitespace outside strings (an independent minifier).
 //   - A smaller max_depth changes the answer only to too_deep.
+//   - parse()'s two walks (lib/src/parse_walk.h), each forced, give the
+//     same answer as the one parse() picks: every field, every line.
 #include <regex.h>
 #include <simdjson.h>
 
@@ -32,6 +34,7 @@
 #include <vector>
 
 #include "oracle.h"
+#include "parse_walk.h"
 #include "writeapi/parse.h"
 
 #define EXPECT(condition, detail) WRITEAPI_FUZZ_EXPECT("fuzz_parse", condition, detail)
@@ -511,6 +514,27 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, std::size_t size) {
     if (status.ok()) {
       EXPECT(out_shallow.lines == out.lines && out_shallow.item_count == out.item_count, shallow_context);
     }
+  }
+
+  // Each walk, forced, gives the answer parse() gave with the one it picked.
+  using writeapi::internal::ParseWalk;
+  for (ParseWalk walk :
+       {ParseWalk::forward, ParseWalk::indexed, ParseWalk::indexed_baseline, ParseWalk::indexed_compressed}) {
+    writeapi::internal::set_parse_walk(walk);
+    ParsedRequest forced;
+    const Status status_forced = writeapi::parse(body, &forced);
+    writeapi::internal::set_parse_walk(ParseWalk::automatic);
+    const char* walk_name = walk == ParseWalk::forward            ? "forward"
+                            : walk == ParseWalk::indexed          ? "indexed"
+                            : walk == ParseWalk::indexed_baseline ? "indexed_baseline"
+                                                                  : "indexed_compressed";
+    const std::string forced_context = verdict + walk_name + " walk: " + name(status_forced.code()) + "\n";
+    EXPECT(status_forced.code() == code, forced_context);
+    EXPECT(forced.lines == out.lines && forced.item_count == out.item_count && forced.access_key == out.access_key,
+           forced_context);
+    EXPECT(forced.has_device_id == out.has_device_id && forced.device_id == out.device_id &&
+               forced.has_request_id == out.has_request_id && forced.request_id == out.request_id,
+           forced_context);
   }
   return 0;
 }

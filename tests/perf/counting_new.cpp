@@ -33,11 +33,12 @@ void* operator new(std::size_t size) {
 }
 void operator delete(void* p) noexcept { std::free(p); }
 void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-// The nothrow form too (simdjson allocates its parser with it): left to the
-// library, it would come from another allocator than the free() above,
+// The nothrow form too (simdjson allocates its parser and parse()'s
+// structural index with it), counted and failed like the others: left to
+// the library, it would come from another allocator than the free() above,
 // which AddressSanitizer reports as alloc-dealloc-mismatch.
 void* operator new(std::size_t size, const std::nothrow_t&) noexcept {
-  if (g_counting.load(std::memory_order_relaxed)) g_allocations.fetch_add(1, std::memory_order_relaxed);
+  if (g_counting.load(std::memory_order_relaxed) && count_allocation()) return nullptr;
   return std::malloc(size == 0 ? 1 : size);
 }
 void operator delete(void* p, const std::nothrow_t&) noexcept { std::free(p); }

@@ -3,12 +3,16 @@
 #include <simdjson.h>
 #include <catch2/catch.hpp>
 
+#include <condition_variable>
 #include <cstddef>
+#include <mutex>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include "api_document.h"
+#include "parse_walk.h"
 #include "writeapi/parse.h"
 
 using writeapi::ErrorCode;
@@ -1278,4 +1282,132 @@ TEST_CASE("parse: agrees with simdjson on validity and emits valid JSON lines", 
       CHECK(line_ok);
     }
   }
+}
+
+// ---------------------------------------------------------------------------
+// The two walks (lib/src/parse_walk.h): the forward pass and the walk over
+// simdjson's stage-1 index give the same answer for every body.
+
+namespace {
+
+struct Answer {
+  ErrorCode code;
+  std::string lines, access_key, device_id, request_id;
+  bool has_device_id, has_request_id;
+  std::size_t items;
+  bool operator==(const Answer& o) const {
+    return code == o.code && lines == o.lines && access_key == o.access_key && device_id == o.device_id &&
+           request_id == o.request_id && has_device_id == o.has_device_id && has_request_id == o.has_request_id &&
+           items == o.items;
+  }
+};
+
+Answer answer_with(writeapi::internal::ParseWalk walk, std::string_view body, std::size_t max_depth = 1024) {
+  writeapi::internal::set_parse_walk(walk);
+  ParsedRequest out;
+  ParseOptions options;
+  options.max_depth = max_depth;
+  const Status s = writeapi::parse(body, &out, options);
+  writeapi::internal::set_parse_walk(writeapi::internal::ParseWalk::automatic);
+  return {s.code(),       out.lines,         out.access_key,     out.device_id,
+          out.request_id, out.has_device_id, out.has_request_id, out.item_count};
+}
+
+}  // namespace
+
+TEST_CASE("parse: the forward and index walks agree on every one-byte change of pretty-printed bodies", "[parse]") {
+  // indexed: with AVX-512 where the CPU has it; indexed_baseline: SSE2
+  // only; indexed_compressed: items copied by SIMD compression.
+  using writeapi::internal::ParseWalk;
+  const std::string pretty_batch = R"({
+  "accessKey": "k\u0041y",
+  "deviceId": "dev-1",
+  "requestId": "r1",
+  "extra": [true, false, null, {"x": "\"q\\"}],
+  "data": [
+    {"t": 1584156800, "v": [-0.5e+3, 12, 0], "s": "caf\u00e9 é"},
+    null,
+    [[1], {}],
+    "plain"
+  ]
+})";
+  const std::string bodies[] = {writeapi::testing::kDocumentBody, pretty_batch,
+                                "\n" + std::string(400, ' ') + with_data("[1,2,3]") + "\n\t\r "};
+  const unsigned char replacements[] = {' ', '\n', '"', '\\', '{', '}', '[',  ']',  ',',  ':',
+                                        '0', '1',  '-', 'e',  'x', 'n', 0x01, 0x7f, 0xc3, 0xff};
+  std::size_t compared = 0;
+  for (const std::string& body : bodies) {
+    for (std::size_t depth : {std::size_t{1}, std::size_t{2}, std::size_t{3}, std::size_t{1024}}) {
+      REQUIRE(answer_with(ParseWalk::forward, body, depth) == answer_with(ParseWalk::indexed, body, depth));
+      REQUIRE(answer_with(ParseWalk::forward, body, depth) == answer_with(ParseWalk::indexed_baseline, body, depth));
+      REQUIRE(answer_with(ParseWalk::forward, body, depth) == answer_with(ParseWalk::indexed_compressed, body, depth));
+    }
+    for (std::size_t i = 0; i < body.size(); ++i) {
+      for (unsigned char c : replacements) {
+        std::string changed = body;
+        changed[i] = static_cast<char>(c);
+        for (std::string_view variant : {std::string_view(changed), std::string_view(changed).substr(0, i + 1)}) {
+          INFO("offset " << i << " byte " << int(c) << " length " << variant.size());
+          const Answer forward = answer_with(ParseWalk::forward, variant);
+          const Answer indexed = answer_with(ParseWalk::indexed, variant);
+          const Answer baseline = answer_with(ParseWalk::indexed_baseline, variant);
+          const Answer compressed = answer_with(ParseWalk::indexed_compressed, variant);
+          CHECK(name_of(forward.code) == name_of(indexed.code));
+          CHECK(forward == indexed);
+          CHECK(forward == baseline);
+          CHECK(forward == compressed);
+          ++compared;
+        }
+      }
+    }
+  }
+  CHECK(compared > 10000);
+}
+
+TEST_CASE("parse: index memory is bounded for all threads together and returned when a thread ends", "[parse]") {
+  using writeapi::internal::ParseWalk;
+  // A pretty-printed body whose index takes more than half the budget: two
+  // threads cannot both hold one.
+  std::string body = "{\n  \"accessKey\": \"k\",\n  \"data\": [\n";
+  const std::string item = "    {\n      \"t\": 1584156800,\n      \"v\": \"abcdefghij\"\n    },\n";
+  while (body.size() < writeapi::internal::kParseIndexBudget / 4 * 5 / 8) body += item;
+  body += "    1\n  ]\n}\n";
+  const Answer expected = answer_with(ParseWalk::forward, body);
+  REQUIRE(expected.code == ErrorCode::ok);
+  const std::size_t before = writeapi::internal::parse_index_bytes();
+
+  std::mutex mutex;
+  std::condition_variable changed;
+  int stage = 0;
+  auto wait_for = [&](int s) {
+    std::unique_lock<std::mutex> lock(mutex);
+    changed.wait(lock, [&] { return stage >= s; });
+  };
+  auto advance = [&] {
+    std::lock_guard<std::mutex> lock(mutex);
+    ++stage;
+    changed.notify_all();
+  };
+  Answer first, second;
+  std::size_t held_by_first = 0, held_by_both = 0;
+  std::thread a([&] {
+    first = answer_with(ParseWalk::indexed, body);
+    held_by_first = writeapi::internal::parse_index_bytes();
+    advance();    // stage 1: a holds its index
+    wait_for(2);  // until b has parsed
+  });
+  std::thread b([&] {
+    wait_for(1);
+    second = answer_with(ParseWalk::indexed, body);  // no room: the forward pass
+    held_by_both = writeapi::internal::parse_index_bytes();
+    advance();
+  });
+  a.join();
+  b.join();
+  CHECK(first == expected);
+  CHECK(second == expected);
+  CHECK(held_by_first - before > body.size() * 4);
+  CHECK(held_by_first <= writeapi::internal::kParseIndexBudget);
+  CHECK(held_by_both == held_by_first);
+  CHECK(writeapi::internal::parse_index_bytes() == before);
 }
