@@ -527,8 +527,13 @@ __attribute__((target("avx512f,avx512bw,avx512vbmi2,pclmul"), noinline)) char* c
 
 // The CPU has what the wide index walk (compact_avx512() and
 // check_escapes_avx512()) needs.
-const bool kWideIndexWalk = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                            __builtin_cpu_supports("avx512vbmi2") && __builtin_cpu_supports("pclmul");
+// (__builtin_cpu_init first: this may run before libgcc's own
+// initialisation of what __builtin_cpu_supports reads.)
+const bool kWideIndexWalk = [] {
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+         __builtin_cpu_supports("avx512vbmi2") && __builtin_cpu_supports("pclmul");
+}();
 #else
 constexpr bool kWideIndexWalk = false;
 #endif
