@@ -57,6 +57,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_set>
+#include <utility>
 #include <vector>
 
 #if defined(__SSE2__)
@@ -429,6 +430,21 @@ WRITEAPI_INLINE bool check_escapes(const Byte* p, const Byte* close, const Byte*
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define WRITEAPI_HAVE_AVX512 1
+// The bytes of a 64-byte block that are escaped, given the block's
+// backslashes: each byte that an odd run of backslashes ends before
+// (simdjson's stage 1 finds them the same way). `*carry` is 1 when the
+// block's first byte is escaped by the block before; it is set for the
+// next block.
+WRITEAPI_INLINE uint64_t escaped_bytes(uint64_t backslash, uint64_t* carry) {
+  constexpr uint64_t kEven = 0x5555555555555555;
+  const uint64_t first = *carry;
+  backslash &= ~first;
+  const uint64_t follows = backslash << 1 | first;
+  const uint64_t odd_starts = backslash & ~kEven & ~follows;
+  uint64_t even_starts;
+  *carry = __builtin_add_overflow(odd_starts, backslash, &even_starts) ? 1 : 0;
+  return (kEven ^ (even_starts << 1)) & follows;
+}
 // check_escapes() for CPUs with AVX-512BW, where the index walk runs
 // (index_walk_pays()): 64 bytes per step, and the escapes of a block
 // checked together rather than one by one. A byte is escaped when an odd
@@ -439,7 +455,6 @@ WRITEAPI_INLINE bool check_escapes(const Byte* p, const Byte* close, const Byte*
 // inlined into code built for the baseline.
 __attribute__((target("avx512f,avx512bw"), noinline)) bool check_escapes_avx512(const Byte* p, const Byte* close,
                                                                                 const Byte* end, bool* escapes) {
-  constexpr uint64_t kEven = 0x5555555555555555;
   uint64_t carry = 0;          // the block's first byte is escaped
   const Byte* checked_to = p;  // \u escapes before this are checked
   for (; p < close; p += 64) {
@@ -447,15 +462,10 @@ __attribute__((target("avx512f,avx512bw"), noinline)) bool check_escapes_avx512(
     const uint64_t in = left >= 64 ? ~uint64_t{0} : (uint64_t{1} << left) - 1;
     // Bytes at and past `close` are not loaded (masked) when it is near.
     const __m512i block = left >= 64 ? _mm512_loadu_si512(p) : _mm512_maskz_loadu_epi8(in, p);
-    uint64_t backslash = _mm512_cmpeq_epi8_mask(block, _mm512_set1_epi8('\\')) & in;
+    const uint64_t backslash = _mm512_cmpeq_epi8_mask(block, _mm512_set1_epi8('\\')) & in;
     if ((backslash | carry) == 0) continue;
     *escapes = true;
-    backslash &= ~carry;
-    const uint64_t follows = backslash << 1 | carry;
-    const uint64_t odd_starts = backslash & ~kEven & ~follows;
-    uint64_t even_starts;
-    carry = __builtin_add_overflow(odd_starts, backslash, &even_starts) ? 1 : 0;
-    const uint64_t escaped = (kEven ^ (even_starts << 1)) & follows;
+    const uint64_t escaped = escaped_bytes(backslash, &carry);
 #define WRITEAPI_IS(c) _mm512_cmpeq_epi8_mask(block, _mm512_set1_epi8(c))
     const uint64_t simple = WRITEAPI_IS('"') | WRITEAPI_IS('\\') | WRITEAPI_IS('/') | WRITEAPI_IS('b') |
                             WRITEAPI_IS('f') | WRITEAPI_IS('n') | WRITEAPI_IS('r') | WRITEAPI_IS('t');
@@ -482,24 +492,15 @@ __attribute__((target("avx512f,avx512bw"), noinline)) bool check_escapes_avx512(
 // are loaded and stored under masks.
 __attribute__((target("avx512f,avx512bw,avx512vbmi2,pclmul"), noinline)) char* compact_avx512(const Byte* p,
                                                                                               const Byte* to, char* w) {
-  constexpr uint64_t kEven = 0x5555555555555555;
   uint64_t carry = 0;   // the block's first byte is escaped
   uint64_t inside = 0;  // all ones when the block starts inside a string
   for (; p < to; p += 64) {
     const std::size_t left = static_cast<std::size_t>(to - p);
     const uint64_t in = left >= 64 ? ~uint64_t{0} : (uint64_t{1} << left) - 1;
     const __m512i block = left >= 64 ? _mm512_loadu_si512(p) : _mm512_maskz_loadu_epi8(in, p);
-    uint64_t backslash = _mm512_cmpeq_epi8_mask(block, _mm512_set1_epi8('\\'));
-    uint64_t escaped = carry;
-    carry = 0;
-    if (backslash != 0) {
-      backslash &= ~escaped;
-      const uint64_t follows = backslash << 1 | escaped;
-      const uint64_t odd_starts = backslash & ~kEven & ~follows;
-      uint64_t even_starts;
-      carry = __builtin_add_overflow(odd_starts, backslash, &even_starts) ? 1 : 0;
-      escaped = (kEven ^ (even_starts << 1)) & follows;
-    }
+    const uint64_t backslash = _mm512_cmpeq_epi8_mask(block, _mm512_set1_epi8('\\'));
+    // escaped_bytes() only where there is a backslash: most blocks have none.
+    const uint64_t escaped = backslash != 0 ? escaped_bytes(backslash, &carry) : std::exchange(carry, 0);
     const uint64_t quotes = _mm512_cmpeq_epi8_mask(block, _mm512_set1_epi8('"')) & ~escaped;
     // Bit i of the prefix XOR: the parity of the quotes at or below i.
     const uint64_t strings =
