@@ -909,6 +909,27 @@ Scan ForwardWalk::scan_data(std::size_t* items, bool* null_item) {
 constexpr std::size_t kIndexBudget = internal::kParseIndexBudget;
 std::atomic<std::size_t> g_index_bytes{0};
 
+// simdjson's SIMD kernels, looked up once (nullptr where this simdjson has
+// none of that name). Their stage 1 reads only inside the body, copying its
+// last partial block into a padded one; the fallback kernel's reads a byte
+// past the end of a body that ends inside a string, so the index walk never
+// runs on it (nor on any kernel not named here).
+struct Kernels {
+  const simdjson::implementation* icelake;
+  const simdjson::implementation* haswell;
+  const simdjson::implementation* westmere;
+};
+const Kernels& kernels() {
+  static const Kernels k{simdjson::get_available_implementations()["icelake"],
+                         simdjson::get_available_implementations()["haswell"],
+                         simdjson::get_available_implementations()["westmere"]};
+  return k;
+}
+bool stage1_reads_inside(const simdjson::implementation* kernel) {
+  const Kernels& k = kernels();
+  return kernel != nullptr && (kernel == k.icelake || kernel == k.haswell || kernel == k.westmere);
+}
+
 class StructuralIndex {
  public:
   StructuralIndex() = default;
@@ -916,11 +937,13 @@ class StructuralIndex {
   StructuralIndex& operator=(const StructuralIndex&) = delete;
   ~StructuralIndex() { g_index_bytes.fetch_sub(held_, std::memory_order_relaxed); }
 
-  // Makes room to index `length` bytes. Returns false when the budget has
-  // none (the index is then empty); throws std::bad_alloc when the
-  // allocator has none, as parse() does for every failed allocation.
-  bool reserve(std::size_t length) {
-    if (implementation_ && implementation_->capacity() >= length) return true;
+  // Makes room to index `length` bytes with `kernel`'s stage 1 (simdjson's
+  // active implementation, which a program may change: an index made by
+  // another is made again). Returns false when the budget has none (the
+  // index is then empty); throws std::bad_alloc when the allocator has
+  // none, as parse() does for every failed allocation.
+  bool reserve(std::size_t length, const simdjson::implementation* kernel) {
+    if (implementation_ && kernel_ == kernel && implementation_->capacity() >= length) return true;
     // 1/8 of headroom, so a stream of slightly larger bodies does not
     // reallocate each time.
     std::size_t capacity = std::max<std::size_t>(length + length / 8, 4096);
@@ -933,11 +956,11 @@ class StructuralIndex {
       if (used > kIndexBudget || kIndexBudget - used < bytes) return false;
     } while (!g_index_bytes.compare_exchange_weak(used, used + bytes, std::memory_order_relaxed));
     held_ = bytes;
-    if (simdjson::get_active_implementation()->create_dom_parser_implementation(capacity, 1, implementation_) !=
-        simdjson::SUCCESS) {
+    if (kernel->create_dom_parser_implementation(capacity, 1, implementation_) != simdjson::SUCCESS) {
       release();
       throw std::bad_alloc();
     }
+    kernel_ = kernel;
     return true;
   }
 
@@ -966,7 +989,8 @@ class StructuralIndex {
   }
 
   std::unique_ptr<simdjson::internal::dom_parser_implementation> implementation_;
-  std::size_t held_ = 0;  // bytes counted against kIndexBudget
+  const simdjson::implementation* kernel_ = nullptr;  // the one that made implementation_
+  std::size_t held_ = 0;                              // bytes counted against kIndexBudget
 };
 
 // How the index walk checks long strings and copies items.
@@ -1604,13 +1628,13 @@ Status run_body(Walk& walk, ParsedRequest* request) {
 
 thread_local internal::ParseWalk t_walk = internal::ParseWalk::automatic;
 
-// True when simdjson's stage 1 runs 64 bytes per step here (its AVX-512
-// kernel): there the index walk is faster than the forward pass on
-// pretty-printed bodies. With its 32-byte kernel (AVX2) the two are even on
-// the largest and the forward pass is faster on the rest (docs/BENCHMARKS.md).
-bool index_walk_pays() {
-  static const bool pays = simdjson::get_active_implementation()->name() == "icelake";
-  return pays;
+// True when `kernel`, simdjson's active one, runs stage 1 64 bytes per step
+// (its AVX-512 kernel): there the index walk is faster than the forward
+// pass on pretty-printed bodies. With its 32-byte kernel (AVX2) the two are
+// even on the largest and the forward pass is faster on the rest
+// (docs/BENCHMARKS.md).
+bool index_walk_pays(const simdjson::implementation* kernel) {
+  return kernel != nullptr && kernel == kernels().icelake;
 }
 
 // Pretty-printed bodies of kMinIndexedBody bytes or more go to the index
@@ -1648,7 +1672,8 @@ IndexKernel index_kernel(std::size_t length, std::size_t tokens) {
   return IndexKernel::wide;
 }
 
-bool wants_index(const Byte* json, std::size_t length) {
+bool wants_index(const Byte* json, std::size_t length, const simdjson::implementation* kernel) {
+  if (!stage1_reads_inside(kernel)) return false;
   switch (t_walk) {
     case internal::ParseWalk::forward:
       return false;
@@ -1659,7 +1684,7 @@ bool wants_index(const Byte* json, std::size_t length) {
     case internal::ParseWalk::automatic:
       break;
   }
-  return length >= kMinIndexedBody && index_walk_pays() && looks_pretty(json, length);
+  return length >= kMinIndexedBody && index_walk_pays(kernel) && looks_pretty(json, length);
 }
 
 // Clears what parse() reports besides the lines.
@@ -1693,7 +1718,8 @@ Status parse_body(std::string_view body, ParsedRequest* out, const ParseOptions&
   if (stack.size() < stack_size) stack.resize(stack_size);
   // The index is reused per thread too, within kIndexBudget for all.
   thread_local StructuralIndex index;
-  const bool indexed = wants_index(json, length) && index.reserve(length) && index.build(json, length);
+  const simdjson::implementation* const kernel = simdjson::get_active_implementation();
+  const bool indexed = wants_index(json, length, kernel) && index.reserve(length, kernel) && index.build(json, length);
   auto run = [&](char* output, char** output_end) {
     auto walk_with = [&](auto& walk) {
       Status status = run_body(walk, out);

@@ -17,9 +17,11 @@ enum class ParseWalk {
   automatic,
   // The forward pass for every body.
   forward,
-  // The index walk for every body, as long as the index memory budget has
-  // room (the forward pass otherwise) and stage 1 accepts the body (for a
-  // body it refuses, the forward pass tells which error comes first). On a
+  // The index walk for every body, as long as simdjson's active kernel is
+  // one of its SIMD ones (its fallback kernel's stage 1 reads past the end
+  // of some bodies), the index memory budget has room (the forward pass
+  // otherwise) and stage 1 accepts the body (for a body it refuses, the
+  // forward pass tells which error comes first). On a
   // CPU with AVX-512 VBMI2 it checks long strings 64 bytes per step and
   // copies items either by SIMD compression or in runs between whitespace,
   // by which is faster for the body; elsewhere it uses SSE2 only.

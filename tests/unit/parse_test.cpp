@@ -3,8 +3,12 @@
 #include <simdjson.h>
 #include <catch2/catch.hpp>
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <condition_variable>
 #include <cstddef>
+#include <cstring>
 #include <mutex>
 #include <string>
 #include <string_view>
@@ -1414,4 +1418,76 @@ TEST_CASE("parse: index memory is bounded for all threads together and returned 
   CHECK(held_by_first <= writeapi::internal::kParseIndexBudget);
   CHECK(held_by_both == held_by_first);
   CHECK(writeapi::internal::parse_index_bytes() == before);
+}
+
+namespace {
+
+// `body` copied to the end of a readable page followed by an unreadable
+// one: a read past its end faults, even in code that sanitizers do not see
+// (simdjson is not instrumented).
+class GuardedBody {
+ public:
+  explicit GuardedBody(std::string_view body) {
+    page_ = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
+    pages_ = (body.size() + page_ - 1) / page_ + 1;
+    base_ =
+        static_cast<char*>(mmap(nullptr, pages_ * page_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+    REQUIRE(base_ != MAP_FAILED);
+    REQUIRE(mprotect(base_ + (pages_ - 1) * page_, page_, PROT_NONE) == 0);
+    char* at = base_ + (pages_ - 1) * page_ - body.size();
+    std::memcpy(at, body.data(), body.size());
+    view_ = std::string_view(at, body.size());
+  }
+  GuardedBody(const GuardedBody&) = delete;
+  GuardedBody& operator=(const GuardedBody&) = delete;
+  ~GuardedBody() { munmap(base_, pages_ * page_); }
+  std::string_view view() const { return view_; }
+
+ private:
+  std::size_t page_ = 0, pages_ = 0;
+  char* base_ = nullptr;
+  std::string_view view_;
+};
+
+}  // namespace
+
+TEST_CASE("parse: no walk reads past the body's end on any of simdjson's kernels", "[parse]") {
+  using writeapi::internal::ParseWalk;
+  // simdjson's fallback kernel reads a byte past a body that ends inside a
+  // string (a cut UTF-8 sequence among others): the index walk must never
+  // run its stage 1, even when a program makes it the active kernel after
+  // parse() has used another.
+  const std::string pad = "{\n" + std::string(400, ' ');
+  const std::string bodies[] = {
+      "\"\xc3",
+      "\"\xe2\x82",
+      "\"\xf0\x9f\x98",
+      R"({"accessKey":"k","data":")"
+      "\xc3",
+      pad + "\"\xc3",
+      pad + R"("accessKey": "k", "data": "abc)",
+      pad + R"("accessKey": "k", "data": "a\)",
+      pad + R"("accessKey": "k", "data": [1, 2)",
+      pad + R"("accessKey": "k", "data": tru)",
+      pad + R"("accessKey": "k", "data": 12)",
+      pad + R"("accessKey": "k", "data": [1, 2]})",
+      writeapi::testing::kDocumentBody,
+  };
+  auto& active = simdjson::get_active_implementation();
+  const simdjson::implementation* const original = active;
+  for (const char* name : {"icelake", "haswell", "westmere", "fallback"}) {
+    const simdjson::implementation* kernel = simdjson::get_available_implementations()[name];
+    if (kernel == nullptr || !kernel->supported_by_runtime_system()) continue;
+    active = kernel;
+    for (const std::string& text : bodies) {
+      const Answer expected = answer_with(ParseWalk::forward, text);
+      for (ParseWalk walk :
+           {ParseWalk::automatic, ParseWalk::indexed, ParseWalk::indexed_baseline, ParseWalk::indexed_compressed}) {
+        INFO("kernel " << name << ", walk " << static_cast<int>(walk) << ", body " << text);
+        const GuardedBody guarded(text);
+        CHECK(answer_with(walk, guarded.view()) == expected);
+      }
+    }
+  }
+  active = original;
 }
